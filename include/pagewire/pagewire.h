@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pagewire - RDMA over TCP with demand-paged memory regions.
+ *
+ * The API is shaped after libibverbs + librdmacm so that a verbs programmer
+ * feels at home: a context (the "device") owns a progress engine that plays
+ * the role of the NIC; protection domains group memory regions and queue
+ * pairs; work requests are posted to reliable-connected QPs and complete on
+ * completion queues.
+ *
+ * Error convention (one for the whole API):
+ *  - functions returning int return 0 on success or a negative errno
+ *    (-EINVAL, -ENOMEM, ...);
+ *  - constructors (pw_open, pw_alloc_pd, pw_reg_mr, pw_create_cq,
+ *    pw_connect, ...) return NULL on failure and set errno;
+ *  - pw_poll_cq returns the number of completions (>= 0) or a negative errno;
+ *  - pw_last_error() returns a human-readable sentence about the last
+ *    failure in the calling thread (e.g. which limit was hit).
+ *
+ * Thread safety: every call may be made from any thread. Posting to one QP
+ * from several threads is serialised internally.
+ */
+#ifndef PAGEWIRE_PAGEWIRE_H
+#define PAGEWIRE_PAGEWIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PW_MAX_PRIVATE_DATA	256	/* bytes of CM private data each way */
+#define PW_MAX_SGE		16	/* per work request */
+#define PW_MAX_INLINE_DATA	1024	/* largest max_inline_data a QP accepts */
+#define PW_MAX_MSG_SIZE		(1u << 31) /* largest message, as IBA */
+#define PW_MAX_QP_WR		16384	/* largest max_send_wr / max_recv_wr */
+#define PW_MAX_CQE		(1 << 22)
+
+/* ------------------------------------------------------------------ */
+/* Objects. Public fields are read-only for the application.           */
+/* ------------------------------------------------------------------ */
+
+struct pw_context;
+struct pw_listener;
+
+/**
+ * struct pw_context_attr - options for pw_open()
+ * @flags: reserved, must be 0.
+ *
+ * A NULL attr gives the defaults.
+ */
+struct pw_context_attr {
+	uint32_t flags;
+};
+
+/** struct pw_pd - protection domain */
+struct pw_pd {
+	struct pw_context *context;
+};
+
+/**
+ * enum pw_access_flags - memory region and QP access rights
+ *
+ * As ibv_reg_mr(3): REMOTE_WRITE and REMOTE_ATOMIC require LOCAL_WRITE.
+ */
+enum pw_access_flags {
+	PW_ACCESS_LOCAL_WRITE	= 1 << 0,
+	PW_ACCESS_REMOTE_WRITE	= 1 << 1,
+	PW_ACCESS_REMOTE_READ	= 1 << 2,
+	PW_ACCESS_REMOTE_ATOMIC	= 1 << 3,
+	/* Not pinned: pages are faulted in on demand (seed: demand paging). */
+	PW_ACCESS_ON_DEMAND	= 1 << 6,
+};
+
+/**
+ * struct pw_mr - memory region
+ * @addr:   start of the region (NULL for implicit ODP)
+ * @length: bytes (SIZE_MAX for implicit ODP)
+ * @lkey:   key for local SGEs
+ * @rkey:   key a peer uses for RDMA READ/WRITE/ATOMIC into this region
+ * @access: PW_ACCESS_* the region was registered with
+ */
+struct pw_mr {
+	struct pw_context *context;
+	struct pw_pd *pd;
+	void *addr;
+	size_t length;
+	uint32_t lkey;
+	uint32_t rkey;
+	unsigned int access;
+};
+
+/** struct pw_comp_channel - completion event channel; @fd can go in epoll */
+struct pw_comp_channel {
+	struct pw_context *context;
+	int fd;
+};
+
+/** struct pw_cq - completion queue */
+struct pw_cq {
+	struct pw_context *context;
+	struct pw_comp_channel *channel;
+	void *cq_context;
+	int cqe;
+};
+
+enum pw_qp_state {
+	PW_QPS_RTS = 3,		/* connected, ready to send */
+	PW_QPS_ERR = 6,		/* error: every WR is flushed */
+};
+
+/**
+ * struct pw_qp - reliable-connected queue pair
+ * @qp_num:      local QP number
+ * @dest_qp_num: the peer's QP number
+ * @peer_private_data: private data the peer sent during connection setup
+ */
+struct pw_qp {
+	struct pw_context *context;
+	void *qp_context;
+	struct pw_pd *pd;
+	struct pw_cq *send_cq;
+	struct pw_cq *recv_cq;
+	uint32_t qp_num;
+	uint32_t dest_qp_num;
+	uint8_t peer_private_data[PW_MAX_PRIVATE_DATA];
+	uint32_t peer_private_data_len;
+};
+
+/* ------------------------------------------------------------------ */
+/* Work requests and completions                                       */
+/* ------------------------------------------------------------------ */
+
+struct pw_sge {
+	uint64_t addr;
+	uint32_t length;
+	uint32_t lkey;
+};
+
+enum pw_wr_opcode {
+	PW_WR_RDMA_WRITE,
+	PW_WR_RDMA_WRITE_WITH_IMM,
+	PW_WR_SEND,
+	PW_WR_SEND_WITH_IMM,
+	PW_WR_RDMA_READ,
+	PW_WR_ATOMIC_CMP_AND_SWP,
+	PW_WR_ATOMIC_FETCH_AND_ADD,
+};
+
+enum pw_send_flags {
+	PW_SEND_FENCE		= 1 << 0, /* wait for prior READ/ATOMIC */
+	PW_SEND_SIGNALED	= 1 << 1, /* generate a completion */
+	PW_SEND_SOLICITED	= 1 << 2, /* solicited event at the receiver */
+	PW_SEND_INLINE		= 1 << 3, /* copy the data at post time */
+};
+
+/**
+ * struct pw_send_wr - send work request, as struct ibv_send_wr
+ * @imm_data: immediate data, host byte order (verbs uses network order)
+ *
+ * Atomics operate on 8 bytes at an 8-byte aligned remote address; the
+ * single local SGE of 8 bytes receives the original remote value.
+ * Atomicity is PW_ATOMIC_HCA: with respect to other pagewire atomics in
+ * the target process, not to CPU accesses (as IBV_ATOMIC_HCA).
+ */
+struct pw_send_wr {
+	uint64_t wr_id;
+	struct pw_send_wr *next;
+	struct pw_sge *sg_list;
+	int num_sge;
+	enum pw_wr_opcode opcode;
+	unsigned int send_flags;
+	uint32_t imm_data;
+	union {
+		struct {
+			uint64_t remote_addr;
+			uint32_t rkey;
+		} rdma;
+		struct {
+			uint64_t remote_addr;
+			uint64_t compare_add;
+			uint64_t swap;
+			uint32_t rkey;
+		} atomic;
+	} wr;
+};
+
+struct pw_recv_wr {
+	uint64_t wr_id;
+	struct pw_recv_wr *next;
+	struct pw_sge *sg_list;
+	int num_sge;
+};
+
+enum pw_wc_status {
+	PW_WC_SUCCESS,
+	PW_WC_LOC_LEN_ERR,	/* local length: message too long, recv too small */
+	PW_WC_LOC_QP_OP_ERR,	/* local QP operation error */
+	PW_WC_LOC_PROT_ERR,	/* local protection: bad lkey, PD, access, bounds */
+	PW_WC_WR_FLUSH_ERR,	/* flushed because the QP is in error */
+	PW_WC_REM_INV_REQ_ERR,	/* remote invalid request */
+	PW_WC_REM_ACCESS_ERR,	/* remote access: rkey, PD, access, bounds, unmapped */
+	PW_WC_REM_OP_ERR,	/* remote operation error */
+	PW_WC_RETRY_EXC_ERR,	/* transport retry exceeded / peer gone */
+	PW_WC_RNR_RETRY_EXC_ERR,/* no receive posted at the peer, retries exhausted */
+	PW_WC_FATAL_ERR,	/* protocol violation by the peer */
+	PW_WC_GENERAL_ERR,
+};
+
+enum pw_wc_opcode {
+	PW_WC_SEND,
+	PW_WC_RDMA_WRITE,
+	PW_WC_RDMA_READ,
+	PW_WC_COMP_SWAP,
+	PW_WC_FETCH_ADD,
+	PW_WC_RECV = 1 << 7,
+	PW_WC_RECV_RDMA_WITH_IMM,
+};
+
+enum pw_wc_flags {
+	PW_WC_WITH_IMM = 1 << 1,
+};
+
+/**
+ * struct pw_wc - work completion, as struct ibv_wc
+ * @byte_len: bytes received (receive completions) or transferred
+ * @imm_data: immediate data, host byte order, valid with PW_WC_WITH_IMM
+ */
+struct pw_wc {
+	uint64_t wr_id;
+	enum pw_wc_status status;
+	enum pw_wc_opcode opcode;
+	uint32_t vendor_err;
+	uint32_t byte_len;
+	uint32_t imm_data;
+	uint32_t qp_num;
+	unsigned int wc_flags;
+};
+
+/* ------------------------------------------------------------------ */
+/* Context and protection domains                                      */
+/* ------------------------------------------------------------------ */
+
+/**
+ * pw_open() - open a context and start its progress engine
+ * @attr: options, or NULL for defaults
+ *
+ * Return: the context, or NULL with errno set.
+ */
+struct pw_context *pw_open(const struct pw_context_attr *attr);
+
+/**
+ * pw_close() - stop the engine and free the context
+ *
+ * Return: 0, or -EBUSY while PDs, CQs, channels or listeners remain.
+ */
+int pw_close(struct pw_context *ctx);
+
+struct pw_pd *pw_alloc_pd(struct pw_context *ctx);
+/* Return: 0, or -EBUSY while MRs or QPs of the PD remain. */
+int pw_dealloc_pd(struct pw_pd *pd);
+
+/* ------------------------------------------------------------------ */
+/* Memory regions                                                      */
+/* ------------------------------------------------------------------ */
+
+/**
+ * pw_reg_mr() - register a memory region
+ * @pd:     protection domain
+ * @addr:   start address; NULL together with @length == SIZE_MAX and
+ *          PW_ACCESS_ON_DEMAND registers the whole address space
+ *          (implicit ODP, an explicit opt-in: it exposes everything)
+ * @length: bytes, > 0
+ * @access: PW_ACCESS_* flags
+ *
+ * Without PW_ACCESS_ON_DEMAND the range is populated and mlock'ed (pinned)
+ * and counts against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.
+ * With it, registration is O(1) in @length and touches no page.
+ *
+ * Return: the MR, or NULL with errno set: EINVAL (bad flags or range),
+ * ENOMEM (past RLIMIT_MEMLOCK; pw_last_error() names the limit), EFAULT
+ * (pinned range not mapped).
+ */
+struct pw_mr *pw_reg_mr(struct pw_pd *pd, void *addr, size_t length,
+			unsigned int access);
+
+/**
+ * pw_dereg_mr() - deregister a memory region
+ *
+ * The keys stop working at once. An operation that was placing data into
+ * the region finishes its current step before this returns; none lands
+ * later. Keys are not reused soon.
+ */
+int pw_dereg_mr(struct pw_mr *mr);
+
+/* ------------------------------------------------------------------ */
+/* Completion queues and channels                                      */
+/* ------------------------------------------------------------------ */
+
+struct pw_comp_channel *pw_create_comp_channel(struct pw_context *ctx);
+int pw_destroy_comp_channel(struct pw_comp_channel *channel);
+
+/**
+ * pw_create_cq() - create a completion queue
+ * @cqe:     minimum number of entries; the CQ grows as QPs are attached so
+ *           that it can never overflow
+ * @channel: completion channel for events, or NULL
+ */
+struct pw_cq *pw_create_cq(struct pw_context *ctx, int cqe, void *cq_context,
+			   struct pw_comp_channel *channel, int comp_vector);
+/* Return: 0, or -EBUSY while a QP uses it. */
+int pw_destroy_cq(struct pw_cq *cq);
+
+/**
+ * pw_poll_cq() - poll up to @num_entries completions, never blocks
+ *
+ * Return: the number of completions written to @wc (0 if none), or a
+ * negative errno.
+ */
+int pw_poll_cq(struct pw_cq *cq, int num_entries, struct pw_wc *wc);
+
+/**
+ * pw_req_notify_cq() - arm the CQ for one completion event
+ * @solicited_only: only for solicited receives and error completions
+ *
+ * The next matching completion makes the channel fd readable and queues an
+ * event for pw_get_cq_event(). As in verbs, poll the CQ again after arming
+ * to catch completions that arrived before.
+ */
+int pw_req_notify_cq(struct pw_cq *cq, int solicited_only);
+
+/**
+ * pw_get_cq_event() - wait for a completion event
+ * @timeout_ms: -1 waits forever; 0 does not wait
+ *
+ * Return: 0 with *@cq and *@cq_context set, -EAGAIN when no event
+ * arrived within the timeout, or another negative errno.
+ */
+int pw_get_cq_event(struct pw_comp_channel *channel, struct pw_cq **cq,
+		    void **cq_context, int timeout_ms);
+void pw_ack_cq_events(struct pw_cq *cq, unsigned int nevents);
+
+/* ------------------------------------------------------------------ */
+/* Connections and queue pairs                                         */
+/* ------------------------------------------------------------------ */
+
+struct pw_qp_cap {
+	uint32_t max_send_wr;		/* 0 = default 128 */
+	uint32_t max_recv_wr;		/* 0 = default 128 */
+	uint32_t max_send_sge;		/* 0 = default 4 */
+	uint32_t max_recv_sge;		/* 0 = default 4 */
+	uint32_t max_inline_data;	/* 0 = default 64 */
+};
+
+#define PW_RNR_RETRY_NONE	(-1)
+
+/**
+ * struct pw_qp_init_attr - QP creation attributes
+ * @sq_sig_all:   every send WR generates a completion
+ * @max_rd_atomic: READ/ATOMIC we may have outstanding; 0 = default 16
+ * @max_dest_rd_atomic: READ/ATOMIC we accept outstanding; 0 = default 16
+ * @rnr_retry:    retries after "receiver not ready" NAKs: 0 = default (7),
+ *                1..6 that many, 7 = infinite (IBA), PW_RNR_RETRY_NONE =
+ *                fail on the first RNR NAK
+ * @min_rnr_timer_us: wait before an RNR retry; 0 = default 200 us
+ *
+ * Numeric fields left at zero take the documented defaults; the values in
+ * effect are written back into @cap by pw_connect()/pw_accept().
+ */
+struct pw_qp_init_attr {
+	void *qp_context;
+	struct pw_cq *send_cq;
+	struct pw_cq *recv_cq;
+	struct pw_qp_cap cap;
+	int sq_sig_all;
+	uint32_t max_rd_atomic;
+	uint32_t max_dest_rd_atomic;
+	int rnr_retry;
+	uint32_t min_rnr_timer_us;
+};
+
+/**
+ * struct pw_conn_param - connection parameters, as struct rdma_conn_param
+ * @private_data:     sent to the peer (may be NULL)
+ * @private_data_len: at most PW_MAX_PRIVATE_DATA
+ * @timeout_ms:       handshake timeout; 0 = default 10000, -1 = forever
+ *                    (pw_accept: also how long to wait for a connection)
+ */
+struct pw_conn_param {
+	const void *private_data;
+	uint32_t private_data_len;
+	int timeout_ms;
+};
+
+/**
+ * pw_listen() - listen for connections
+ * @host: local address to bind, NULL or "" for any
+ * @port: TCP port, 0 for an ephemeral one (see pw_listener_port())
+ */
+struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
+			      uint16_t port);
+uint16_t pw_listener_port(const struct pw_listener *l);
+/* Readable when a connection is waiting for pw_accept(). */
+int pw_listener_fd(const struct pw_listener *l);
+int pw_close_listener(struct pw_listener *l);
+
+/**
+ * pw_connect() - create an RC QP connected to a listening peer
+ *
+ * Blocks until the peer accepts or rejects, or the timeout expires.
+ * The peer's private data is in qp->peer_private_data.
+ *
+ * Return: the QP, or NULL with errno: ECONNREFUSED (nobody listening or
+ * rejected), ETIMEDOUT, EPROTO (peer speaks another protocol), EINVAL.
+ */
+struct pw_qp *pw_connect(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			 const char *host, uint16_t port,
+			 const struct pw_conn_param *param);
+
+/**
+ * pw_accept() - accept the next connection on @l as an RC QP in @pd
+ *
+ * Return: the QP, or NULL with errno (ETIMEDOUT when none arrived).
+ */
+struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
+			struct pw_qp_init_attr *attr,
+			const struct pw_conn_param *param);
+
+/**
+ * pw_destroy_qp() - disconnect and destroy
+ *
+ * Outstanding send and receive WRs complete with PW_WC_WR_FLUSH_ERR before
+ * this returns.
+ */
+int pw_destroy_qp(struct pw_qp *qp);
+
+enum pw_qp_state pw_qp_state(const struct pw_qp *qp);
+
+/**
+ * pw_post_send() - post a list of send work requests
+ * @bad_wr: on failure, the first WR that was not posted
+ *
+ * Return: 0, -EINVAL (malformed WR), -ENOMEM (send queue full).
+ * Errors found while executing a WR (keys, bounds, access) are reported
+ * in its completion, as verbs does. Posting to a QP in error state flushes.
+ */
+int pw_post_send(struct pw_qp *qp, struct pw_send_wr *wr,
+		 struct pw_send_wr **bad_wr);
+
+/* Return: 0, -EINVAL, -ENOMEM (receive queue full). */
+int pw_post_recv(struct pw_qp *qp, struct pw_recv_wr *wr,
+		 struct pw_recv_wr **bad_wr);
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+const char *pw_wc_status_str(enum pw_wc_status status);
+const char *pw_wr_opcode_str(enum pw_wr_opcode opcode);
+
+/* A sentence about the last failure in this thread, or "" if none. */
+const char *pw_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PAGEWIRE_PAGEWIRE_H */

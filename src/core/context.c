@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/* pw_open/pw_close and protection domains. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "util/util.h"
+
+struct pw_context *pw_open(const struct pw_context_attr *attr)
+{
+	struct pw_context *ctx;
+	uint32_t qpn;
+	int ret;
+
+	if (attr && attr->flags) {
+		pw_set_error("pw_open: unknown flags 0x%x", attr->flags);
+		errno = EINVAL;
+		return NULL;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_init(&ctx->obj_lock, NULL);
+	ret = pw_keytable_init(&ctx->keys);
+	if (ret)
+		goto err_free;
+	/* QP numbers start at a random point, as a NIC's would. */
+	pw_random_bytes(&qpn, sizeof(qpn));
+	atomic_init(&ctx->next_qpn, (qpn & 0xffff00u) | 1u);
+	ret = pw_engine_start(&ctx->engine);
+	if (ret)
+		goto err_keys;
+	return ctx;
+
+err_keys:
+	pw_keytable_destroy(&ctx->keys);
+err_free:
+	pthread_mutex_destroy(&ctx->obj_lock);
+	free(ctx);
+	errno = -ret;
+	return NULL;
+}
+
+int pw_close(struct pw_context *ctx)
+{
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->obj_lock);
+	if (ctx->npd || ctx->ncq || ctx->nchannel || ctx->nlistener) {
+		pthread_mutex_unlock(&ctx->obj_lock);
+		pw_set_error("pw_close: %d PDs, %d CQs, %d channels, %d listeners still open",
+			     ctx->npd, ctx->ncq, ctx->nchannel, ctx->nlistener);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&ctx->obj_lock);
+	pw_engine_stop(&ctx->engine);
+	pw_keytable_destroy(&ctx->keys);
+	pthread_mutex_destroy(&ctx->obj_lock);
+	free(ctx);
+	return 0;
+}
+
+struct pw_pd *pw_alloc_pd(struct pw_context *ctx)
+{
+	struct pw_pd_i *pd;
+
+	if (!ctx) {
+		errno = EINVAL;
+		return NULL;
+	}
+	pd = calloc(1, sizeof(*pd));
+	if (!pd) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	pd->ibpd.context = ctx;
+	pthread_mutex_lock(&ctx->obj_lock);
+	ctx->npd++;
+	pthread_mutex_unlock(&ctx->obj_lock);
+	return &pd->ibpd;
+}
+
+int pw_dealloc_pd(struct pw_pd *ibpd)
+{
+	struct pw_pd_i *pd;
+	struct pw_context *ctx;
+
+	if (!ibpd)
+		return -EINVAL;
+	pd = to_pd(ibpd);
+	ctx = ibpd->context;
+	if (atomic_load(&pd->users) > 0) {
+		pw_set_error("pw_dealloc_pd: %d MRs/QPs still use the PD",
+			     atomic_load(&pd->users));
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&ctx->obj_lock);
+	ctx->npd--;
+	pthread_mutex_unlock(&ctx->obj_lock);
+	free(pd);
+	return 0;
+}

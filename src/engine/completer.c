@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Completer: consumes responses (ACK, NAK, READ_RESP, ATOMIC_RESP), retires
+ * send WQEs in order and generates their completions. ACKs are cumulative;
+ * a NAK or a READ/ATOMIC response for PSN P acknowledges every request
+ * before P (IBA implicit acknowledgement).
+ */
+#include "engine/qp.h"
+
+/* Largest RNR back-off honoured, whatever the peer asks for. */
+#define PW_MAX_RNR_US 1000000u
+
+/*
+ * Retire WQEs with PSN before @psn as successful. Return false if the peer
+ * acknowledged something it cannot have (a READ/ATOMIC with no response, or
+ * a request not sent yet): a protocol error.
+ */
+static bool retire_before_locked(struct pw_qp_i *qp, uint32_t psn)
+{
+	/* nothing at or after the next unsent request can be acknowledged */
+	uint32_t unsent_psn = qp->next_psn - (qp->sq_tail - qp->sq_next);
+
+	if (pw_psn_cmp(psn, unsent_psn) > 0)
+		return false;
+	while (qp->sq_head != qp->sq_next) {
+		struct pw_wqe *w = pw_sq_at(qp, qp->sq_head);
+
+		if (pw_psn_cmp(w->psn, psn) >= 0)
+			break;
+		if (pw_wqe_is_rd(w))
+			return false;
+		if (w->status != PW_WC_SUCCESS) {
+			/* its payload faulted while being sent */
+			pw_qp_error_locked(qp, w->status);
+			return true;
+		}
+		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
+		qp->sq_head++;
+		/* progress resets the RNR budget, as rxe does */
+		qp->rnr_left = qp->rnr_retry == 0 || qp->rnr_retry == 7 ? -1 :
+			       qp->rnr_retry == PW_RNR_RETRY_NONE ? 0 : qp->rnr_retry;
+	}
+	return true;
+}
+
+/* The WQE a response for @psn must belong to, or NULL. */
+static struct pw_wqe *head_for(struct pw_qp_i *qp, uint32_t psn)
+{
+	struct pw_wqe *w;
+
+	if (qp->sq_head == qp->sq_next)
+		return NULL;
+	w = pw_sq_at(qp, qp->sq_head);
+	return w->psn == psn ? w : NULL;
+}
+
+static void on_nak_locked(struct pw_qp_i *qp, struct pw_wqe *w,
+			  const struct pw_hdr *h)
+{
+	uint64_t us;
+
+	if (h->syndrome != PW_SYN_RNR) {
+		pw_qp_error_locked(qp, pw_syndrome_to_status(h->syndrome));
+		return;
+	}
+	if (qp->rnr_left == 0) {
+		pw_qp_error_locked(qp, PW_WC_RNR_RETRY_EXC_ERR);
+		return;
+	}
+	if (qp->rnr_left > 0)
+		qp->rnr_left--;
+	/* go back to the NAKed request; everything after it was dropped */
+	qp->sq_next = qp->sq_head;
+	qp->rd_out = 0;
+	(void)w;
+	us = h->retry_us ? h->retry_us : 1;
+	if (us > PW_MAX_RNR_US)
+		us = PW_MAX_RNR_US;
+	qp->retry_at_ns = pw_now_ns() + us * 1000;
+}
+
+void pw_comp_begin(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	struct pw_hdr *h = &rx->hdr;
+	struct pw_wqe *w = NULL;
+	bool ok = true;
+	uint64_t orig;
+
+	rx->skip = false;
+	rx->fault = false;
+	rx->dst = DST_DISCARD;
+	pthread_mutex_lock(&qp->lock);
+	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
+		rx->skip = true;
+		goto out;
+	}
+	switch (h->opcode) {
+	case PW_OP_ACK:
+		ok = retire_before_locked(qp, h->psn + 1);
+		break;
+	case PW_OP_NAK:
+		ok = retire_before_locked(qp, h->psn);
+		if (ok && pw_qp_get_state(qp) != PW_QPS_ERR) {
+			w = head_for(qp, h->psn);
+			ok = w != NULL;
+			if (ok)
+				on_nak_locked(qp, w, h);
+		}
+		break;
+	case PW_OP_READ_RESP:
+		ok = retire_before_locked(qp, h->psn);
+		if (!ok || pw_qp_get_state(qp) == PW_QPS_ERR) {
+			rx->skip = true;
+			break;
+		}
+		w = head_for(qp, h->psn);
+		ok = w && w->opcode == PW_WR_RDMA_READ &&
+		     h->payload_len - PW_WIRE_READ_TRAILER_LEN == w->length;
+		if (!ok)
+			break;
+		rx->dst = DST_IOV;
+		rx->niov = 0;
+		for (int i = 0; i < w->num_sge; i++) {
+			if (!w->sge[i].length)
+				continue;
+			rx->iov[rx->niov].iov_base = (void *)(uintptr_t)w->sge[i].addr;
+			rx->iov[rx->niov++].iov_len = w->sge[i].length;
+		}
+		rx->iov_idx = 0;
+		rx->iov_off = 0;
+		break;
+	case PW_OP_ATOMIC_RESP:
+		ok = retire_before_locked(qp, h->psn);
+		if (!ok || pw_qp_get_state(qp) == PW_QPS_ERR)
+			break;
+		w = head_for(qp, h->psn);
+		ok = w && (w->opcode == PW_WR_ATOMIC_CMP_AND_SWP ||
+			   w->opcode == PW_WR_ATOMIC_FETCH_AND_ADD);
+		if (!ok)
+			break;
+		orig = h->orig;
+		/* the result buffer may have been unmapped: EFAULT-safe store */
+		if (pw_safe_write((void *)(uintptr_t)w->sge[0].addr, &orig, 8) != 8) {
+			pw_qp_error_locked(qp, PW_WC_LOC_PROT_ERR);
+			break;
+		}
+		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
+		qp->sq_head++;
+		qp->rd_out--;
+		break;
+	}
+out:
+	pthread_mutex_unlock(&qp->lock);
+	if (!ok)
+		pw_rx_protocol_error(qp);
+}
+
+/* A READ_RESP has fully arrived: complete the READ with the outcome. */
+void pw_comp_finish(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	struct pw_wqe *w;
+
+	if (rx->skip || rx->hdr.opcode != PW_OP_READ_RESP)
+		return;
+	pthread_mutex_lock(&qp->lock);
+	w = head_for(qp, rx->hdr.psn);
+	if (pw_qp_get_state(qp) != PW_QPS_ERR && w) {
+		if (rx->fault) {
+			pw_qp_error_locked(qp, PW_WC_LOC_PROT_ERR);
+		} else if (rx->trailer_syn != PW_SYN_OK) {
+			pw_qp_error_locked(qp, pw_syndrome_to_status(rx->trailer_syn));
+		} else {
+			pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
+			qp->sq_head++;
+			qp->rd_out--;
+		}
+	}
+	pthread_mutex_unlock(&qp->lock);
+}

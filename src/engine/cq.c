@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Completion queues and channels. A CQ reserves room for every WR of every
+ * QP attached to it (pw_cq_commit), so it can never overflow and no
+ * completion is ever lost ("nothing lost"); the channel is an eventfd in
+ * semaphore mode, one count per event, so its fd works in epoll.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/context.h"
+#include "engine/cq.h"
+
+static int cq_resize_locked(struct pw_cq_i *cq, uint32_t want)
+{
+	struct pw_wc *n;
+	uint32_t ncap = pw_roundup_pow2(want);
+
+	if (ncap <= cq->cap)
+		return 0;
+	n = malloc((size_t)ncap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < cq->count; i++)
+		n[i] = cq->ring[(cq->head + i) & (cq->cap - 1)];
+	free(cq->ring);
+	cq->ring = n;
+	cq->cap = ncap;
+	cq->head = 0;
+	cq->ibcq.cqe = (int)ncap;
+	return 0;
+}
+
+struct pw_comp_channel *pw_create_comp_channel(struct pw_context *ctx)
+{
+	struct pw_channel_i *ch;
+
+	if (!ctx) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ch->ibch.context = ctx;
+	ch->ibch.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+	if (ch->ibch.fd < 0) {
+		int e = errno;
+
+		free(ch);
+		errno = e;
+		return NULL;
+	}
+	pthread_mutex_init(&ch->lock, NULL);
+	pthread_mutex_lock(&ctx->obj_lock);
+	ctx->nchannel++;
+	pthread_mutex_unlock(&ctx->obj_lock);
+	return &ch->ibch;
+}
+
+int pw_destroy_comp_channel(struct pw_comp_channel *ibch)
+{
+	struct pw_channel_i *ch;
+	struct pw_context *ctx;
+
+	if (!ibch)
+		return -EINVAL;
+	ch = to_channel(ibch);
+	if (atomic_load(&ch->users) > 0)
+		return -EBUSY;
+	ctx = ibch->context;
+	close(ibch->fd);
+	pthread_mutex_destroy(&ch->lock);
+	free(ch);
+	pthread_mutex_lock(&ctx->obj_lock);
+	ctx->nchannel--;
+	pthread_mutex_unlock(&ctx->obj_lock);
+	return 0;
+}
+
+struct pw_cq *pw_create_cq(struct pw_context *ctx, int cqe, void *cq_context,
+			   struct pw_comp_channel *channel, int comp_vector)
+{
+	struct pw_cq_i *cq;
+
+	if (!ctx || cqe < 1 || cqe > PW_MAX_CQE ||
+	    (channel && channel->context != ctx)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	cq = calloc(1, sizeof(*cq));
+	if (!cq) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_init(&cq->lock, NULL);
+	if (cq_resize_locked(cq, (uint32_t)cqe)) {
+		free(cq);
+		errno = ENOMEM;
+		return NULL;
+	}
+	cq->ibcq.context = ctx;
+	cq->ibcq.channel = channel;
+	cq->ibcq.cq_context = cq_context;
+	if (channel)
+		atomic_fetch_add(&to_channel(channel)->users, 1);
+	pthread_mutex_lock(&ctx->obj_lock);
+	ctx->ncq++;
+	pthread_mutex_unlock(&ctx->obj_lock);
+	return &cq->ibcq;
+}
+
+int pw_destroy_cq(struct pw_cq *ibcq)
+{
+	struct pw_cq_i *cq;
+	struct pw_context *ctx;
+
+	if (!ibcq)
+		return -EINVAL;
+	cq = to_cq(ibcq);
+	if (atomic_load(&cq->users) > 0)
+		return -EBUSY;
+	ctx = ibcq->context;
+	if (ibcq->channel) {
+		struct pw_channel_i *ch = to_channel(ibcq->channel);
+		uint64_t v;
+
+		/* drop events still queued for this CQ */
+		pthread_mutex_lock(&ch->lock);
+		for (struct pw_cq_i **pp = &ch->ev_head; *pp;) {
+			if (*pp == cq) {
+				*pp = cq->ev_next;
+				while (cq->events_pending) {
+					if (read(ibcq->channel->fd, &v, sizeof(v)) != sizeof(v))
+						break;
+					cq->events_pending--;
+				}
+				continue;
+			}
+			pp = &(*pp)->ev_next;
+		}
+		ch->ev_tail = NULL;
+		for (struct pw_cq_i *c = ch->ev_head; c; c = c->ev_next)
+			ch->ev_tail = c;
+		pthread_mutex_unlock(&ch->lock);
+		atomic_fetch_sub(&ch->users, 1);
+	}
+	pthread_mutex_destroy(&cq->lock);
+	free(cq->ring);
+	free(cq);
+	pthread_mutex_lock(&ctx->obj_lock);
+	ctx->ncq--;
+	pthread_mutex_unlock(&ctx->obj_lock);
+	return 0;
+}
+
+int pw_cq_commit(struct pw_cq_i *cq, uint32_t n)
+{
+	int ret;
+
+	pthread_mutex_lock(&cq->lock);
+	ret = cq_resize_locked(cq, cq->committed + n);
+	if (!ret)
+		cq->committed += n;
+	pthread_mutex_unlock(&cq->lock);
+	return ret;
+}
+
+void pw_cq_uncommit(struct pw_cq_i *cq, uint32_t n)
+{
+	pthread_mutex_lock(&cq->lock);
+	cq->committed -= n;
+	pthread_mutex_unlock(&cq->lock);
+}
+
+static void channel_notify(struct pw_cq_i *cq)
+{
+	struct pw_channel_i *ch = to_channel(cq->ibcq.channel);
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&ch->lock);
+	if (!cq->events_pending) {
+		cq->ev_next = NULL;
+		if (ch->ev_tail)
+			ch->ev_tail->ev_next = cq;
+		else
+			ch->ev_head = cq;
+		ch->ev_tail = cq;
+	}
+	cq->events_pending++;
+	pthread_mutex_unlock(&ch->lock);
+	if (write(cq->ibcq.channel->fd, &one, sizeof(one)) != sizeof(one)) {
+		/* eventfd cannot overflow at one count per completion */
+	}
+}
+
+void pw_cq_push(struct pw_cq_i *cq, const struct pw_wc *wc, bool solicited)
+{
+	bool notify = false;
+
+	pthread_mutex_lock(&cq->lock);
+	/*
+	 * Commitments cover every WR a QP can have posted; an application
+	 * that never polls can still outgrow them (a CQ overrun in verbs), so
+	 * grow rather than lose a completion.
+	 */
+	if (cq->count == cq->cap && cq_resize_locked(cq, cq->cap * 2) != 0) {
+		cq->overruns++;
+		pthread_mutex_unlock(&cq->lock);
+		return;
+	}
+	cq->ring[(cq->head + cq->count) & (cq->cap - 1)] = *wc;
+	cq->count++;
+	if (cq->armed && cq->ibcq.channel &&
+	    (cq->armed == PW_CQ_ARM_ALL || solicited ||
+	     wc->status != PW_WC_SUCCESS)) {
+		cq->armed = 0;
+		notify = true;
+	}
+	pthread_mutex_unlock(&cq->lock);
+	if (notify)
+		channel_notify(cq);
+}
+
+int pw_poll_cq(struct pw_cq *ibcq, int num_entries, struct pw_wc *wc)
+{
+	struct pw_cq_i *cq;
+	int n = 0;
+
+	if (!ibcq || num_entries < 0 || (num_entries && !wc))
+		return -EINVAL;
+	cq = to_cq(ibcq);
+	pthread_mutex_lock(&cq->lock);
+	while (n < num_entries && cq->count) {
+		wc[n++] = cq->ring[cq->head];
+		cq->head = (cq->head + 1) & (cq->cap - 1);
+		cq->count--;
+	}
+	pthread_mutex_unlock(&cq->lock);
+	return n;
+}
+
+int pw_req_notify_cq(struct pw_cq *ibcq, int solicited_only)
+{
+	struct pw_cq_i *cq;
+
+	if (!ibcq || !ibcq->channel)
+		return -EINVAL;
+	cq = to_cq(ibcq);
+	pthread_mutex_lock(&cq->lock);
+	/* a pending "all" arm is not narrowed by a solicited-only request */
+	if (cq->armed != PW_CQ_ARM_ALL)
+		cq->armed = solicited_only ? PW_CQ_ARM_SOLICITED : PW_CQ_ARM_ALL;
+	pthread_mutex_unlock(&cq->lock);
+	return 0;
+}
+
+int pw_get_cq_event(struct pw_comp_channel *ibch, struct pw_cq **cqp,
+		    void **cq_context, int timeout_ms)
+{
+	struct pw_channel_i *ch;
+	struct pw_cq_i *cq;
+	uint64_t v;
+
+	if (!ibch || !cqp)
+		return -EINVAL;
+	ch = to_channel(ibch);
+	for (;;) {
+		struct pollfd pfd = { .fd = ibch->fd, .events = POLLIN };
+		int r;
+
+		if (read(ibch->fd, &v, sizeof(v)) == sizeof(v))
+			break;
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+		r = poll(&pfd, 1, timeout_ms);
+		if (r == 0)
+			return -EAGAIN;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+	pthread_mutex_lock(&ch->lock);
+	cq = ch->ev_head;
+	if (cq) {
+		if (--cq->events_pending == 0) {
+			ch->ev_head = cq->ev_next;
+			if (!ch->ev_head)
+				ch->ev_tail = NULL;
+		}
+		cq->events_delivered++;
+	}
+	pthread_mutex_unlock(&ch->lock);
+	if (!cq)
+		return -EAGAIN;
+	*cqp = &cq->ibcq;
+	if (cq_context)
+		*cq_context = cq->ibcq.cq_context;
+	return 0;
+}
+
+void pw_ack_cq_events(struct pw_cq *ibcq, unsigned int nevents)
+{
+	struct pw_cq_i *cq;
+
+	if (!ibcq)
+		return;
+	cq = to_cq(ibcq);
+	pthread_mutex_lock(&cq->lock);
+	cq->events_acked += nevents;
+	pthread_mutex_unlock(&cq->lock);
+}

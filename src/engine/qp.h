@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Queue pair internals, shared by the requester (requester.c), responder
+ * (responder.c), completer (completer.c), the socket framing (rx.c, tx.c)
+ * and the verbs entry points (qp.c, cm.c). The split follows Linux rxe.
+ */
+#ifndef PW_ENGINE_QP_H
+#define PW_ENGINE_QP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <pagewire/pagewire.h>
+
+#include "engine/cq.h"
+#include "util/util.h"
+#include "wire/wire.h"
+
+#define PW_DEF_WR		128
+#define PW_DEF_SGE		4
+#define PW_DEF_INLINE		64
+#define PW_DEF_RD_ATOMIC	16
+#define PW_MAX_RD_ATOMIC	128
+#define PW_DEF_RNR_TIMER_US	200
+#define PW_RX_STAGING		(64 * 1024)
+#define PW_RX_BUDGET		(1024 * 1024)	/* bytes per QP per wakeup */
+
+/* send queue entry: a posted send WR, kept until acknowledged */
+struct pw_wqe {
+	uint64_t wr_id;
+	uint32_t psn;
+	uint32_t length;	/* total payload bytes (READ: bytes to read) */
+	uint8_t opcode;		/* enum pw_wr_opcode */
+	uint8_t num_sge;
+	bool signaled;
+	bool fence;
+	bool solicited;
+	bool inlined;
+	enum pw_wc_status status; /* local error found at post or tx time */
+	uint32_t imm;
+	uint32_t rkey;
+	uint64_t raddr;
+	uint64_t compare_add;
+	uint64_t swap;
+	struct pw_sge *sge;	/* slot storage, max_send_sge entries */
+	uint8_t *inline_buf;	/* slot storage, max_inline bytes */
+};
+
+/* receive queue entry */
+struct pw_rqe {
+	uint64_t wr_id;
+	uint32_t num_sge;
+	struct pw_sge *sge;
+};
+
+/* a response queued by the responder, sent in PSN order */
+struct pw_resp {
+	uint8_t op;		/* PW_OP_NAK, PW_OP_READ_RESP, PW_OP_ATOMIC_RESP */
+	uint32_t psn;
+	uint32_t syndrome;	/* NAK */
+	uint64_t val;		/* ATOMIC_RESP original value; NAK retry us */
+	uint32_t rkey;		/* READ_RESP source */
+	uint64_t addr;
+	uint32_t len;
+};
+
+enum pw_rx_state { RX_HDR, RX_DATA, RX_TRAILER };
+enum pw_rx_dst { DST_DISCARD, DST_MR, DST_IOV };
+
+/* Receive framing state. Owned by the progress thread alone: no lock. */
+struct pw_rx {
+	uint8_t *buf;		/* staging for headers and small payloads */
+	uint32_t head, tail;
+	enum pw_rx_state state;
+	struct pw_hdr hdr;	/* message being received */
+	enum pw_rx_dst dst;
+	uint64_t left;		/* data bytes of this message still to come */
+	uint64_t done;		/* data bytes consumed */
+	uint32_t rkey;		/* DST_MR: re-looked-up before every step */
+	uint64_t addr;		/* DST_MR: where byte 0 of the data goes */
+	struct iovec iov[PW_MAX_SGE]; /* DST_IOV: local SGEs */
+	int niov;
+	int iov_idx;
+	size_t iov_off;
+	bool skip;		/* dropped request (after a NAK): no side effects */
+	bool fault;		/* the destination faulted or vanished mid-way */
+	uint32_t err_syn;	/* responder: NAK syndrome decided at begin */
+	enum pw_wc_status recv_status; /* responder: status for the recv WQE */
+	uint32_t trailer_syn;	/* completer: READ_RESP trailer */
+	bool dead;		/* protocol error: discard until EOF */
+	bool eof;
+};
+
+enum pw_tx_kind { TX_NONE, TX_REQ, TX_RESP };
+
+/* Transmit state of the message being written. Protected by qp->lock. */
+struct pw_tx {
+	enum pw_tx_kind kind;
+	uint8_t hdr[PW_WIRE_HDR_LEN];
+	uint32_t hdr_off;
+	struct iovec data[PW_MAX_SGE];	/* payload source */
+	int ndata;
+	int didx;
+	size_t doff;
+	uint64_t data_left;
+	bool data_is_mr;	/* READ_RESP: source is an MR, re-checked per call */
+	uint32_t rkey;
+	bool zero_fill;		/* source faulted: the rest goes out as zeros */
+	uint8_t trailer[PW_WIRE_READ_TRAILER_LEN];
+	uint32_t trailer_len;
+	uint32_t trailer_off;
+	uint32_t syndrome;	/* READ_RESP trailer */
+	struct pw_wqe *wqe;	/* TX_REQ: the request */
+	bool resp_is_rd;	/* TX_RESP: a READ/ATOMIC response (credit) */
+};
+
+struct pw_qp_i {
+	struct pw_qp ibqp;
+	struct pw_context *ctx;
+	int fd;
+	atomic_int state;	/* enum pw_qp_state; written under lock */
+
+	/*
+	 * lock: protects the send queue, the receive queue, the response
+	 * queue, tx state, retry timer and state transitions. Taken by posting
+	 * threads and by the progress thread for short steps; never held
+	 * across a blocking call. Lock order: qp->lock, then cq->lock.
+	 */
+	pthread_mutex_t lock;
+
+	/* send queue: counters run freely, index = counter & (sq_cap - 1) */
+	struct pw_wqe *sq;
+	struct pw_sge *sq_sge;
+	uint8_t *sq_inline;
+	uint32_t sq_cap, sq_max;
+	uint32_t sq_head;	/* oldest WQE not yet completed */
+	uint32_t sq_next;	/* next WQE to transmit */
+	uint32_t sq_tail;	/* next free slot */
+	uint32_t next_psn;
+	uint32_t rd_out;	/* READ/ATOMIC sent, response pending */
+	uint32_t rd_max;	/* min(our max_rd_atomic, peer's max_dest) */
+	int rnr_left;		/* RNR retries left; < 0: infinite */
+	uint64_t retry_at_ns;	/* transmit paused until (RNR timer) */
+
+	/* receive queue */
+	struct pw_rqe *rq;
+	struct pw_sge *rq_sge;
+	uint32_t rq_cap, rq_max;
+	uint32_t rq_head, rq_tail;
+
+	/* responder */
+	uint32_t exp_psn;	/* next request PSN (progress thread) */
+	bool nak_drop;		/* discarding until exp_psn is resent */
+	bool ack_pending;	/* lock */
+	uint32_t ack_psn;	/* lock */
+	struct pw_resp *resp;	/* lock: ring of queued responses */
+	uint32_t resp_cap, resp_head, resp_count;
+	uint32_t rd_in;		/* READ/ATOMIC responses queued or sending */
+	uint32_t dest_rd_max;
+	bool fatal_nak;		/* a fatal NAK is queued: send it, then shut */
+
+	/* settings */
+	uint32_t max_send_sge, max_recv_sge, max_inline;
+	bool sq_sig_all;
+	int rnr_retry;
+	uint32_t min_rnr_timer_us;
+
+	struct pw_rx rx;
+	struct pw_tx tx;
+	bool want_out;		/* EPOLLOUT armed (lock) */
+	bool shut_wr;		/* write side shut down (lock) */
+	bool in_epoll;		/* progress thread */
+	struct pw_qp_i *eng_next;	/* engine list (progress thread) */
+};
+
+static inline struct pw_qp_i *to_qp(struct pw_qp *qp)
+{
+	return container_of(qp, struct pw_qp_i, ibqp);
+}
+
+static inline int pw_qp_get_state(struct pw_qp_i *qp)
+{
+	return atomic_load_explicit(&qp->state, memory_order_acquire);
+}
+
+static inline struct pw_wqe *pw_sq_at(struct pw_qp_i *qp, uint32_t ctr)
+{
+	return &qp->sq[ctr & (qp->sq_cap - 1)];
+}
+
+static inline struct pw_rqe *pw_rq_at(struct pw_qp_i *qp, uint32_t ctr)
+{
+	return &qp->rq[ctr & (qp->rq_cap - 1)];
+}
+
+static inline bool pw_wqe_is_rd(const struct pw_wqe *w)
+{
+	return w->opcode == PW_WR_RDMA_READ ||
+	       w->opcode == PW_WR_ATOMIC_CMP_AND_SWP ||
+	       w->opcode == PW_WR_ATOMIC_FETCH_AND_ADD;
+}
+
+/* qp.c */
+struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			     int fd);
+void pw_qp_free(struct pw_qp_i *qp);
+/*
+ * Enter the error state: the WQE at sq_head completes with @head_status
+ * (if not PW_WC_WR_FLUSH_ERR and the SQ is not empty), every other WQE and
+ * every posted receive with PW_WC_WR_FLUSH_ERR.
+ */
+void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status);
+void pw_qp_complete_send_locked(struct pw_qp_i *qp, struct pw_wqe *w,
+				enum pw_wc_status status);
+void pw_qp_complete_recv_locked(struct pw_qp_i *qp, struct pw_rqe *r,
+				enum pw_wc_status status, uint32_t byte_len,
+				const struct pw_hdr *h);
+/* Validate local SGEs against the QP's PD. Return PW_WC_SUCCESS or the error. */
+enum pw_wc_status pw_qp_check_sges(struct pw_qp_i *qp, const struct pw_sge *sge,
+				   int n, bool write, uint64_t *total);
+enum pw_wc_status pw_syndrome_to_status(uint32_t syndrome);
+
+/* tx.c */
+void pw_tx_flush_locked(struct pw_qp_i *qp);
+
+/* requester.c */
+bool pw_req_next_locked(struct pw_qp_i *qp);
+
+/* rx.c */
+void pw_rx_process(struct pw_qp_i *qp);
+int pw_rx_init(struct pw_rx *rx);
+void pw_rx_fini(struct pw_rx *rx);
+
+/* responder.c: called by rx.c */
+void pw_resp_begin(struct pw_qp_i *qp);
+void pw_resp_finish(struct pw_qp_i *qp);
+bool pw_resp_next_locked(struct pw_qp_i *qp);
+
+/* completer.c: called by rx.c */
+void pw_comp_begin(struct pw_qp_i *qp);
+void pw_comp_finish(struct pw_qp_i *qp);
+
+/* Error the QP from outside qp->lock, then push out what tx still owes. */
+void pw_qp_fatal(struct pw_qp_i *qp, enum pw_wc_status status);
+/*
+ * Queue a NAK that ends the connection, then error the QP: the NAK goes out
+ * after the message being transmitted, then the write side is shut.
+ */
+void pw_qp_fatal_nak_locked(struct pw_qp_i *qp, uint32_t psn, uint32_t syn,
+			    enum pw_wc_status head_status);
+/* rx.c: the peer broke the protocol; error the QP and discard until EOF. */
+void pw_rx_protocol_error(struct pw_qp_i *qp);
+/* responder.c */
+bool pw_resp_push_locked(struct pw_qp_i *qp, const struct pw_resp *r);
+
+#endif /* PW_ENGINE_QP_H */

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Requester: turns the next posted send WQE into a request message, in
+ * posting order (RC ordering), honouring the READ/ATOMIC credit the peer
+ * granted (max_dest_rd_atomic), fences, and the RNR retry timer.
+ */
+#include "engine/qp.h"
+
+static uint8_t wire_op(uint8_t op)
+{
+	static const uint8_t map[] = {
+		[PW_WR_RDMA_WRITE] = PW_OP_WRITE,
+		[PW_WR_RDMA_WRITE_WITH_IMM] = PW_OP_WRITE_IMM,
+		[PW_WR_SEND] = PW_OP_SEND,
+		[PW_WR_SEND_WITH_IMM] = PW_OP_SEND_IMM,
+		[PW_WR_RDMA_READ] = PW_OP_READ_REQ,
+		[PW_WR_ATOMIC_CMP_AND_SWP] = PW_OP_ATOMIC_CS,
+		[PW_WR_ATOMIC_FETCH_AND_ADD] = PW_OP_ATOMIC_FA,
+	};
+
+	return map[op];
+}
+
+bool pw_req_next_locked(struct pw_qp_i *qp)
+{
+	struct pw_tx *tx = &qp->tx;
+	struct pw_wqe *w;
+	struct pw_hdr h = { 0 };
+	bool rd;
+
+	if (qp->retry_at_ns || qp->sq_next == qp->sq_tail)
+		return false;
+	w = pw_sq_at(qp, qp->sq_next);
+	if (w->status != PW_WC_SUCCESS) {
+		/*
+		 * A WR that failed local checks completes in order: wait until
+		 * everything before it is acknowledged, then fail the QP.
+		 */
+		if (qp->sq_head == qp->sq_next)
+			pw_qp_error_locked(qp, w->status);
+		return false;
+	}
+	rd = pw_wqe_is_rd(w);
+	if ((rd && qp->rd_out >= qp->rd_max) || (w->fence && qp->rd_out))
+		return false;
+
+	h.opcode = wire_op(w->opcode);
+	h.flags = (w->signaled ? PW_WF_ACK_REQ : 0) |
+		  (w->solicited ? PW_WF_SOLICITED : 0);
+	h.psn = w->psn;
+	h.rkey = w->rkey;
+	h.raddr = w->raddr;
+	tx->ndata = 0;
+	tx->data_left = 0;
+	switch (w->opcode) {
+	case PW_WR_RDMA_READ:
+		h.read_len = w->length;
+		break;
+	case PW_WR_ATOMIC_CMP_AND_SWP:
+	case PW_WR_ATOMIC_FETCH_AND_ADD:
+		h.compare_add = w->compare_add;
+		h.swap = w->swap;
+		break;
+	case PW_WR_RDMA_WRITE_WITH_IMM:
+	case PW_WR_SEND_WITH_IMM:
+		h.imm = w->imm;
+		/* fall through */
+	default:
+		h.payload_len = w->length;
+		tx->data_left = w->length;
+		if (w->inlined) {
+			tx->data[0].iov_base = w->inline_buf;
+			tx->data[0].iov_len = w->length;
+			tx->ndata = w->length ? 1 : 0;
+			break;
+		}
+		for (int i = 0; i < w->num_sge; i++) {
+			if (!w->sge[i].length)
+				continue;
+			tx->data[tx->ndata].iov_base = (void *)(uintptr_t)w->sge[i].addr;
+			tx->data[tx->ndata++].iov_len = w->sge[i].length;
+		}
+		break;
+	}
+	pw_wire_encode_hdr(&h, tx->hdr);
+	tx->kind = TX_REQ;
+	tx->wqe = w;
+	tx->hdr_off = 0;
+	tx->didx = 0;
+	tx->doff = 0;
+	tx->data_is_mr = false;
+	tx->zero_fill = false;
+	tx->trailer_len = 0;
+	tx->trailer_off = 0;
+	if (rd)
+		qp->rd_out++;
+	qp->sq_next++;
+	return true;
+}

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Responder: executes incoming requests. Every op is checked, every time,
+ * before any byte of memory is touched (BRIEF "Access checks, every time"):
+ * the key names a live MR, the MR is in the QP's PD, it grants the access,
+ * and the range lies inside it. A failure NAKs with REMOTE_ACCESS and, as
+ * IBA prescribes for responder access errors, puts the QP in error.
+ *
+ * Sequence: requests must arrive with consecutive PSNs. After an RNR NAK
+ * for PSN P the responder drops everything until P is sent again (the
+ * requester goes back to P: go-back-N keeps RC ordering).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "engine/qp.h"
+#include "mr/mr.h"
+
+/*
+ * Atomics are PW_ATOMIC_HCA: atomic with respect to every other pagewire
+ * atomic in this process (all contexts), as IBV_ATOMIC_HCA. The
+ * read-modify-write goes through EFAULT-safe copies, so a target page
+ * unmapped under us is an access error, never a SIGSEGV.
+ */
+static pthread_mutex_t pw_atomic_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool pw_resp_push_locked(struct pw_qp_i *qp, const struct pw_resp *r)
+{
+	if (qp->resp_count == qp->resp_cap)
+		return false;
+	qp->resp[(qp->resp_head + qp->resp_count) % qp->resp_cap] = *r;
+	qp->resp_count++;
+	/* a NAK or READ/ATOMIC response acknowledges everything before it */
+	qp->ack_pending = false;
+	return true;
+}
+
+/* Build the next response (queued responses first, then the ACK). */
+bool pw_resp_next_locked(struct pw_qp_i *qp)
+{
+	struct pw_tx *tx = &qp->tx;
+	struct pw_hdr h = { 0 };
+
+	tx->data_left = 0;
+	tx->ndata = 0;
+	tx->trailer_len = 0;
+	tx->resp_is_rd = false;
+	if (qp->resp_count) {
+		struct pw_resp *r = &qp->resp[qp->resp_head];
+
+		qp->resp_head = (qp->resp_head + 1) % qp->resp_cap;
+		qp->resp_count--;
+		h.opcode = r->op;
+		h.psn = r->psn;
+		switch (r->op) {
+		case PW_OP_NAK:
+			h.syndrome = r->syndrome;
+			h.retry_us = r->val;
+			break;
+		case PW_OP_ATOMIC_RESP:
+			h.orig = r->val;
+			tx->resp_is_rd = true;
+			break;
+		case PW_OP_READ_RESP:
+			h.payload_len = r->len + PW_WIRE_READ_TRAILER_LEN;
+			tx->data[0].iov_base = (void *)(uintptr_t)r->addr;
+			tx->data[0].iov_len = r->len;
+			tx->ndata = 1;
+			tx->data_left = r->len;
+			tx->rkey = r->rkey;
+			tx->trailer_len = PW_WIRE_READ_TRAILER_LEN;
+			tx->resp_is_rd = true;
+			break;
+		}
+	} else if (qp->ack_pending) {
+		qp->ack_pending = false;
+		h.opcode = PW_OP_ACK;
+		h.psn = qp->ack_psn;
+	} else {
+		return false;
+	}
+	pw_wire_encode_hdr(&h, tx->hdr);
+	tx->kind = TX_RESP;
+	tx->hdr_off = 0;
+	tx->didx = 0;
+	tx->doff = 0;
+	/* READ data comes from an MR: re-checked before every send call */
+	tx->data_is_mr = h.opcode == PW_OP_READ_RESP;
+	tx->zero_fill = false;
+	tx->syndrome = PW_SYN_OK;
+	tx->trailer_off = 0;
+	tx->wqe = NULL;
+	return true;
+}
+
+/* Check (key, PD, access, bounds) for a remote access. Return a syndrome. */
+static uint32_t check_remote(struct pw_qp_i *qp, uint32_t rkey, uint64_t addr,
+			     uint64_t len, unsigned int access)
+{
+	struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, rkey);
+	uint32_t syn = PW_SYN_OK;
+
+	if (!mr)
+		return PW_SYN_REMOTE_ACCESS;
+	if (mr->ibmr.pd != qp->ibqp.pd || !(mr->ibmr.access & access) ||
+	    !pw_mr_covers(mr, addr, len))
+		syn = PW_SYN_REMOTE_ACCESS;
+	pw_mr_put(mr);
+	return syn;
+}
+
+static void rnr_nak(struct pw_qp_i *qp)
+{
+	struct pw_resp r = { .op = PW_OP_NAK, .psn = qp->rx.hdr.psn,
+			     .syndrome = PW_SYN_RNR,
+			     .val = qp->min_rnr_timer_us };
+
+	if (!pw_resp_push_locked(qp, &r)) {
+		pw_qp_fatal_nak_locked(qp, r.psn, PW_SYN_INVALID_REQ,
+				       PW_WC_FATAL_ERR);
+		return;
+	}
+	qp->nak_drop = true;
+	qp->rx.skip = true;
+}
+
+/* Responder work at a request header: checks, and where the data goes. */
+void pw_resp_begin(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	struct pw_hdr *h = &rx->hdr;
+	struct pw_rqe *r;
+	uint64_t total;
+
+	rx->skip = false;
+	rx->err_syn = PW_SYN_OK;
+	rx->recv_status = PW_WC_SUCCESS;
+	rx->dst = DST_DISCARD;
+
+	if (qp->nak_drop) {
+		if (h->psn != qp->exp_psn) {
+			rx->skip = true;	/* sent before our NAK arrived */
+			return;
+		}
+		qp->nak_drop = false;
+	} else if (h->psn != qp->exp_psn) {
+		pthread_mutex_lock(&qp->lock);
+		pw_qp_fatal_nak_locked(qp, qp->exp_psn, PW_SYN_PSN_SEQ,
+				       PW_WC_FATAL_ERR);
+		pthread_mutex_unlock(&qp->lock);
+		rx->skip = true;
+		rx->dead = true;
+		return;
+	}
+
+	pthread_mutex_lock(&qp->lock);
+	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
+		rx->skip = true;
+		goto out;
+	}
+	switch (h->opcode) {
+	case PW_OP_WRITE_IMM:
+		if (qp->rq_head == qp->rq_tail) {
+			rnr_nak(qp);
+			break;
+		}
+		/* fall through */
+	case PW_OP_WRITE:
+		/* IBA: a zero-length RDMA op does not validate the R_Key */
+		if (!h->payload_len)
+			break;
+		rx->err_syn = check_remote(qp, h->rkey, h->raddr, h->payload_len,
+					   PW_ACCESS_REMOTE_WRITE);
+		if (!rx->err_syn) {
+			rx->dst = DST_MR;
+			rx->rkey = h->rkey;
+			rx->addr = h->raddr;
+		}
+		break;
+	case PW_OP_SEND:
+	case PW_OP_SEND_IMM:
+		if (qp->rq_head == qp->rq_tail) {
+			rnr_nak(qp);
+			break;
+		}
+		r = pw_rq_at(qp, qp->rq_head);
+		rx->recv_status = pw_qp_check_sges(qp, r->sge, (int)r->num_sge,
+						   true, &total);
+		if (rx->recv_status != PW_WC_SUCCESS) {
+			/* IBA: the receive WQE's fault is a remote operational error */
+			rx->recv_status = PW_WC_LOC_PROT_ERR;
+			rx->err_syn = PW_SYN_REMOTE_OP;
+			break;
+		}
+		if (h->payload_len > total) {
+			rx->recv_status = PW_WC_LOC_LEN_ERR;
+			rx->err_syn = PW_SYN_INVALID_REQ;
+			break;
+		}
+		rx->dst = DST_IOV;
+		rx->niov = 0;
+		for (uint32_t i = 0; i < r->num_sge; i++) {
+			if (!r->sge[i].length)
+				continue;
+			rx->iov[rx->niov].iov_base = (void *)(uintptr_t)r->sge[i].addr;
+			rx->iov[rx->niov++].iov_len = r->sge[i].length;
+		}
+		rx->iov_idx = 0;
+		rx->iov_off = 0;
+		break;
+	case PW_OP_READ_REQ:
+		if (qp->rd_in >= qp->dest_rd_max) {
+			rx->err_syn = PW_SYN_INVALID_REQ;
+			break;
+		}
+		if (h->read_len)
+			rx->err_syn = check_remote(qp, h->rkey, h->raddr,
+						   h->read_len,
+						   PW_ACCESS_REMOTE_READ);
+		break;
+	case PW_OP_ATOMIC_CS:
+	case PW_OP_ATOMIC_FA:
+		if (qp->rd_in >= qp->dest_rd_max || (h->raddr & 7)) {
+			rx->err_syn = PW_SYN_INVALID_REQ;
+			break;
+		}
+		rx->err_syn = check_remote(qp, h->rkey, h->raddr, 8,
+					   PW_ACCESS_REMOTE_ATOMIC);
+		break;
+	}
+out:
+	pthread_mutex_unlock(&qp->lock);
+}
+
+/* Execute an atomic. Return the syndrome; *orig gets the old value. */
+static uint32_t do_atomic(struct pw_qp_i *qp, const struct pw_hdr *h,
+			  uint64_t *orig)
+{
+	struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, h->rkey);
+	uint32_t syn = PW_SYN_REMOTE_ACCESS;
+	void *p = (void *)(uintptr_t)h->raddr;
+	uint64_t v, nv;
+
+	if (!mr)
+		return syn;
+	pthread_mutex_lock(&pw_atomic_lock);
+	if (pw_safe_read(&v, p, 8) == 8) {
+		if (h->opcode == PW_OP_ATOMIC_FA)
+			nv = v + h->compare_add;
+		else
+			nv = v == h->compare_add ? h->swap : v;
+		if (nv == v || pw_safe_write(p, &nv, 8) == 8) {
+			*orig = v;
+			syn = PW_SYN_OK;
+		}
+	}
+	pthread_mutex_unlock(&pw_atomic_lock);
+	pw_mr_put(mr);
+	return syn;
+}
+
+/* Responder work once the whole request (payload included) has arrived. */
+void pw_resp_finish(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	struct pw_hdr *h = &rx->hdr;
+	struct pw_resp resp = { .psn = h->psn };
+	uint32_t syn = rx->err_syn;
+	uint64_t orig = 0;
+
+	if (rx->skip)
+		return;
+	if (!syn && rx->fault)
+		syn = rx->dst == DST_IOV ? PW_SYN_REMOTE_OP : PW_SYN_REMOTE_ACCESS;
+	if (rx->fault && rx->dst == DST_IOV)
+		rx->recv_status = PW_WC_LOC_PROT_ERR;
+	if (!syn && (h->opcode == PW_OP_ATOMIC_CS || h->opcode == PW_OP_ATOMIC_FA))
+		syn = do_atomic(qp, h, &orig);
+
+	pthread_mutex_lock(&qp->lock);
+	if (pw_qp_get_state(qp) == PW_QPS_ERR)
+		goto out;
+	if (syn) {
+		if (rx->recv_status != PW_WC_SUCCESS) {
+			pw_qp_complete_recv_locked(qp, pw_rq_at(qp, qp->rq_head),
+						   rx->recv_status, 0, h);
+			qp->rq_head++;
+		}
+		pw_qp_fatal_nak_locked(qp, h->psn, syn, PW_WC_WR_FLUSH_ERR);
+		rx->dead = true;
+		goto out;
+	}
+	qp->exp_psn++;
+	switch (h->opcode) {
+	case PW_OP_WRITE_IMM:
+	case PW_OP_SEND:
+	case PW_OP_SEND_IMM:
+		pw_qp_complete_recv_locked(qp, pw_rq_at(qp, qp->rq_head),
+					   PW_WC_SUCCESS, h->payload_len, h);
+		qp->rq_head++;
+		/* fall through */
+	case PW_OP_WRITE:
+		/* coalesced: one ACK per receive batch covers them all */
+		qp->ack_pending = true;
+		qp->ack_psn = h->psn;
+		break;
+	case PW_OP_READ_REQ:
+		resp.op = PW_OP_READ_RESP;
+		resp.rkey = h->rkey;
+		resp.addr = h->raddr;
+		resp.len = h->read_len;
+		goto push;
+	case PW_OP_ATOMIC_CS:
+	case PW_OP_ATOMIC_FA:
+		resp.op = PW_OP_ATOMIC_RESP;
+		resp.val = orig;
+push:
+		if (!pw_resp_push_locked(qp, &resp)) {
+			pw_qp_fatal_nak_locked(qp, h->psn, PW_SYN_INVALID_REQ,
+					       PW_WC_FATAL_ERR);
+			rx->dead = true;
+			break;
+		}
+		qp->rd_in++;
+		break;
+	}
+out:
+	pthread_mutex_unlock(&qp->lock);
+}

@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Receive side of a QP's socket: framing. Headers (and small payloads that
+ * arrive with them) are read into a staging buffer; the rest of a payload
+ * is received straight into its destination with recvmsg(), whose second
+ * iovec is the staging buffer so that the next headers come in with the
+ * same call. Payload bytes that landed in staging are placed with an
+ * EFAULT-safe copy. An unmapped destination (EFAULT) or a deregistered MR
+ * turns the rest of the message into a discard and an error at its end,
+ * never into a crash or a late write.
+ *
+ * Runs on the progress thread only; rx state needs no lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/context.h"
+#include "engine/qp.h"
+#include "mr/mr.h"
+
+int pw_rx_init(struct pw_rx *rx)
+{
+	memset(rx, 0, sizeof(*rx));
+	rx->buf = malloc(PW_RX_STAGING);
+	return rx->buf ? 0 : -ENOMEM;
+}
+
+void pw_rx_fini(struct pw_rx *rx)
+{
+	free(rx->buf);
+	rx->buf = NULL;
+}
+
+static inline uint32_t avail(const struct pw_rx *rx)
+{
+	return rx->tail - rx->head;
+}
+
+static void on_eof(struct pw_qp_i *qp)
+{
+	qp->rx.eof = true;
+	/* the peer vanished (or shut us out): IBA's transport retry exceeded */
+	pw_qp_fatal(qp, PW_WC_RETRY_EXC_ERR);
+}
+
+void pw_rx_protocol_error(struct pw_qp_i *qp)
+{
+	pthread_mutex_lock(&qp->lock);
+	pw_qp_fatal_nak_locked(qp, qp->exp_psn, PW_SYN_INVALID_REQ,
+			       PW_WC_FATAL_ERR);
+	pthread_mutex_unlock(&qp->lock);
+	qp->rx.dead = true;
+	qp->rx.dst = DST_DISCARD;
+}
+
+/* Read more into staging. Return bytes read, 0 if none for now, -1 at EOF. */
+static ssize_t fill(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	ssize_t n;
+
+	if (rx->head == rx->tail) {
+		rx->head = rx->tail = 0;
+	} else if (rx->tail == PW_RX_STAGING) {
+		memmove(rx->buf, rx->buf + rx->head, avail(rx));
+		rx->tail -= rx->head;
+		rx->head = 0;
+	}
+	do {
+		n = recv(qp->fd, rx->buf + rx->tail, PW_RX_STAGING - rx->tail,
+			 MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		rx->tail += (uint32_t)n;
+		return n;
+	}
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	on_eof(qp);
+	return -1;
+}
+
+/* Where the next @max bytes of payload go; fills @iov, returns the count. */
+static int dst_iov(struct pw_qp_i *qp, struct iovec *iov, uint64_t max,
+		   struct pw_mr_i **mrp)
+{
+	struct pw_rx *rx = &qp->rx;
+	int n = 0;
+
+	if (rx->dst == DST_MR) {
+		struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, rx->rkey);
+		uint64_t a = rx->addr + rx->done;
+
+		/* re-checked every step: deregistration stops placement at once */
+		if (!mr || !pw_mr_covers(mr, a, max)) {
+			if (mr)
+				pw_mr_put(mr);
+			rx->fault = true;
+			rx->dst = DST_DISCARD;
+			return 0;
+		}
+		*mrp = mr;
+		iov[0].iov_base = (void *)(uintptr_t)a;
+		iov[0].iov_len = max;
+		return 1;
+	}
+	for (int i = rx->iov_idx; i < rx->niov && max; i++) {
+		size_t off = i == rx->iov_idx ? rx->iov_off : 0;
+		size_t len = PW_MIN(rx->iov[i].iov_len - off, max);
+
+		iov[n].iov_base = (char *)rx->iov[i].iov_base + off;
+		iov[n++].iov_len = len;
+		max -= len;
+	}
+	return n;
+}
+
+static void dst_advance(struct pw_rx *rx, uint64_t n)
+{
+	rx->done += n;
+	rx->left -= n;
+	if (rx->dst != DST_IOV)
+		return;
+	while (n && rx->iov_idx < rx->niov) {
+		size_t room = rx->iov[rx->iov_idx].iov_len - rx->iov_off;
+		size_t t = PW_MIN(n, room);
+
+		rx->iov_off += t;
+		n -= t;
+		if (rx->iov_off == rx->iov[rx->iov_idx].iov_len) {
+			rx->iov_idx++;
+			rx->iov_off = 0;
+		}
+	}
+}
+
+/* Place @n payload bytes that arrived in staging. */
+static void place_staged(struct pw_qp_i *qp, uint32_t n)
+{
+	struct pw_rx *rx = &qp->rx;
+	struct iovec iov[PW_MAX_SGE];
+	struct pw_mr_i *mr = NULL;
+	int cnt;
+
+	if (rx->dst != DST_DISCARD && pw_qp_get_state(qp) != PW_QPS_ERR) {
+		cnt = dst_iov(qp, iov, n, &mr);
+		if (cnt && pw_safe_writev(iov, cnt, rx->buf + rx->head, n) != (ssize_t)n) {
+			rx->fault = true;
+			rx->dst = DST_DISCARD;
+		}
+		if (mr)
+			pw_mr_put(mr);
+	}
+	rx->head += n;
+	dst_advance(rx, n);
+}
+
+/*
+ * Receive payload straight into its destination, and whatever follows into
+ * staging. Return bytes read, 0 if none for now, -1 at EOF.
+ */
+static ssize_t recv_direct(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	struct iovec iov[PW_MAX_SGE + 1];
+	struct pw_mr_i *mr = NULL;
+	struct msghdr mh = { .msg_iov = iov };
+	uint64_t dlen;
+	int cnt;
+	ssize_t n;
+
+	if (rx->dst == DST_DISCARD || pw_qp_get_state(qp) == PW_QPS_ERR) {
+		rx->dst = DST_DISCARD;
+		return fill(qp);
+	}
+	cnt = dst_iov(qp, iov, rx->left, &mr);
+	if (!cnt)
+		return fill(qp);
+	rx->head = rx->tail = 0;
+	iov[cnt].iov_base = rx->buf;
+	iov[cnt].iov_len = PW_RX_STAGING;
+	mh.msg_iovlen = (size_t)cnt + 1;
+	do {
+		n = recvmsg(qp->fd, &mh, MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (mr)
+		pw_mr_put(mr);
+	if (n > 0) {
+		dlen = PW_MIN((uint64_t)n, rx->left);
+		dst_advance(rx, dlen);
+		rx->tail = (uint32_t)(n - (ssize_t)dlen);
+		return n;
+	}
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	if (n < 0 && errno == EFAULT) {
+		/* the destination is not mapped: discard the rest, report it */
+		rx->fault = true;
+		rx->dst = DST_DISCARD;
+		return fill(qp);
+	}
+	on_eof(qp);
+	return -1;
+}
+
+static void msg_begin(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	const struct pw_wire_opinfo *oi = &pw_wire_ops[rx->hdr.opcode];
+
+	rx->done = 0;
+	rx->left = rx->hdr.payload_len;
+	rx->fault = false;
+	rx->trailer_syn = PW_SYN_OK;
+	rx->dst = DST_DISCARD;
+	if (rx->hdr.opcode == PW_OP_READ_RESP)
+		rx->left -= PW_WIRE_READ_TRAILER_LEN;
+	if (oi->cls == PW_WC_CLASS_REQUEST)
+		pw_resp_begin(qp);
+	else if (oi->cls == PW_WC_CLASS_RESPONSE)
+		pw_comp_begin(qp);
+	else
+		pw_rx_protocol_error(qp);	/* CM message after connect */
+	rx->state = RX_DATA;
+}
+
+static void msg_finish(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+
+	rx->state = RX_HDR;
+	if (rx->dead)
+		return;
+	if (pw_wire_ops[rx->hdr.opcode].cls == PW_WC_CLASS_REQUEST)
+		pw_resp_finish(qp);
+	else
+		pw_comp_finish(qp);
+}
+
+void pw_rx_process(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	ssize_t budget = PW_RX_BUDGET;
+	ssize_t n;
+
+	/*
+	 * The budget bounds socket reads per wakeup (fairness between QPs);
+	 * staged bytes are always consumed, since epoll cannot see them.
+	 */
+	while (!rx->eof) {
+		if (rx->dead) {
+			if (budget <= 0)
+				break;
+			/* protocol error: swallow everything until the peer closes */
+			rx->head = rx->tail;
+			n = fill(qp);
+			if (n <= 0)
+				break;
+			budget -= n;
+			continue;
+		}
+		switch (rx->state) {
+		case RX_HDR:
+			if (avail(rx) < PW_WIRE_HDR_LEN) {
+				if (budget <= 0)
+					goto out;
+				n = fill(qp);
+				if (n <= 0)
+					goto out;
+				budget -= n;
+				continue;
+			}
+			if (pw_wire_decode_hdr(rx->buf + rx->head, avail(rx),
+					       &rx->hdr) != 0) {
+				pw_rx_protocol_error(qp);
+				continue;
+			}
+			rx->head += PW_WIRE_HDR_LEN;
+			msg_begin(qp);
+			break;
+		case RX_DATA:
+			if (!rx->left) {
+				if (rx->hdr.opcode == PW_OP_READ_RESP)
+					rx->state = RX_TRAILER;
+				else
+					msg_finish(qp);
+				continue;
+			}
+			if (avail(rx)) {
+				place_staged(qp, (uint32_t)PW_MIN((uint64_t)avail(rx), rx->left));
+				continue;
+			}
+			if (budget <= 0)
+				goto out;
+			n = recv_direct(qp);
+			if (n <= 0)
+				goto out;
+			budget -= n;
+			break;
+		case RX_TRAILER:
+			if (avail(rx) < PW_WIRE_READ_TRAILER_LEN) {
+				if (budget <= 0)
+					goto out;
+				n = fill(qp);
+				if (n <= 0)
+					goto out;
+				budget -= n;
+				continue;
+			}
+			if (pw_wire_decode_trailer(rx->buf + rx->head, avail(rx),
+						   &rx->trailer_syn) != 0) {
+				pw_rx_protocol_error(qp);
+				continue;
+			}
+			rx->head += PW_WIRE_READ_TRAILER_LEN;
+			msg_finish(qp);
+			break;
+		}
+	}
+out:
+	/* one flush per batch: this is where ACKs coalesce */
+	pthread_mutex_lock(&qp->lock);
+	pw_tx_flush_locked(qp);
+	pthread_mutex_unlock(&qp->lock);
+}

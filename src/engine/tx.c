@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transmit side of a QP's socket. One message at a time is in flight on the
+ * byte stream (framing); between messages responses go first, then the
+ * coalesced ACK, then new requests. Payload goes straight from registered
+ * memory into the socket (sendmsg over the SGEs, no staging copy).
+ *
+ * A source that faults mid-message cannot be taken back: the header already
+ * left. The rest of the payload goes out as zeros and the fault is reported
+ * after it: a READ_RESP carries it in its trailer, a request's WQE completes
+ * with a local protection error.
+ */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "core/context.h"
+#include "engine/qp.h"
+#include "mr/mr.h"
+
+#define ZERO_LEN (64 * 1024)
+static const uint8_t zeros[ZERO_LEN];
+
+static void set_out_locked(struct pw_qp_i *qp, bool on)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0),
+		.data.ptr = qp,
+	};
+
+	if (qp->want_out == on)
+		return;
+	/* ENOENT after EOF removed the fd: the peer is gone, nothing to wait for */
+	epoll_ctl(qp->ctx->engine.epfd, EPOLL_CTL_MOD, qp->fd, &ev);
+	qp->want_out = on;
+}
+
+/* Choose the next message. Return false when there is nothing to send. */
+static bool pick_locked(struct pw_qp_i *qp)
+{
+	if (pw_qp_get_state(qp) == PW_QPS_ERR)
+		return qp->fatal_nak && pw_resp_next_locked(qp);
+	if (pw_resp_next_locked(qp))
+		return true;
+	return pw_req_next_locked(qp);
+}
+
+static int build_iov(struct pw_qp_i *qp, struct iovec *iov,
+		     struct pw_mr_i **mrp)
+{
+	struct pw_tx *tx = &qp->tx;
+	bool all_data = true;
+	int n = 0;
+
+	if (tx->hdr_off < PW_WIRE_HDR_LEN) {
+		iov[n].iov_base = tx->hdr + tx->hdr_off;
+		iov[n++].iov_len = PW_WIRE_HDR_LEN - tx->hdr_off;
+	}
+	if (tx->data_left && !tx->zero_fill && tx->data_is_mr) {
+		struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, tx->rkey);
+		uint64_t a = (uint64_t)(uintptr_t)tx->data[0].iov_base + tx->doff;
+
+		/* deregistered since the READ was accepted: never read it */
+		if (!mr || !pw_mr_covers(mr, a, tx->data_left)) {
+			if (mr)
+				pw_mr_put(mr);
+			tx->zero_fill = true;
+			tx->syndrome = PW_SYN_REMOTE_ACCESS;
+		} else {
+			*mrp = mr;
+			iov[n].iov_base = (void *)(uintptr_t)a;
+			iov[n++].iov_len = tx->data_left;
+		}
+	} else if (tx->data_left && !tx->zero_fill) {
+		for (int i = tx->didx; i < tx->ndata; i++) {
+			size_t off = i == tx->didx ? tx->doff : 0;
+
+			iov[n].iov_base = (char *)tx->data[i].iov_base + off;
+			iov[n++].iov_len = tx->data[i].iov_len - off;
+		}
+	}
+	if (tx->data_left && tx->zero_fill) {
+		iov[n].iov_base = (void *)zeros;
+		iov[n++].iov_len = PW_MIN(tx->data_left, (uint64_t)ZERO_LEN);
+		all_data = tx->data_left <= ZERO_LEN;
+	}
+	if (all_data && tx->trailer_len) {
+		if (tx->trailer_off == 0)
+			pw_wire_encode_trailer(tx->syndrome, tx->trailer);
+		iov[n].iov_base = tx->trailer + tx->trailer_off;
+		iov[n++].iov_len = tx->trailer_len - tx->trailer_off;
+	}
+	return n;
+}
+
+static void advance(struct pw_tx *tx, size_t n)
+{
+	size_t k;
+
+	k = PW_MIN(n, (size_t)(PW_WIRE_HDR_LEN - tx->hdr_off));
+	tx->hdr_off += (uint32_t)k;
+	n -= k;
+	k = PW_MIN(n, tx->data_left);
+	tx->data_left -= k;
+	n -= k;
+	if (!tx->zero_fill && !tx->data_is_mr) {
+		while (k && tx->didx < tx->ndata) {
+			size_t room = tx->data[tx->didx].iov_len - tx->doff;
+			size_t t = PW_MIN(k, room);
+
+			tx->doff += t;
+			k -= t;
+			if (tx->doff == tx->data[tx->didx].iov_len) {
+				tx->didx++;
+				tx->doff = 0;
+			}
+		}
+	} else {
+		tx->doff += k;
+	}
+	tx->trailer_off += (uint32_t)n;
+}
+
+static bool msg_done(const struct pw_tx *tx)
+{
+	return tx->hdr_off == PW_WIRE_HDR_LEN && !tx->data_left &&
+	       tx->trailer_off == tx->trailer_len;
+}
+
+/* Return 1 when the message is out, 0 when the socket is full, -1 on error. */
+static int send_current(struct pw_qp_i *qp)
+{
+	struct pw_tx *tx = &qp->tx;
+
+	while (!msg_done(tx)) {
+		struct iovec iov[PW_MAX_SGE + 2];
+		struct pw_mr_i *mr = NULL;
+		struct msghdr mh = { .msg_iov = iov };
+		ssize_t r;
+
+		mh.msg_iovlen = (size_t)build_iov(qp, iov, &mr);
+		r = sendmsg(qp->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (mr)
+			pw_mr_put(mr);
+		if (r >= 0) {
+			advance(tx, (size_t)r);
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			return 0;
+		if (errno == EFAULT && tx->data_left && !tx->zero_fill) {
+			/* our header/trailer never fault: the payload source did */
+			tx->zero_fill = true;
+			if (tx->kind == TX_REQ)
+				tx->wqe->status = PW_WC_LOC_PROT_ERR;
+			else
+				tx->syndrome = PW_SYN_REMOTE_ACCESS;
+			continue;
+		}
+		/* EPIPE, ECONNRESET, ...: the peer is gone (IBA: retry exceeded) */
+		pw_qp_error_locked(qp, PW_WC_RETRY_EXC_ERR);
+		return -1;
+	}
+	return 1;
+}
+
+static void sent_locked(struct pw_qp_i *qp)
+{
+	struct pw_tx *tx = &qp->tx;
+
+	if (tx->kind == TX_RESP) {
+		if (tx->resp_is_rd && qp->rd_in)
+			qp->rd_in--;
+		/* IBA: a responder access error puts the responder QP in error */
+		if (tx->trailer_len && tx->syndrome != PW_SYN_OK)
+			pw_qp_error_locked(qp, PW_WC_WR_FLUSH_ERR);
+	}
+	tx->kind = TX_NONE;
+}
+
+void pw_tx_flush_locked(struct pw_qp_i *qp)
+{
+	struct pw_tx *tx = &qp->tx;
+
+	if (qp->shut_wr)
+		return;
+	for (;;) {
+		int r;
+
+		if (tx->kind == TX_NONE && !pick_locked(qp))
+			break;
+		r = send_current(qp);
+		if (r == 0) {
+			set_out_locked(qp, true);
+			return;
+		}
+		if (r < 0) {
+			tx->kind = TX_NONE;
+			break;
+		}
+		sent_locked(qp);
+	}
+	set_out_locked(qp, false);
+	/* in error, once the last owed message is out, tell the peer: EOF */
+	if (pw_qp_get_state(qp) == PW_QPS_ERR && tx->kind == TX_NONE &&
+	    !qp->resp_count) {
+		qp->fatal_nak = false;
+		shutdown(qp->fd, SHUT_WR);
+		qp->shut_wr = true;
+	}
+}

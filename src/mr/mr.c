@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory region registration: pinned (the 2008 baseline: populate + mlock,
+ * bounded by RLIMIT_MEMLOCK) and on-demand (seed: "the mapping would have
+ * to be on demand"; O(1), touches nothing).
+ */
+#include <errno.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/context.h"
+#include "mr/mr.h"
+#include "util/util.h"
+
+#define PW_ACCESS_ALL (PW_ACCESS_LOCAL_WRITE | PW_ACCESS_REMOTE_WRITE | \
+		       PW_ACCESS_REMOTE_READ | PW_ACCESS_REMOTE_ATOMIC | \
+		       PW_ACCESS_ON_DEMAND)
+
+/* The kernel skips RLIMIT_MEMLOCK for CAP_IPC_LOCK, and so do we. */
+static bool has_ipc_lock(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
+
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return false;
+	return data[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32));
+}
+
+/* Bytes this process has locked now (VmLck), or 0 if unknown. */
+static uint64_t locked_bytes(void)
+{
+	char line[256];
+	uint64_t kb = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %lu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
+static uint64_t page_floor(uint64_t a)
+{
+	return a & ~((uint64_t)sysconf(_SC_PAGESIZE) - 1);
+}
+
+static uint64_t page_ceil(uint64_t a)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	return (a + ps - 1) & ~(ps - 1);
+}
+
+static int pin_range(struct pw_mr_i *mr)
+{
+	uint64_t s = page_floor(mr->start), e = page_ceil(mr->end);
+	uint64_t len = e - s;
+	struct rlimit rl;
+
+	if (!has_ipc_lock() && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY) {
+		uint64_t cur = locked_bytes();
+
+		if (cur + len > rl.rlim_cur) {
+			pw_set_error("pinned registration of %lu bytes exceeds RLIMIT_MEMLOCK "
+				     "(%lu bytes, %lu already locked); raise `ulimit -l` or "
+				     "register with PW_ACCESS_ON_DEMAND",
+				     (unsigned long)len, (unsigned long)rl.rlim_cur,
+				     (unsigned long)cur);
+			return -ENOMEM;
+		}
+	}
+	/* mlock populates the range (breaking COW on writable mappings) */
+	if (mlock((void *)(uintptr_t)s, len) != 0) {
+		int e2 = errno;
+
+		if (e2 == ENOMEM) {
+			pw_set_error("pinned registration: range %#lx+%lu is not fully mapped",
+				     (unsigned long)s, (unsigned long)len);
+			return -EFAULT;
+		}
+		pw_set_error("pinned registration of %lu bytes failed (%s); RLIMIT_MEMLOCK "
+			     "bounds pinned memory, consider PW_ACCESS_ON_DEMAND",
+			     (unsigned long)len, strerror(e2));
+		return e2 == EPERM || e2 == EAGAIN ? -ENOMEM : -e2;
+	}
+	return 0;
+}
+
+/*
+ * mlock is not reference counted, so unlock only the pages no other pinned
+ * MR still covers (registering overlapping MRs is legal).
+ */
+static void unpin_rest_locked(struct pw_context *ctx, struct pw_mr_i *self,
+			      uint64_t s, uint64_t e, struct pw_mr_i *from)
+{
+	for (struct pw_mr_i *o = from; o; o = o->pin_next) {
+		uint64_t os, oe;
+
+		if (o == self)
+			continue;
+		os = page_floor(o->start);
+		oe = page_ceil(o->end);
+		if (oe <= s || os >= e)
+			continue;
+		if (s < os)
+			unpin_rest_locked(ctx, self, s, os, o->pin_next);
+		if (oe < e)
+			unpin_rest_locked(ctx, self, oe, e, o->pin_next);
+		return;
+	}
+	if (e > s)
+		munlock((void *)(uintptr_t)s, e - s);
+}
+
+static void unpin(struct pw_context *ctx, struct pw_mr_i *mr)
+{
+	pthread_mutex_lock(&ctx->obj_lock);
+	for (struct pw_mr_i **pp = &ctx->pinned; *pp; pp = &(*pp)->pin_next)
+		if (*pp == mr) {
+			*pp = mr->pin_next;
+			break;
+		}
+	unpin_rest_locked(ctx, mr, page_floor(mr->start), page_ceil(mr->end),
+			  ctx->pinned);
+	pthread_mutex_unlock(&ctx->obj_lock);
+}
+
+struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
+			unsigned int access)
+{
+	struct pw_context *ctx;
+	struct pw_mr_i *mr;
+	bool odp = access & PW_ACCESS_ON_DEMAND;
+	bool implicit = addr == NULL && length == SIZE_MAX;
+	int ret;
+
+	pw_clear_error();
+	if (!ibpd || (access & ~PW_ACCESS_ALL) || length == 0) {
+		pw_set_error("pw_reg_mr: invalid PD, access flags 0x%x or length 0", access);
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((access & (PW_ACCESS_REMOTE_WRITE | PW_ACCESS_REMOTE_ATOMIC)) &&
+	    !(access & PW_ACCESS_LOCAL_WRITE)) {
+		pw_set_error("pw_reg_mr: REMOTE_WRITE/REMOTE_ATOMIC require LOCAL_WRITE");
+		errno = EINVAL;
+		return NULL;
+	}
+	if (implicit && !odp) {
+		pw_set_error("pw_reg_mr: implicit registration (NULL, SIZE_MAX) requires PW_ACCESS_ON_DEMAND");
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!implicit && (uint64_t)(uintptr_t)addr + length < (uint64_t)(uintptr_t)addr) {
+		pw_set_error("pw_reg_mr: range wraps around the address space");
+		errno = EINVAL;
+		return NULL;
+	}
+	ctx = ibpd->context;
+	mr = calloc(1, sizeof(*mr));
+	if (!mr) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	mr->ibmr.context = ctx;
+	mr->ibmr.pd = ibpd;
+	mr->ibmr.addr = addr;
+	mr->ibmr.length = length;
+	mr->ibmr.access = access;
+	mr->implicit = implicit;
+	mr->pinned = !odp;
+	mr->start = implicit ? 0 : (uint64_t)(uintptr_t)addr;
+	mr->end = implicit ? UINT64_MAX : mr->start + length;
+
+	if (mr->pinned) {
+		pthread_mutex_lock(&ctx->obj_lock);
+		ret = pin_range(mr);
+		if (!ret) {
+			mr->pin_next = ctx->pinned;
+			ctx->pinned = mr;
+		}
+		pthread_mutex_unlock(&ctx->obj_lock);
+		if (ret)
+			goto err_free;
+	}
+	ret = pw_keytable_insert(&ctx->keys, mr);
+	if (ret)
+		goto err_unpin;
+	atomic_fetch_add(&to_pd(ibpd)->users, 1);
+	return &mr->ibmr;
+
+err_unpin:
+	if (mr->pinned)
+		unpin(ctx, mr);
+err_free:
+	free(mr);
+	errno = -ret;
+	return NULL;
+}
+
+int pw_dereg_mr(struct pw_mr *ibmr)
+{
+	struct pw_mr_i *mr;
+	struct pw_context *ctx;
+
+	if (!ibmr)
+		return -EINVAL;
+	mr = to_mr(ibmr);
+	ctx = ibmr->context;
+	/* removes the key and waits for placements in progress to end */
+	pw_keytable_remove(&ctx->keys, mr);
+	if (mr->pinned)
+		unpin(ctx, mr);
+	atomic_fetch_sub(&to_pd(ibmr->pd)->users, 1);
+	free(mr);
+	return 0;
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory regions and the key table.
+ *
+ * A key names an MR on the wire (seed: "region RRR"). Every incoming op
+ * looks its key up here and holds a *use* of the MR only for the duration of
+ * one placement step (one syscall); pw_dereg_mr() removes the key and then
+ * waits for the uses in progress to drain, so nothing lands after it returns.
+ */
+#ifndef PW_MR_MR_H
+#define PW_MR_MR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <pagewire/pagewire.h>
+
+struct pw_mr_i {
+	struct pw_mr ibmr;
+	uint64_t start;		/* first byte covered */
+	uint64_t end;		/* one past the last byte (UINT64_MAX: implicit) */
+	bool pinned;
+	bool implicit;
+	atomic_int uses;	/* placement steps in progress */
+	struct pw_mr_i *pin_next; /* context's list of pinned MRs (ctx->mr_lock) */
+};
+
+static inline struct pw_mr_i *to_mr(struct pw_mr *mr)
+{
+	return (struct pw_mr_i *)mr;
+}
+
+/**
+ * struct pw_keytable - rkey/lkey -> MR, open addressing
+ * @lock: reader side is every incoming op's key lookup; writers are
+ *        registration and deregistration. A rwlock keeps lookups from
+ *        different QPs parallel.
+ * @recent: ring of the last PW_KEY_QUARANTINE freed keys, never handed out
+ *          again while in the ring (a stale rkey must not find a new MR).
+ */
+#define PW_KEY_QUARANTINE 4096
+struct pw_keytable {
+	pthread_rwlock_t lock;
+	struct pw_mr_i **slots;
+	uint32_t cap;		/* power of two */
+	uint32_t used;		/* live entries */
+	uint32_t tombs;		/* deleted markers */
+	uint32_t recent[PW_KEY_QUARANTINE];
+	uint32_t recent_pos;
+};
+
+int pw_keytable_init(struct pw_keytable *kt);
+void pw_keytable_destroy(struct pw_keytable *kt);
+/* Assign a fresh unpredictable key to @mr and insert it. Return 0 or -ENOMEM. */
+int pw_keytable_insert(struct pw_keytable *kt, struct pw_mr_i *mr);
+void pw_keytable_remove(struct pw_keytable *kt, struct pw_mr_i *mr);
+
+/**
+ * pw_mr_get() - look up @key and take a use of the MR
+ *
+ * Return: the MR with one use held (release with pw_mr_put()), or NULL if
+ * no live MR has that key.
+ */
+struct pw_mr_i *pw_mr_get(struct pw_keytable *kt, uint32_t key);
+
+static inline void pw_mr_put(struct pw_mr_i *mr)
+{
+	atomic_fetch_sub_explicit(&mr->uses, 1, memory_order_release);
+}
+
+/* Does [addr, addr+len) lie inside the MR? Overflow-safe. */
+static inline bool pw_mr_covers(const struct pw_mr_i *mr, uint64_t addr,
+				uint64_t len)
+{
+	if (addr < mr->start)
+		return false;
+	if (mr->implicit)
+		return len <= UINT64_MAX - addr;
+	return len <= mr->end - addr && addr <= mr->end;
+}
+
+#endif /* PW_MR_MR_H */

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* Small shared helpers: container_of, time, the thread-local error text. */
+#ifndef PW_UTIL_UTIL_H
+#define PW_UTIL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define PW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PW_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+static inline uint64_t pw_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint32_t pw_roundup_pow2(uint32_t v)
+{
+	uint32_t r = 1;
+
+	while (r < v)
+		r <<= 1;
+	return r;
+}
+
+/* Record a sentence for pw_last_error() in this thread. */
+void pw_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pw_clear_error(void);
+
+/*
+ * EFAULT-safe copies into and out of this process's memory. The engine never
+ * dereferences application memory directly: a mapping may vanish at any time
+ * (munmap racing a remote op), and the kernel turns that into EFAULT instead
+ * of SIGSEGV. Return: bytes copied (short on the first fault) or -errno.
+ */
+ssize_t pw_safe_writev(const struct iovec *dst, int ndst, const void *src,
+		       size_t len);
+ssize_t pw_safe_write(void *dst, const void *src, size_t len);
+ssize_t pw_safe_read(void *dst, const void *src, size_t len);
+
+/* Fill @buf with cryptographically random bytes (keys must be unpredictable). */
+void pw_random_bytes(void *buf, size_t len);
+
+#endif /* PW_UTIL_UTIL_H */
