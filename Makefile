@@ -3,12 +3,11 @@
 # packages first (scripts/deps.sh), so a fresh Debian 12 machine works.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
-TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps
 
-.PHONY: all deps build check demo asan tsan clean
+.PHONY: all deps build check demo asan fuzz clean
 
 all: build
 
@@ -32,5 +31,15 @@ asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
+# libFuzzer harnesses (clang), each run for FUZZ_SECONDS over a scratch copy
+# of its checked-in corpus: `make fuzz FUZZ_SECONDS=600`.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DPW_FUZZ=ON \
+		-DPW_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz --timeout $$(( $(FUZZ_SECONDS) * 2 + 120 ))
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

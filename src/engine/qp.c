@@ -222,7 +222,6 @@ void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status)
 					   PW_WC_WR_FLUSH_ERR, 0, NULL);
 	qp->rq_head = qp->rq_tail;
 	qp->rd_out = 0;
-	qp->retry_at_ns = 0;
 	qp->ack_pending = false;
 	/* keep only a queued fatal NAK: the peer must learn why */
 	if (!qp->fatal_nak)
@@ -352,19 +351,22 @@ static void fill_wqe(struct pw_qp_i *qp, struct pw_wqe *w,
 		w->compare_add = w->swap = 0;
 	}
 	if (w->inlined) {
+		/*
+		 * The caller's own buffer, read in the caller's thread, as
+		 * ibv_post_send does: no lkey, no safe copy needed.
+		 */
 		for (int i = 0; i < wr->num_sge; i++) {
 			const struct pw_sge *s = &wr->sg_list[i];
 
-			/* the source may be bogus: a fault is a local protection error */
-			if (s->length && pw_safe_read(w->inline_buf + total,
-						      (void *)(uintptr_t)s->addr,
-						      s->length) != (ssize_t)s->length)
-				w->status = PW_WC_LOC_PROT_ERR;
+			if (s->length)
+				memcpy(w->inline_buf + total,
+				       (void *)(uintptr_t)s->addr, s->length);
 			total += s->length;
 		}
 		w->num_sge = 0;
 	} else {
-		memcpy(w->sge, wr->sg_list, sizeof(*w->sge) * (size_t)wr->num_sge);
+		if (wr->num_sge)
+			memcpy(w->sge, wr->sg_list, sizeof(*w->sge) * (size_t)wr->num_sge);
 		w->status = pw_qp_check_sges(qp, w->sge, w->num_sge,
 					     pw_wqe_is_rd(w), &total);
 	}
@@ -447,7 +449,8 @@ int pw_post_recv(struct pw_qp *ibqp, struct pw_recv_wr *wr,
 		r = pw_rq_at(qp, qp->rq_tail);
 		r->wr_id = wr->wr_id;
 		r->num_sge = (uint32_t)wr->num_sge;
-		memcpy(r->sge, wr->sg_list, sizeof(*r->sge) * (size_t)wr->num_sge);
+		if (wr->num_sge)
+			memcpy(r->sge, wr->sg_list, sizeof(*r->sge) * (size_t)wr->num_sge);
 		qp->rq_tail++;
 	}
 	if (ret && bad_wr)

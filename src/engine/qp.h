@@ -143,7 +143,8 @@ struct pw_qp_i {
 	uint32_t rd_out;	/* READ/ATOMIC sent, response pending */
 	uint32_t rd_max;	/* min(our max_rd_atomic, peer's max_dest) */
 	int rnr_left;		/* RNR retries left; < 0: infinite */
-	uint64_t retry_at_ns;	/* transmit paused until (RNR timer) */
+	uint64_t retry_at_ns;	/* transmit paused until (RNR timer); written
+				 * only by the progress thread, under lock */
 
 	/* receive queue */
 	struct pw_rqe *rq;

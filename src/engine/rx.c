@@ -309,8 +309,12 @@ void pw_rx_process(struct pw_qp_i *qp)
 				budget -= n;
 				continue;
 			}
+			/* only these can arise once a READ_RESP header is out */
 			if (pw_wire_decode_trailer(rx->buf + rx->head, avail(rx),
-						   &rx->trailer_syn) != 0) {
+						   &rx->trailer_syn) != 0 ||
+			    (rx->trailer_syn != PW_SYN_OK &&
+			     rx->trailer_syn != PW_SYN_REMOTE_ACCESS &&
+			     rx->trailer_syn != PW_SYN_REMOTE_OP)) {
 				pw_rx_protocol_error(qp);
 				continue;
 			}

@@ -63,17 +63,59 @@ static uint64_t page_ceil(uint64_t a)
 	return (a + ps - 1) & ~(ps - 1);
 }
 
-static int pin_range(struct pw_mr_i *mr)
+/*
+ * mlock is not reference counted and registering overlapping MRs is legal,
+ * so both the RLIMIT_MEMLOCK check and munlock must only consider the pages
+ * of [s, e) that no other pinned MR covers. Calls @fn on each such piece.
+ */
+static void for_each_uncovered_locked(struct pw_mr_i *self, uint64_t s,
+				      uint64_t e, struct pw_mr_i *from,
+				      void (*fn)(uint64_t, uint64_t, void *),
+				      void *arg)
+{
+	for (struct pw_mr_i *o = from; o; o = o->pin_next) {
+		uint64_t os, oe;
+
+		if (o == self)
+			continue;
+		os = page_floor(o->start);
+		oe = page_ceil(o->end);
+		if (oe <= s || os >= e)
+			continue;
+		if (s < os)
+			for_each_uncovered_locked(self, s, os, o->pin_next, fn, arg);
+		if (oe < e)
+			for_each_uncovered_locked(self, oe, e, o->pin_next, fn, arg);
+		return;
+	}
+	if (e > s)
+		fn(s, e, arg);
+}
+
+static void count_piece(uint64_t s, uint64_t e, void *arg)
+{
+	*(uint64_t *)arg += e - s;
+}
+
+/* The raw syscall: sanitizer runtimes replace the libc wrappers with no-ops. */
+static void munlock_piece(uint64_t s, uint64_t e, void *arg)
+{
+	syscall(SYS_munlock, (void *)(uintptr_t)s, (size_t)(e - s));
+}
+
+/* Populate and lock @mr. Called with ctx->obj_lock held, @mr not yet listed. */
+static int pin_range_locked(struct pw_context *ctx, struct pw_mr_i *mr)
 {
 	uint64_t s = page_floor(mr->start), e = page_ceil(mr->end);
-	uint64_t len = e - s;
+	uint64_t len = e - s, added = 0;
 	struct rlimit rl;
 
+	for_each_uncovered_locked(mr, s, e, ctx->pinned, count_piece, &added);
 	if (!has_ipc_lock() && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
 	    rl.rlim_cur != RLIM_INFINITY) {
 		uint64_t cur = locked_bytes();
 
-		if (cur + len > rl.rlim_cur) {
+		if (cur + added > rl.rlim_cur) {
 			pw_set_error("pinned registration of %lu bytes exceeds RLIMIT_MEMLOCK "
 				     "(%lu bytes, %lu already locked); raise `ulimit -l` or "
 				     "register with PW_ACCESS_ON_DEMAND",
@@ -82,10 +124,15 @@ static int pin_range(struct pw_mr_i *mr)
 			return -ENOMEM;
 		}
 	}
-	/* mlock populates the range (breaking COW on writable mappings) */
-	if (mlock((void *)(uintptr_t)s, len) != 0) {
+	/*
+	 * mlock populates the range (breaking COW on writable mappings). The
+	 * raw syscall, because sanitizer runtimes stub out the libc wrapper.
+	 */
+	if (syscall(SYS_mlock, (void *)(uintptr_t)s, (size_t)len) != 0) {
 		int e2 = errno;
 
+		/* mlock stops at the first hole: unlock what it did lock */
+		for_each_uncovered_locked(mr, s, e, ctx->pinned, munlock_piece, NULL);
 		if (e2 == ENOMEM) {
 			pw_set_error("pinned registration: range %#lx+%lu is not fully mapped",
 				     (unsigned long)s, (unsigned long)len);
@@ -99,32 +146,6 @@ static int pin_range(struct pw_mr_i *mr)
 	return 0;
 }
 
-/*
- * mlock is not reference counted, so unlock only the pages no other pinned
- * MR still covers (registering overlapping MRs is legal).
- */
-static void unpin_rest_locked(struct pw_context *ctx, struct pw_mr_i *self,
-			      uint64_t s, uint64_t e, struct pw_mr_i *from)
-{
-	for (struct pw_mr_i *o = from; o; o = o->pin_next) {
-		uint64_t os, oe;
-
-		if (o == self)
-			continue;
-		os = page_floor(o->start);
-		oe = page_ceil(o->end);
-		if (oe <= s || os >= e)
-			continue;
-		if (s < os)
-			unpin_rest_locked(ctx, self, s, os, o->pin_next);
-		if (oe < e)
-			unpin_rest_locked(ctx, self, oe, e, o->pin_next);
-		return;
-	}
-	if (e > s)
-		munlock((void *)(uintptr_t)s, e - s);
-}
-
 static void unpin(struct pw_context *ctx, struct pw_mr_i *mr)
 {
 	pthread_mutex_lock(&ctx->obj_lock);
@@ -133,8 +154,8 @@ static void unpin(struct pw_context *ctx, struct pw_mr_i *mr)
 			*pp = mr->pin_next;
 			break;
 		}
-	unpin_rest_locked(ctx, mr, page_floor(mr->start), page_ceil(mr->end),
-			  ctx->pinned);
+	for_each_uncovered_locked(mr, page_floor(mr->start), page_ceil(mr->end),
+				  ctx->pinned, munlock_piece, NULL);
 	pthread_mutex_unlock(&ctx->obj_lock);
 }
 
@@ -187,7 +208,7 @@ struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
 
 	if (mr->pinned) {
 		pthread_mutex_lock(&ctx->obj_lock);
-		ret = pin_range(mr);
+		ret = pin_range_locked(ctx, mr);
 		if (!ret) {
 			mr->pin_next = ctx->pinned;
 			ctx->pinned = mr;

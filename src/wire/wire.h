@@ -183,7 +183,7 @@ int pw_wire_encode_conn(const struct pw_wire_conn *c, uint8_t *out,
  *
  * Return: 0, -ENODATA when shorter than the fixed part, -EMSGSIZE when
  * pdata_len disagrees with @len or exceeds 256, -EBADMSG for non-zero
- * reserved fields or min_version > max_version.
+ * reserved fields, min_version == 0 or min_version > max_version.
  */
 int pw_wire_decode_conn(const void *buf, size_t len, struct pw_wire_conn *c);
 
