@@ -4,6 +4,7 @@
  * points pw_post_send / pw_post_recv / pw_destroy_qp.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -222,8 +223,12 @@ void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status)
 					   PW_WC_WR_FLUSH_ERR, 0, NULL);
 	qp->rq_head = qp->rq_tail;
 	qp->rd_out = 0;
-	qp->ack_pending = false;
-	/* keep only a queued fatal NAK: the peer must learn why */
+	/*
+	 * A pending ACK still goes out (tx sends it before shutting the write
+	 * side): those requests were executed, and the peer must not see them
+	 * fail just because this side errored or was destroyed right after.
+	 * Other queued responses are dropped, except a fatal NAK.
+	 */
 	if (!qp->fatal_nak)
 		qp->resp_count = 0;
 }
@@ -459,6 +464,28 @@ int pw_post_recv(struct pw_qp *ibqp, struct pw_recv_wr *wr,
 	return ret;
 }
 
+/*
+ * Give the last owed messages (a coalesced ACK, a fatal NAK) a bounded
+ * chance to leave when the socket is full, so that a graceful destroy does
+ * not turn the peer's executed requests into errors.
+ */
+static void drain_owed(struct pw_qp_i *qp)
+{
+	uint64_t deadline = pw_now_ns() + 1000000000ull;
+
+	pthread_mutex_lock(&qp->lock);
+	while (!qp->shut_wr && pw_now_ns() < deadline) {
+		struct pollfd p = { .fd = qp->fd, .events = POLLOUT };
+
+		pthread_mutex_unlock(&qp->lock);
+		if (poll(&p, 1, 10) < 0 && errno != EINTR)
+			return;
+		pthread_mutex_lock(&qp->lock);
+		pw_tx_flush_locked(qp);
+	}
+	pthread_mutex_unlock(&qp->lock);
+}
+
 int pw_destroy_qp(struct pw_qp *ibqp)
 {
 	struct pw_qp_i *qp;
@@ -467,6 +494,7 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 		return -EINVAL;
 	qp = to_qp(ibqp);
 	pw_qp_fatal(qp, PW_WC_WR_FLUSH_ERR);
+	drain_owed(qp);
 	/* after this the progress thread never touches the QP again */
 	pw_engine_del_qp(&qp->ctx->engine, qp);
 	shutdown(qp->fd, SHUT_RDWR);

@@ -39,7 +39,7 @@ static void set_out_locked(struct pw_qp_i *qp, bool on)
 static bool pick_locked(struct pw_qp_i *qp)
 {
 	if (pw_qp_get_state(qp) == PW_QPS_ERR)
-		return qp->fatal_nak && pw_resp_next_locked(qp);
+		return (qp->fatal_nak || qp->ack_pending) && pw_resp_next_locked(qp);
 	if (pw_resp_next_locked(qp))
 		return true;
 	return pw_req_next_locked(qp);
@@ -197,15 +197,21 @@ void pw_tx_flush_locked(struct pw_qp_i *qp)
 			return;
 		}
 		if (r < 0) {
+			/* the connection is dead: nothing more can be sent */
 			tx->kind = TX_NONE;
-			break;
+			qp->resp_count = 0;
+			qp->ack_pending = false;
+			qp->fatal_nak = false;
+			qp->shut_wr = true;
+			set_out_locked(qp, false);
+			return;
 		}
 		sent_locked(qp);
 	}
 	set_out_locked(qp, false);
 	/* in error, once the last owed message is out, tell the peer: EOF */
 	if (pw_qp_get_state(qp) == PW_QPS_ERR && tx->kind == TX_NONE &&
-	    !qp->resp_count) {
+	    !qp->resp_count && !qp->ack_pending) {
 		qp->fatal_nak = false;
 		shutdown(qp->fd, SHUT_WR);
 		qp->shut_wr = true;

@@ -2,7 +2,7 @@
 /*
  * Every error status provoked for real, with the exact status, the state
  * both QPs end in, the flushes that follow, and memory that must stay
- * untouched (.notes/SEMANTICS.md is the reference).
+ * untouched (docs/semantics.md is the reference).
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting for completions, blocking (the default: a completion channel,
+ * pw_req_notify_cq + pw_get_cq_event) or busy-polling (opt-in). The
+ * brief says never spin by default: both tools share a machine's two
+ * cores with two processes' progress threads.
+ */
+#ifndef PAGEWIRE_TOOL_CQ_WAIT_H
+#define PAGEWIRE_TOOL_CQ_WAIT_H
+
+#include <stdbool.h>
+
+#include <pagewire/pagewire.h>
+
+/**
+ * struct cq_waiter - a CQ plus, in blocking mode, its completion channel
+ * @cq:      the completion queue
+ * @channel: its channel (NULL when busy-polling)
+ * @busy:    poll in a loop instead of sleeping on the channel
+ * @armed:   pw_req_notify_cq() is pending, an event will come
+ * @unacked: events received but not yet acknowledged (acked in batches)
+ */
+struct cq_waiter {
+	struct pw_cq *cq;
+	struct pw_comp_channel *channel;
+	bool busy;
+	bool armed;
+	unsigned int unacked;
+};
+
+/**
+ * cq_waiter_init() - create the CQ (and channel unless @busy)
+ *
+ * Return: 0, or a negative errno (pw_last_error() says more).
+ */
+int cq_waiter_init(struct cq_waiter *w, struct pw_context *ctx, int cqe,
+		   bool busy);
+
+/* Acknowledge outstanding events, destroy CQ and channel. Idempotent. */
+void cq_waiter_destroy(struct cq_waiter *w);
+
+/**
+ * cq_wait() - wait until at least one completion is available, poll it
+ * @wc:         output array
+ * @n:          its size
+ * @timeout_ms: give up after this long without a completion; -1 = never
+ *
+ * Return: the number of completions (> 0), -ETIMEDOUT, or another
+ * negative errno from the library.
+ */
+int cq_wait(struct cq_waiter *w, struct pw_wc *wc, int n, int timeout_ms);
+
+#endif /* PAGEWIRE_TOOL_CQ_WAIT_H */

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pagewire-perf: perftest-style benchmarks over pagewire.
+ *
+ * Structure (one responsibility per file):
+ *   perf_main.c    command line, --loopback fork, top-level flow
+ *   perf_plan.c    tests table, sizes and iterations of a run
+ *   perf_conn.c    buffers, MRs, CQs, QPs, private-data exchange
+ *   perf_client.c  the measuring side: one thread per QP
+ *   perf_server.c  the passive side: one thread per QP
+ *   perf_ctrl.c    the end-of-run "done" / "result" handshake
+ *   perf_report.c  statistics, perftest-like tables, JSON lines
+ *
+ * Buffer layout of every QP, on both sides (one mmap, one MR):
+ *
+ *   [ data area | rx area | ctrl area ]
+ *
+ * The data area is the source of outgoing payload (WRITE, SEND, READ
+ * responses, the atomic target). The rx area is where incoming payload
+ * lands (WRITE, SEND, READ results, atomic results). Keeping them apart
+ * lets either side verify what arrived against the peer's pattern without
+ * its own outgoing data getting in the way. The ctrl area holds the small
+ * control messages of perf_ctrl.c.
+ */
+#ifndef PAGEWIRE_TOOL_PERF_H
+#define PAGEWIRE_TOOL_PERF_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <pagewire/pagewire.h>
+
+#include "cq_wait.h"
+
+#define PERF_PROG		"pagewire-perf"
+#define PERF_DEFAULT_PORT	18515
+#define PERF_MAX_QPS		64
+#define PERF_MAX_SIZES		24	/* -a: 2^1 .. 2^23 */
+#define PERF_ALL_MAX_SIZE	(8u << 20)
+#define PERF_DEFAULT_TX_DEPTH	128
+/* READ/ATOMIC kept in flight: the QP default, as perftest's -o default. */
+#define PERF_RD_ATOMIC		16
+/* Receives the send_bw server keeps posted (perftest's rx depth). */
+#define PERF_RX_DEPTH		512
+/* Size of the ctrl area and of each control message slot. */
+#define PERF_CTRL_AREA		4096
+#define PERF_CTRL_SLOT		64
+/*
+ * Latency loops and the control handshake signal every PERF_LAT_SIGNAL-th
+ * send and the last one: a signaled send completion wakes a blocked
+ * waiter, and one wake-up per iteration (the peer's reply) is what a
+ * ping-pong should cost, not two.
+ */
+#define PERF_LAT_SIGNAL		16
+/* Completions polled at once. */
+#define PERF_WC_BATCH		16
+/* Client gives up when no completion arrives for this long (a hang). */
+#define PERF_STALL_TIMEOUT_MS	60000
+
+/* Exit codes: 0 success, 1 run failed, 2 usage error. */
+#define PERF_EXIT_FAIL		1
+#define PERF_EXIT_USAGE		2
+
+enum perf_test {
+	PERF_WRITE_BW,
+	PERF_WRITE_LAT,
+	PERF_READ_BW,
+	PERF_READ_LAT,
+	PERF_SEND_BW,
+	PERF_SEND_LAT,
+	PERF_ATOMIC_LAT,
+	PERF_TEST_COUNT
+};
+
+enum perf_mr_mode {
+	PERF_MR_PINNED,
+	PERF_MR_ODP,
+	PERF_MR_IMPLICIT,
+	PERF_MR_COUNT
+};
+
+enum perf_atomic_op {
+	PERF_ATOMIC_FA,	/* FETCH_AND_ADD (default, as perftest) */
+	PERF_ATOMIC_CS,	/* CMP_AND_SWAP */
+	PERF_ATOMIC_COUNT
+};
+
+/**
+ * struct perf_test_info - static description of a test
+ * @name:     command-line name
+ * @title:    perftest-like header title
+ * @bw:       bandwidth test (window of WRs) rather than latency
+ * @half_rtt: latency is a ping-pong; report half the round trip
+ * @server_data_pattern: the server's data area must hold its pattern
+ *            before the client starts (READ source, atomic target)
+ * @server_recvs: the server receives one message per iteration
+ */
+struct perf_test_info {
+	const char *name;
+	const char *title;
+	bool bw;
+	bool half_rtt;
+	bool server_data_pattern;
+	bool server_recvs;
+};
+
+extern const struct perf_test_info perf_tests[PERF_TEST_COUNT];
+extern const char *const perf_mr_names[PERF_MR_COUNT];
+extern const char *const perf_atomic_names[PERF_ATOMIC_COUNT];
+
+/**
+ * struct perf_opts - parsed command line
+ * @size_set/@iters_set/@port_set: given explicitly (else defaults apply)
+ * @host:   server to connect to; NULL = be the server
+ */
+struct perf_opts {
+	enum perf_test test;
+	enum perf_mr_mode mr;
+	enum perf_atomic_op atomic;
+	const char *policy;
+	uint64_t size;
+	uint64_t iters;
+	bool size_set;
+	bool iters_set;
+	bool all_sizes;
+	unsigned int qps;
+	unsigned int port;
+	bool port_set;
+	unsigned int tx_depth;
+	bool json;
+	bool busy_poll;
+	bool loopback;
+	const char *host;
+};
+
+/**
+ * struct perf_plan - the sizes of a run and the iterations of each
+ *
+ * Both sides compute it from the same inputs (the client's, carried in
+ * its private data), so the server knows how many messages to expect.
+ */
+struct perf_plan {
+	unsigned int n;
+	uint64_t size[PERF_MAX_SIZES];
+	uint64_t iters[PERF_MAX_SIZES];
+	uint64_t total_iters;
+	uint64_t max_size;
+};
+
+/**
+ * struct perf_wire_info - what each side tells the other at connect time
+ *
+ * Encoded explicitly as PERF_WIRE_INFO_LEN little-endian bytes, see
+ * perf_conn.c for the byte layout.
+ */
+struct perf_wire_info {
+	uint8_t test;
+	uint8_t mr;
+	uint8_t atomic;
+	uint8_t flags;		/* PERF_WF_* */
+	uint16_t qp_index;
+	uint16_t qps;
+	uint32_t tx_depth;
+	uint32_t rkey;
+	uint64_t size;
+	uint64_t iters;
+	uint64_t seed;		/* pattern seed of this side's data area */
+	uint64_t data_addr;
+	uint64_t rx_addr;
+	uint64_t area_len;	/* bytes usable in each of data / rx area */
+};
+
+#define PERF_WF_ALL_SIZES	(1u << 0)
+#define PERF_WF_ITERS_SET	(1u << 1)
+#define PERF_WIRE_INFO_LEN	72
+
+/* One completion record of a bw run: when @msgs messages were done. */
+struct perf_rec {
+	uint64_t t_ns;
+	uint64_t msgs;
+};
+
+/**
+ * struct perf_step - what one QP measured for one size
+ * @t_start/@t_end: first post and last completion (CLOCK_MONOTONIC ns)
+ * @msgs:  messages completed
+ * @lat_us: latency samples (lat tests), @nlat of them
+ * @recs:  completion records (bw tests), @nrecs of them
+ */
+struct perf_step {
+	uint64_t t_start;
+	uint64_t t_end;
+	uint64_t msgs;
+	double *lat_us;
+	size_t nlat;
+	struct perf_rec *recs;
+	size_t nrecs;
+};
+
+struct perf_run;
+
+/**
+ * struct perf_ep - one QP endpoint and its buffers
+ * @buf:    the mmap'ed [data | rx | ctrl] buffer, @buf_len bytes
+ * @area:   bytes of each of the data and rx areas (page multiple)
+ * @mr:     this endpoint's MR (NULL with --mr=implicit)
+ * @lkey:   lkey to use for local SGEs (own MR or the implicit one)
+ * @peer:   what the peer sent at connect time
+ * @seed:   pattern seed of our data area
+ * @recvs_posted: receives posted so far (data receives come first)
+ * @data_recvs:   number of data receives of the whole run
+ * @sends_posted: send WRs posted through perf_post_tracked()
+ * @sends_done:   of those, how many are known complete
+ * @atomic_expect: the value the atomic target must hold next (client)
+ * @wcq:    completions polled but not consumed yet (see perf_next_wc())
+ * @steps:  per-size measurements (client)
+ * @status: 0, or the thread's failure (negative errno or -EIO)
+ */
+struct perf_ep {
+	struct perf_run *run;
+	unsigned int idx;
+	uint8_t *buf;
+	size_t buf_len;
+	size_t area;
+	uint8_t *data;
+	uint8_t *rx;
+	uint8_t *ctrl;
+	struct pw_mr *mr;
+	uint32_t lkey;
+	struct cq_waiter cqw;
+	struct pw_qp *qp;
+	struct pw_qp_init_attr attr;
+	struct perf_wire_info peer;
+	uint64_t seed;
+	uint64_t recvs_posted;
+	uint64_t data_recvs;
+	uint64_t sends_posted;
+	uint64_t sends_done;
+	uint64_t atomic_expect;
+	struct pw_wc wcq[PERF_WC_BATCH];
+	unsigned int wcq_head;
+	unsigned int wcq_len;
+	struct perf_step steps[PERF_MAX_SIZES];
+	pthread_t thread;
+	bool thread_started;
+	int status;
+};
+
+/**
+ * struct perf_run - one side of a run
+ * @o:      options of this process
+ * @server: this side is the server
+ * @plan:   sizes and iterations (the client's, on both sides)
+ * @wire:   the client's parameters as the server learnt them
+ * @abort:  a client thread failed; the others skip their remaining sizes
+ * @barrier: client threads start every size together
+ */
+struct perf_run {
+	const struct perf_opts *o;
+	bool server;
+	struct pw_context *ctx;
+	struct pw_pd *pd;
+	struct pw_mr *implicit_mr;
+	struct pw_listener *listener;
+	struct perf_plan plan;
+	enum perf_atomic_op atomic;
+	unsigned int qps;
+	unsigned int tx_depth;
+	uint64_t seed;
+	struct perf_ep eps[PERF_MAX_QPS];
+	atomic_int abort;
+	pthread_barrier_t barrier;
+	bool barrier_init;
+	bool quiet;
+	FILE *human;
+};
+
+/* wr_id tags: receives and control sends are told apart from data WRs. */
+#define PERF_WRID_RECV		(1ull << 63)
+#define PERF_WRID_CTRL		(1ull << 62)
+
+/* perf_plan.c */
+int perf_test_by_name(const char *name);
+uint64_t perf_default_size(enum perf_test t);
+int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
+		    uint64_t iters, bool iters_set, unsigned int qps,
+		    struct perf_plan *p);
+unsigned int perf_cq_mod(unsigned int window);
+unsigned int perf_window(const struct perf_run *run);
+
+/* perf_conn.c */
+void perf_wire_encode(const struct perf_wire_info *w,
+		      uint8_t out[PERF_WIRE_INFO_LEN]);
+int perf_wire_decode(const uint8_t *buf, uint32_t len,
+		     struct perf_wire_info *w);
+int perf_run_open(struct perf_run *run);
+int perf_server_listen(struct perf_run *run, const char *host,
+		       uint16_t port, uint16_t *bound_port);
+int perf_server_accept(struct perf_run *run);
+int perf_client_connect(struct perf_run *run, const char *host,
+			uint16_t port);
+void perf_run_close(struct perf_run *run);
+int perf_post_recv(struct perf_ep *ep);
+void perf_print_wc_error(const struct perf_ep *ep, const struct pw_wc *wc,
+			 const char *what);
+void perf_fail(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* perf_client.c / perf_server.c */
+int perf_client_run(struct perf_run *run);
+int perf_server_run(struct perf_run *run);
+
+/* perf_ctrl.c */
+int perf_next_wc(struct perf_ep *ep, struct pw_wc *out, int timeout_ms);
+int perf_reap_send(struct perf_ep *ep, const struct pw_wc *wc);
+int perf_post_tracked(struct perf_ep *ep, struct pw_send_wr *wr, bool signal);
+int perf_wait_recv(struct perf_ep *ep, struct pw_wc *out, int timeout_ms);
+int perf_drain_sends(struct perf_ep *ep, int timeout_ms);
+int perf_ctrl_client_finish(struct perf_ep *ep);
+int perf_ctrl_server_wait_done(struct perf_ep *ep);
+int perf_ctrl_server_reply(struct perf_ep *ep, uint64_t status, uint64_t detail);
+
+/* perf_report.c */
+void perf_report_header(const struct perf_run *run);
+int perf_report_steps(const struct perf_run *run);
+void perf_report_footer(const struct perf_run *run);
+
+#endif /* PAGEWIRE_TOOL_PERF_H */

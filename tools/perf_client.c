@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The measuring side of pagewire-perf: one thread per QP. All threads
+ * start every size together (a barrier), so -q N measures N QPs running
+ * concurrently; perf_report.c aggregates them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pattern.h"
+#include "perf.h"
+#include "tool_util.h"
+
+static double ns_to_us(uint64_t ns)
+{
+	return (double)ns / 1000.0;
+}
+
+/* Post one WR, turning a library refusal into a reported error. */
+static int post_one(struct perf_ep *ep, struct pw_send_wr *wr)
+{
+	struct pw_send_wr *bad = NULL;
+	int err = pw_post_send(ep->qp, wr, &bad);
+
+	if (err)
+		perf_fail("QP %u: pw_post_send(%s, wr_id %llu) failed: %s (%s)",
+			  ep->idx, pw_wr_opcode_str(wr->opcode),
+			  (unsigned long long)wr->wr_id, strerror(-err),
+			  pw_last_error());
+	return err;
+}
+
+static int check_pattern(const struct perf_ep *ep, const uint8_t *buf,
+			 uint64_t len, uint64_t seed, const char *what)
+{
+	long long bad = pattern_check(buf, (size_t)len, seed, 0);
+
+	if (bad < 0)
+		return 0;
+	perf_fail("QP %u: data mismatch in %s at byte %lld of %llu: got 0x%02x, expected 0x%02x",
+		  ep->idx, what, bad, (unsigned long long)len, buf[bad],
+		  pattern_byte(seed, (uint64_t)bad));
+	return -EIO;
+}
+
+/**
+ * client_bw_step() - WRITE / READ / SEND bandwidth for one size
+ *
+ * Keeps a window of WRs in flight; every cq_mod-th WR and the last one
+ * are signaled, and since a QP's WRs complete in order, the completion of
+ * WR k accounts for every WR up to k.
+ */
+static int client_bw_step(struct perf_ep *ep, unsigned int s)
+{
+	struct perf_run *run = ep->run;
+	struct perf_step *st = &ep->steps[s];
+	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
+	unsigned int window = perf_window(run);
+	unsigned int cq_mod = perf_cq_mod(window);
+	uint64_t posted = 0, completed = 0;
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	struct pw_wc wc;
+	int err;
+
+	st->recs = calloc(iters / cq_mod + 2, sizeof(*st->recs));
+	if (!st->recs)
+		return -ENOMEM;
+
+	memset(&wr, 0, sizeof(wr));
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	sge.length = (uint32_t)size;
+	sge.lkey = ep->lkey;
+	switch (run->o->test) {
+	case PERF_WRITE_BW:
+		wr.opcode = PW_WR_RDMA_WRITE;
+		sge.addr = (uint64_t)(uintptr_t)ep->data;
+		wr.wr.rdma.remote_addr = ep->peer.rx_addr;
+		wr.wr.rdma.rkey = ep->peer.rkey;
+		break;
+	case PERF_READ_BW:
+		wr.opcode = PW_WR_RDMA_READ;
+		/* Stale data from a previous size must not pass the check. */
+		memset(ep->rx, 0, size);
+		sge.addr = (uint64_t)(uintptr_t)ep->rx;
+		wr.wr.rdma.remote_addr = ep->peer.data_addr;
+		wr.wr.rdma.rkey = ep->peer.rkey;
+		break;
+	default:
+		wr.opcode = PW_WR_SEND;
+		sge.addr = (uint64_t)(uintptr_t)ep->data;
+		break;
+	}
+	unsigned int inline_flag = (wr.opcode != PW_WR_RDMA_READ &&
+				    size <= ep->attr.cap.max_inline_data) ?
+				   PW_SEND_INLINE : 0;
+
+	st->t_start = tool_now_ns();
+	while (completed < iters) {
+		while (posted < iters && posted - completed < window) {
+			bool sig = (posted + 1) % cq_mod == 0 ||
+				   posted + 1 == iters;
+
+			wr.wr_id = posted;
+			wr.send_flags = inline_flag | (sig ? PW_SEND_SIGNALED : 0);
+			err = post_one(ep, &wr);
+			if (err)
+				return err;
+			posted++;
+		}
+		err = perf_next_wc(ep, &wc, PERF_STALL_TIMEOUT_MS);
+		if (err)
+			return err;
+		if (wc.status != PW_WC_SUCCESS) {
+			perf_print_wc_error(ep, &wc, pw_wr_opcode_str(wr.opcode));
+			return -EIO;
+		}
+		if (wc.wr_id >= iters || wc.wr_id < completed) {
+			perf_fail("QP %u: completion out of order: wr_id %llu after %llu done",
+				  ep->idx, (unsigned long long)wc.wr_id,
+				  (unsigned long long)completed);
+			return -EPROTO;
+		}
+		completed = wc.wr_id + 1;
+		st->recs[st->nrecs].t_ns = tool_now_ns();
+		st->recs[st->nrecs].msgs = completed;
+		st->nrecs++;
+	}
+	st->t_end = st->recs[st->nrecs - 1].t_ns;
+	st->msgs = iters;
+
+	if (run->o->test == PERF_READ_BW)
+		return check_pattern(ep, ep->rx, size, ep->peer.seed,
+				     "the last RDMA READ result");
+	return 0;
+}
+
+/*
+ * Ping-pong latency (write_lat with WRITE_WITH_IMM, send_lat with SEND):
+ * post a receive for the pong, send the ping, wait for the pong. The
+ * receive completion wakes a blocked waiter, so the blocking mode needs
+ * no polling of memory. Half the round trip is reported, as perftest.
+ */
+static int client_pingpong_step(struct perf_ep *ep, unsigned int s)
+{
+	struct perf_run *run = ep->run;
+	struct perf_step *st = &ep->steps[s];
+	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
+	bool write = run->o->test == PERF_WRITE_LAT;
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	struct pw_wc wc;
+	int err;
+
+	st->lat_us = calloc(iters, sizeof(*st->lat_us));
+	if (!st->lat_us)
+		return -ENOMEM;
+	/* The pong carries our own pattern back; clear what a size left. */
+	memset(ep->rx, 0, size);
+
+	memset(&wr, 0, sizeof(wr));
+	sge.addr = (uint64_t)(uintptr_t)ep->data;
+	sge.length = (uint32_t)size;
+	sge.lkey = ep->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	if (write) {
+		wr.opcode = PW_WR_RDMA_WRITE_WITH_IMM;
+		wr.wr.rdma.remote_addr = ep->peer.rx_addr;
+		wr.wr.rdma.rkey = ep->peer.rkey;
+	} else {
+		wr.opcode = PW_WR_SEND;
+	}
+	unsigned int inline_flag = size <= ep->attr.cap.max_inline_data ?
+				   PW_SEND_INLINE : 0;
+
+	st->t_start = tool_now_ns();
+	for (uint64_t i = 0; i < iters; i++) {
+		err = perf_post_recv(ep);
+		if (err)
+			return err;
+		wr.imm_data = (uint32_t)i;
+		wr.send_flags = inline_flag;
+
+		uint64_t t0 = tool_now_ns();
+
+		/* Only the last ping needs a completion (see PERF_LAT_SIGNAL). */
+		err = perf_post_tracked(ep, &wr, i + 1 == iters);
+		if (err)
+			return err;
+		err = perf_wait_recv(ep, &wc, PERF_STALL_TIMEOUT_MS);
+		if (err)
+			return err;
+
+		uint64_t t1 = tool_now_ns();
+
+		st->lat_us[i] = ns_to_us(t1 - t0) / 2.0;
+		if (write && (wc.opcode != PW_WC_RECV_RDMA_WITH_IMM ||
+			      !(wc.wc_flags & PW_WC_WITH_IMM) ||
+			      wc.imm_data != (uint32_t)i)) {
+			perf_fail("QP %u: pong %llu: opcode %d, flags 0x%x, imm %u; expected RECV_RDMA_WITH_IMM with imm %llu",
+				  ep->idx, (unsigned long long)i, (int)wc.opcode,
+				  wc.wc_flags, wc.imm_data, (unsigned long long)i);
+			return -EPROTO;
+		}
+		if (!write && wc.opcode != PW_WC_RECV) {
+			perf_fail("QP %u: pong %llu: opcode %d, expected RECV",
+				  ep->idx, (unsigned long long)i, (int)wc.opcode);
+			return -EPROTO;
+		}
+		if (!write && wc.byte_len != size) {
+			perf_fail("QP %u: pong %llu has %u bytes, expected %llu",
+				  ep->idx, (unsigned long long)i, wc.byte_len,
+				  (unsigned long long)size);
+			return -EPROTO;
+		}
+	}
+	st->nlat = iters;
+	st->msgs = iters;
+	st->t_end = tool_now_ns();
+	err = perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+	if (err)
+		return err;
+	return check_pattern(ep, ep->rx, size, ep->seed, "the last pong");
+}
+
+/* Wait for the completion of the single WR @wr_id in flight. */
+static int wait_one(struct perf_ep *ep, uint64_t wr_id, const char *what)
+{
+	struct pw_wc wc;
+	int err = perf_next_wc(ep, &wc, PERF_STALL_TIMEOUT_MS);
+
+	if (err)
+		return err;
+	if (wc.status != PW_WC_SUCCESS) {
+		perf_print_wc_error(ep, &wc, what);
+		return -EIO;
+	}
+	if (wc.wr_id != wr_id) {
+		perf_fail("QP %u: %s: completion for wr_id %llu, expected %llu",
+			  ep->idx, what, (unsigned long long)wc.wr_id,
+			  (unsigned long long)wr_id);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* read_lat: one RDMA READ at a time, full operation time. */
+static int client_read_lat_step(struct perf_ep *ep, unsigned int s)
+{
+	struct perf_run *run = ep->run;
+	struct perf_step *st = &ep->steps[s];
+	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	int err;
+
+	st->lat_us = calloc(iters, sizeof(*st->lat_us));
+	if (!st->lat_us)
+		return -ENOMEM;
+	memset(ep->rx, 0, size);
+	memset(&wr, 0, sizeof(wr));
+	sge.addr = (uint64_t)(uintptr_t)ep->rx;
+	sge.length = (uint32_t)size;
+	sge.lkey = ep->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = PW_WR_RDMA_READ;
+	wr.send_flags = PW_SEND_SIGNALED;
+	wr.wr.rdma.remote_addr = ep->peer.data_addr;
+	wr.wr.rdma.rkey = ep->peer.rkey;
+
+	st->t_start = tool_now_ns();
+	for (uint64_t i = 0; i < iters; i++) {
+		uint64_t t0 = tool_now_ns();
+
+		wr.wr_id = i;
+		err = post_one(ep, &wr);
+		if (err)
+			return err;
+		err = wait_one(ep, i, "RDMA_READ");
+		if (err)
+			return err;
+		st->lat_us[i] = ns_to_us(tool_now_ns() - t0);
+	}
+	st->t_end = tool_now_ns();
+	st->nlat = iters;
+	st->msgs = iters;
+	return check_pattern(ep, ep->rx, size, ep->peer.seed,
+			     "the last RDMA READ result");
+}
+
+/* The atomic target's initial value: the first 8 bytes of the pattern. */
+static uint64_t atomic_initial(uint64_t seed)
+{
+	uint8_t b[8];
+	uint64_t v;
+
+	pattern_fill(b, sizeof(b), seed, 0);
+	/* The target operates on its memory in its native byte order. */
+	memcpy(&v, b, sizeof(v));
+	return v;
+}
+
+/*
+ * atomic_lat: one atomic at a time on the server's first 8 bytes. Every
+ * op adds one (FETCH_ADD +1, or CMP_SWAP expected -> expected + 1), so
+ * every returned original value is known in advance and checked.
+ */
+static int client_atomic_step(struct perf_ep *ep, unsigned int s)
+{
+	struct perf_run *run = ep->run;
+	struct perf_step *st = &ep->steps[s];
+	uint64_t iters = run->plan.iters[s];
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	uint64_t got;
+	int err;
+
+	st->lat_us = calloc(iters, sizeof(*st->lat_us));
+	if (!st->lat_us)
+		return -ENOMEM;
+	if (s == 0)
+		ep->atomic_expect = atomic_initial(ep->peer.seed);
+	memset(&wr, 0, sizeof(wr));
+	sge.addr = (uint64_t)(uintptr_t)ep->rx;
+	sge.length = 8;
+	sge.lkey = ep->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.send_flags = PW_SEND_SIGNALED;
+	wr.opcode = run->atomic == PERF_ATOMIC_CS ? PW_WR_ATOMIC_CMP_AND_SWP :
+						    PW_WR_ATOMIC_FETCH_AND_ADD;
+	wr.wr.atomic.remote_addr = ep->peer.data_addr;
+	wr.wr.atomic.rkey = ep->peer.rkey;
+
+	st->t_start = tool_now_ns();
+	for (uint64_t i = 0; i < iters; i++) {
+		uint64_t t0 = tool_now_ns();
+
+		if (run->atomic == PERF_ATOMIC_CS) {
+			wr.wr.atomic.compare_add = ep->atomic_expect;
+			wr.wr.atomic.swap = ep->atomic_expect + 1;
+		} else {
+			wr.wr.atomic.compare_add = 1;
+		}
+		wr.wr_id = i;
+		err = post_one(ep, &wr);
+		if (err)
+			return err;
+		err = wait_one(ep, i, perf_atomic_names[run->atomic]);
+		if (err)
+			return err;
+		st->lat_us[i] = ns_to_us(tool_now_ns() - t0);
+		memcpy(&got, ep->rx, sizeof(got));
+		if (got != ep->atomic_expect) {
+			perf_fail("QP %u: %s #%llu returned 0x%016llx, expected 0x%016llx",
+				  ep->idx, perf_atomic_names[run->atomic],
+				  (unsigned long long)i, (unsigned long long)got,
+				  (unsigned long long)ep->atomic_expect);
+			return -EIO;
+		}
+		ep->atomic_expect++;
+	}
+	st->t_end = tool_now_ns();
+	st->nlat = iters;
+	st->msgs = iters;
+
+	/* Read the final value back: the last op must have landed too. */
+	sge.addr = (uint64_t)(uintptr_t)(ep->rx + 8);
+	wr.opcode = PW_WR_RDMA_READ;
+	wr.wr_id = iters;
+	wr.wr.rdma.remote_addr = ep->peer.data_addr;
+	wr.wr.rdma.rkey = ep->peer.rkey;
+	err = post_one(ep, &wr);
+	if (err)
+		return err;
+	err = wait_one(ep, iters, "RDMA_READ of the atomic target");
+	if (err)
+		return err;
+	memcpy(&got, ep->rx + 8, sizeof(got));
+	if (got != ep->atomic_expect) {
+		perf_fail("QP %u: atomic target holds 0x%016llx after the run, expected 0x%016llx",
+			  ep->idx, (unsigned long long)got,
+			  (unsigned long long)ep->atomic_expect);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int client_step(struct perf_ep *ep, unsigned int s)
+{
+	switch (ep->run->o->test) {
+	case PERF_WRITE_BW:
+	case PERF_READ_BW:
+	case PERF_SEND_BW:
+		return client_bw_step(ep, s);
+	case PERF_WRITE_LAT:
+	case PERF_SEND_LAT:
+		return client_pingpong_step(ep, s);
+	case PERF_READ_LAT:
+		return client_read_lat_step(ep, s);
+	case PERF_ATOMIC_LAT:
+		return client_atomic_step(ep, s);
+	default:
+		return -EINVAL;
+	}
+}
+
+static void *client_thread(void *arg)
+{
+	struct perf_ep *ep = arg;
+	struct perf_run *run = ep->run;
+
+	for (unsigned int s = 0; s < run->plan.n; s++) {
+		/* Every thread waits at every size, even after a failure. */
+		pthread_barrier_wait(&run->barrier);
+		if (atomic_load(&run->abort))
+			continue;
+		ep->status = client_step(ep, s);
+		if (ep->status)
+			atomic_store(&run->abort, 1);
+	}
+	/*
+	 * After a failure anywhere the handshake is skipped: the server
+	 * would count DONE as a data message. Destroying the QPs then ends
+	 * the server's wait with flushed receives.
+	 */
+	if (!atomic_load(&run->abort))
+		ep->status = perf_ctrl_client_finish(ep);
+	return NULL;
+}
+
+/**
+ * perf_client_run() - run all sizes on all QPs and report
+ *
+ * Return: 0 when every QP measured and verified everything.
+ */
+int perf_client_run(struct perf_run *run)
+{
+	unsigned int started = 0;
+	int err = 0;
+
+	err = pthread_barrier_init(&run->barrier, NULL, run->qps);
+	if (err) {
+		perf_fail("pthread_barrier_init: %s", strerror(err));
+		return -err;
+	}
+	run->barrier_init = true;
+	perf_report_header(run);
+	for (unsigned int i = 0; i < run->qps; i++) {
+		struct perf_ep *ep = &run->eps[i];
+
+		err = pthread_create(&ep->thread, NULL, client_thread, ep);
+		if (err) {
+			perf_fail("pthread_create: %s", strerror(err));
+			err = -err;
+			break;
+		}
+		ep->thread_started = true;
+		started++;
+	}
+	if (started < run->qps) {
+		/*
+		 * The barrier counts on every QP's thread; threads that did
+		 * start would wait forever. Nothing sensible is left but exit.
+		 */
+		perf_fail("could not start all threads; exiting");
+		exit(PERF_EXIT_FAIL);
+	}
+	for (unsigned int i = 0; i < run->qps; i++) {
+		pthread_join(run->eps[i].thread, NULL);
+		run->eps[i].thread_started = false;
+		if (run->eps[i].status && !err)
+			err = run->eps[i].status;
+	}
+	pthread_barrier_destroy(&run->barrier);
+	run->barrier_init = false;
+	if (err)
+		return err;
+	err = perf_report_steps(run);
+	perf_report_footer(run);
+	return err;
+}

@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Completion plumbing shared by client and server loops, and the
+ * end-of-run control handshake:
+ *
+ *   client                               server
+ *   ------                               ------
+ *   (all measured WRs completed)
+ *   post ctrl recv, SEND DONE   ----->   ctrl recv completes
+ *                                        verifies its own memory
+ *   ctrl recv completes         <-----   SEND RESULT(status, detail)
+ *
+ *   wait for the server's disconnect <-- destroys its QP once RESULT has
+ *   (the linger receive is flushed)      completed (was acknowledged)
+ *
+ * The server's verdict thus reaches the client, and both processes fail
+ * when the data that landed at the server is wrong. The client destroys
+ * its QP last, as an rdma_cm client waits for DISCONNECTED: the side that
+ * received the last message closes last, so the run ends in a known order
+ * whatever the timing. Control messages are
+ * PERF_CTRL_MSG_LEN bytes, little-endian:
+ *
+ *   off len field
+ *     0   4 magic "PWCT" (0x54435750)
+ *     4   4 type: 1 = DONE, 2 = RESULT
+ *     8   8 RESULT: 0 = verified, else a PERF_RES_* code
+ *    16   8 RESULT: detail (first mismatching byte offset + 1, value...)
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "perf.h"
+#include "tool_util.h"
+
+#define PERF_CTRL_MAGIC		0x54435750u	/* "PWCT" little-endian */
+#define PERF_CTRL_MSG_LEN	24
+#define PERF_CTRL_DONE		1
+#define PERF_CTRL_RESULT	2
+/* The linger receive, posted after the control receive (never consumed). */
+#define PERF_WRID_LINGER	(PERF_WRID_RECV | PERF_WRID_CTRL)
+/* How long the client waits for the server to disconnect at the end. */
+#define PERF_LINGER_MS		10000
+
+/**
+ * perf_next_wc() - the next completion of @ep, in order
+ *
+ * Completions are polled in batches into @ep->wcq and handed out one by
+ * one, so a caller looking for a particular completion never loses the
+ * others of the batch.
+ *
+ * Return: 0, -ETIMEDOUT (reported), or another negative errno (reported).
+ */
+int perf_next_wc(struct perf_ep *ep, struct pw_wc *out, int timeout_ms)
+{
+	if (!ep->wcq_len) {
+		int n = cq_wait(&ep->cqw, ep->wcq, PERF_WC_BATCH, timeout_ms);
+
+		if (n == -ETIMEDOUT) {
+			perf_fail("QP %u: no completion within %d s; giving up",
+				  ep->idx, timeout_ms / 1000);
+			return n;
+		}
+		if (n < 0) {
+			perf_fail("QP %u: waiting for completions failed: %s (%s)",
+				  ep->idx, strerror(-n), pw_last_error());
+			return n;
+		}
+		ep->wcq_head = 0;
+		ep->wcq_len = (unsigned int)n;
+	}
+	*out = ep->wcq[ep->wcq_head++];
+	ep->wcq_len--;
+	return 0;
+}
+
+/**
+ * perf_reap_send() - account a send completion of perf_post_tracked() WRs
+ *
+ * A QP's send WRs complete in order, so the completion of WR #k retires
+ * every tracked WR up to k, signaled or not.
+ *
+ * Return: 0, -EIO on an error completion, -EPROTO on a stray completion
+ * (both reported).
+ */
+int perf_reap_send(struct perf_ep *ep, const struct pw_wc *wc)
+{
+	uint64_t seq = wc->wr_id & ~PERF_WRID_CTRL;
+
+	if (wc->status != PW_WC_SUCCESS) {
+		perf_print_wc_error(ep, wc, wc->wr_id & PERF_WRID_CTRL ?
+				    "control send" : "send");
+		return -EIO;
+	}
+	if ((wc->wr_id & PERF_WRID_RECV) || seq >= ep->sends_posted) {
+		perf_fail("QP %u: unexpected completion (wr_id 0x%llx)", ep->idx,
+			  (unsigned long long)wc->wr_id);
+		return -EPROTO;
+	}
+	if (seq + 1 > ep->sends_done)
+		ep->sends_done = seq + 1;
+	return 0;
+}
+
+/**
+ * perf_post_tracked() - post a send WR of a latency loop or of the control
+ * handshake
+ * @wr:     the WR; wr_id and the SIGNALED flag are set here
+ * @signal: the caller needs its completion (the last WR of a loop)
+ *
+ * Every PERF_LAT_SIGNAL-th WR is signaled anyway, so that completions
+ * keep retiring WRs and the send queue never fills. No receive can be
+ * pending while this waits for room: in a ping-pong the peer only sends
+ * after our WR.
+ *
+ * Return: 0, or a negative errno (reported).
+ */
+int perf_post_tracked(struct perf_ep *ep, struct pw_send_wr *wr, bool signal)
+{
+	struct pw_send_wr *bad = NULL;
+	struct pw_wc wc;
+	int err;
+
+	while (ep->sends_posted - ep->sends_done + 1 >= ep->attr.cap.max_send_wr) {
+		err = perf_next_wc(ep, &wc, PERF_STALL_TIMEOUT_MS);
+		if (!err)
+			err = perf_reap_send(ep, &wc);
+		if (err)
+			return err;
+	}
+	if ((ep->sends_posted + 1) % PERF_LAT_SIGNAL == 0)
+		signal = true;
+	wr->wr_id = (wr->wr_id & PERF_WRID_CTRL) | ep->sends_posted;
+	if (signal)
+		wr->send_flags |= PW_SEND_SIGNALED;
+	else
+		wr->send_flags &= ~(unsigned int)PW_SEND_SIGNALED;
+	err = pw_post_send(ep->qp, wr, &bad);
+	if (err) {
+		perf_fail("QP %u: pw_post_send(%s) failed: %s (%s)", ep->idx,
+			  pw_wr_opcode_str(wr->opcode), strerror(-err),
+			  pw_last_error());
+		return err;
+	}
+	ep->sends_posted++;
+	return 0;
+}
+
+/**
+ * perf_wait_recv() - wait for the next receive completion
+ *
+ * Send completions met on the way are accounted (perf_reap_send()).
+ *
+ * Return: 0 with a successful receive in *@out, -EIO on an error
+ * completion (reported), or the error of perf_next_wc().
+ */
+int perf_wait_recv(struct perf_ep *ep, struct pw_wc *out, int timeout_ms)
+{
+	int err;
+
+	for (;;) {
+		err = perf_next_wc(ep, out, timeout_ms);
+		if (err)
+			return err;
+		if (out->wr_id & PERF_WRID_RECV) {
+			if (out->status != PW_WC_SUCCESS) {
+				perf_print_wc_error(ep, out, "receive");
+				return -EIO;
+			}
+			return 0;
+		}
+		err = perf_reap_send(ep, out);
+		if (err)
+			return err;
+	}
+}
+
+/*
+ * Wait until every tracked send WR has completed; the last one posted
+ * must have been signaled (perf_post_tracked(..., true)).
+ */
+int perf_drain_sends(struct perf_ep *ep, int timeout_ms)
+{
+	struct pw_wc wc;
+	int err;
+
+	while (ep->sends_done < ep->sends_posted) {
+		err = perf_next_wc(ep, &wc, timeout_ms);
+		if (!err)
+			err = perf_reap_send(ep, &wc);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* SEND a control message from the ctrl area's first slot. */
+static int ctrl_send(struct perf_ep *ep, uint32_t type, uint64_t a, uint64_t b)
+{
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+
+	memset(ep->ctrl, 0, PERF_CTRL_SLOT);
+	tool_put32(ep->ctrl, PERF_CTRL_MAGIC);
+	tool_put32(ep->ctrl + 4, type);
+	tool_put64(ep->ctrl + 8, a);
+	tool_put64(ep->ctrl + 16, b);
+	sge.addr = (uint64_t)(uintptr_t)ep->ctrl;
+	sge.length = PERF_CTRL_MSG_LEN;
+	sge.lkey = ep->lkey;
+	memset(&wr, 0, sizeof(wr));
+	wr.wr_id = PERF_WRID_CTRL;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = PW_WR_SEND;
+	return perf_post_tracked(ep, &wr, true);
+}
+
+/*
+ * Wait for the control receive (the one after all data receives) and
+ * check it is a control message of @type.
+ */
+static int ctrl_wait(struct perf_ep *ep, uint32_t type, int timeout_ms,
+		     uint64_t *a, uint64_t *b)
+{
+	const uint8_t *m = ep->ctrl + PERF_CTRL_SLOT;
+	struct pw_wc wc;
+	int err;
+
+	err = perf_wait_recv(ep, &wc, timeout_ms);
+	if (err)
+		return err;
+	if (wc.wr_id != (PERF_WRID_RECV | ep->data_recvs)) {
+		perf_fail("QP %u: expected the control message, got receive #%llu (%u bytes)",
+			  ep->idx,
+			  (unsigned long long)(wc.wr_id & ~PERF_WRID_RECV),
+			  wc.byte_len);
+		return -EPROTO;
+	}
+	if (wc.byte_len != PERF_CTRL_MSG_LEN ||
+	    tool_get32(m) != PERF_CTRL_MAGIC || tool_get32(m + 4) != type) {
+		perf_fail("QP %u: malformed control message (%u bytes)",
+			  ep->idx, wc.byte_len);
+		return -EPROTO;
+	}
+	*a = tool_get64(m + 8);
+	*b = tool_get64(m + 16);
+	return 0;
+}
+
+/*
+ * Post a receive that no message is meant for: when the server destroys
+ * its QP, the library flushes it, which tells us the server is done.
+ */
+static int post_linger_recv(struct perf_ep *ep)
+{
+	struct pw_recv_wr wr, *bad = NULL;
+	struct pw_sge sge;
+	int err;
+
+	sge.addr = (uint64_t)(uintptr_t)(ep->ctrl + 2 * PERF_CTRL_SLOT);
+	sge.length = PERF_CTRL_SLOT;
+	sge.lkey = ep->lkey;
+	memset(&wr, 0, sizeof(wr));
+	wr.wr_id = PERF_WRID_LINGER;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	err = pw_post_recv(ep->qp, &wr, &bad);
+	if (err)
+		perf_fail("QP %u: pw_post_recv(linger) failed: %s (%s)", ep->idx,
+			  strerror(-err), pw_last_error());
+	return err;
+}
+
+/*
+ * Wait until the server has disconnected (the linger receive completes,
+ * normally flushed), at most PERF_LINGER_MS. The run's result is known
+ * by now, so a server that lingers itself only earns a warning.
+ */
+static void wait_server_close(struct perf_ep *ep)
+{
+	struct pw_wc wc;
+	int n;
+
+	for (;;) {
+		if (ep->wcq_len) {
+			wc = ep->wcq[ep->wcq_head++];
+			ep->wcq_len--;
+		} else {
+			n = cq_wait(&ep->cqw, &wc, 1, PERF_LINGER_MS);
+			if (n < 0) {
+				perf_fail("QP %u: warning: the server did not disconnect within %d s",
+					  ep->idx, PERF_LINGER_MS / 1000);
+				return;
+			}
+		}
+		if (wc.wr_id == PERF_WRID_LINGER)
+			return;
+	}
+}
+
+/**
+ * perf_ctrl_client_finish() - tell the server we are done, get its verdict
+ *
+ * Return: 0 when the server verified its memory, -EIO when it did not
+ * (reported), or another negative errno.
+ */
+int perf_ctrl_client_finish(struct perf_ep *ep)
+{
+	uint64_t status, detail;
+	int err;
+
+	if (ep->recvs_posted != ep->data_recvs) {
+		perf_fail("QP %u: internal error: %llu of %llu data receives posted",
+			  ep->idx, (unsigned long long)ep->recvs_posted,
+			  (unsigned long long)ep->data_recvs);
+		return -EPROTO;
+	}
+	/* The receives first: the RESULT must never meet an RNR. */
+	err = perf_post_recv(ep);
+	if (!err)
+		err = post_linger_recv(ep);
+	if (err)
+		return err;
+	err = ctrl_send(ep, PERF_CTRL_DONE, 0, 0);
+	if (err)
+		return err;
+	err = ctrl_wait(ep, PERF_CTRL_RESULT, PERF_STALL_TIMEOUT_MS,
+			&status, &detail);
+	if (err)
+		return err;
+	err = perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+	if (err)
+		return err;
+	wait_server_close(ep);
+	if (status) {
+		perf_fail("QP %u: the server found wrong data in its memory (code %llu, detail %llu)",
+			  ep->idx, (unsigned long long)status,
+			  (unsigned long long)detail);
+		return -EIO;
+	}
+	return 0;
+}
+
+/**
+ * perf_ctrl_server_wait_done() - wait for the client's DONE
+ *
+ * Waits without a time limit: a client that dies makes the library flush
+ * the receive, which ends the wait with an error.
+ */
+int perf_ctrl_server_wait_done(struct perf_ep *ep)
+{
+	uint64_t a, b;
+
+	return ctrl_wait(ep, PERF_CTRL_DONE, -1, &a, &b);
+}
+
+/**
+ * perf_ctrl_server_reply() - send the verdict and wait until it is placed
+ * @status: 0 = verified, else a failure code for the client to print
+ * @detail: e.g. the offset of the first wrong byte
+ */
+int perf_ctrl_server_reply(struct perf_ep *ep, uint64_t status, uint64_t detail)
+{
+	int err;
+
+	err = ctrl_send(ep, PERF_CTRL_RESULT, status, detail);
+	if (err)
+		return err;
+	return perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+}

@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pagewire-perf: command line, --loopback and the top-level flow.
+ *
+ *   pagewire-perf TEST [options]              server
+ *   pagewire-perf TEST [options] SERVER_HOST  client
+ *   pagewire-perf TEST --loopback [options]   both, forked, on 127.0.0.1
+ *
+ * Exit status: 0 success, 1 the run failed (error completion, wrong data,
+ * connection failure), 2 bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "perf.h"
+#include "tool_util.h"
+
+/* How long --loopback waits for its server after the client finished. */
+#define LOOPBACK_REAP_MS	30000
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: " PERF_PROG " TEST [options] [SERVER_HOST]\n"
+"\n"
+"perftest-style benchmarks of pagewire (RDMA over TCP, demand-paged MRs).\n"
+"Without SERVER_HOST this is the server: it listens, serves one run and\n"
+"exits. With SERVER_HOST it is the client, which measures and reports.\n"
+"Client and server must be given the same TEST; the server takes sizes,\n"
+"iterations and QP count from the client (its own -s/-a size its buffers).\n"
+"\n"
+"Tests:\n"
+"  write_bw    RDMA WRITE bandwidth (window of -t WRs per QP)\n"
+"  write_lat   RDMA WRITE latency: WRITE_WITH_IMM ping-pong; each side waits\n"
+"              for the receive completion of the peer's write, so blocking\n"
+"              mode needs no memory polling. Reports half the round trip.\n"
+"  read_bw     RDMA READ bandwidth (window of min(-t, %d) READs per QP)\n"
+"  read_lat    RDMA READ latency: full operation time\n"
+"  send_bw     SEND bandwidth (the server keeps %d receives posted)\n"
+"  send_lat    SEND ping-pong latency: half the round trip\n"
+"  atomic_lat  8-byte atomic latency: full operation time\n"
+"\n"
+"Options:\n"
+"  -s, --size=SIZE      message size, K/M/G suffixes (powers of 2);\n"
+"                       default 65536 (bw) or 8 (lat); atomic_lat always\n"
+"                       uses 8 (another -s is ignored with a warning)\n"
+"  -n, --iters=N        iterations per size and QP; default 5000 (bw) or\n"
+"                       1000 (lat), fewer for large sizes so that one size\n"
+"                       moves at most 1 GiB (bw) or 64 MiB (lat) over all\n"
+"                       QPs; an explicit -n is always honoured\n"
+"  -a, --all            all sizes 2, 4, ..., 8M (atomic_lat: 8 only)\n"
+"  -q, --qps=N          QPs run concurrently, one thread each (1..%d);\n"
+"                       results are aggregated; default 1\n"
+"  -p, --port=PORT      TCP port; default %d (--loopback: an ephemeral port)\n"
+"  -t, --tx-depth=N     WRs in flight per QP for bw tests; default %d\n"
+"  -A, --atomic=OP      fetch_and_add (default) or cmp_and_swap\n"
+"      --mr=MODE        how both sides register buffers: pinned (populate +\n"
+"                       mlock), odp (PW_ACCESS_ON_DEMAND, default) or\n"
+"                       implicit (one ODP key for the whole address space)\n"
+"      --policy=P       responder fault policy; only 'stall' exists today\n"
+"      --first-touch    (not available yet)\n"
+"      --busy-poll      poll the CQ in a loop; the default sleeps on the\n"
+"                       completion channel and never spins\n"
+"      --loopback       fork the server side on 127.0.0.1 and run the client\n"
+"      --json           one JSON object per result line on stdout (human\n"
+"                       text goes to stderr)\n"
+"  -h, --help           this text\n"
+"\n"
+"Units: MB = 10^6 bytes, MB/sec as perftest; latencies in microseconds.\n"
+"BW peak is the best rate over any tenth of the run's messages.\n"
+"Every run verifies data: READ results and atomic return values at the\n"
+"client, landed WRITE/SEND payload at the server (verdict sent back).\n"
+"Exit status: 0 ok, 1 run failed (error completion, wrong data), 2 usage.\n",
+		PERF_RD_ATOMIC, PERF_RX_DEPTH, PERF_MAX_QPS, PERF_DEFAULT_PORT,
+		PERF_DEFAULT_TX_DEPTH);
+}
+
+static void __attribute__((format(printf, 1, 2), noreturn))
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, PERF_PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '" PERF_PROG " --help'.\n");
+	exit(PERF_EXIT_USAGE);
+}
+
+enum {
+	OPT_MR = 256,
+	OPT_POLICY,
+	OPT_FIRST_TOUCH,
+	OPT_JSON,
+	OPT_BUSY_POLL,
+	OPT_LOOPBACK,
+};
+
+static const struct option long_opts[] = {
+	{ "size",	 required_argument, NULL, 's' },
+	{ "iters",	 required_argument, NULL, 'n' },
+	{ "all",	 no_argument,	    NULL, 'a' },
+	{ "qps",	 required_argument, NULL, 'q' },
+	{ "port",	 required_argument, NULL, 'p' },
+	{ "tx-depth",	 required_argument, NULL, 't' },
+	{ "atomic",	 required_argument, NULL, 'A' },
+	{ "help",	 no_argument,	    NULL, 'h' },
+	{ "mr",		 required_argument, NULL, OPT_MR },
+	{ "policy",	 required_argument, NULL, OPT_POLICY },
+	{ "first-touch", no_argument,	    NULL, OPT_FIRST_TOUCH },
+	{ "json",	 no_argument,	    NULL, OPT_JSON },
+	{ "busy-poll",	 no_argument,	    NULL, OPT_BUSY_POLL },
+	{ "loopback",	 no_argument,	    NULL, OPT_LOOPBACK },
+	{ NULL, 0, NULL, 0 },
+};
+
+static uint64_t parse_num(const char *opt, const char *arg, uint64_t min,
+			  uint64_t max)
+{
+	uint64_t v;
+
+	if (tool_parse_u64(arg, min, max, &v))
+		usage_error("%s: '%s' is not a number in %llu..%llu", opt, arg,
+			    (unsigned long long)min, (unsigned long long)max);
+	return v;
+}
+
+static void parse_args(int argc, char **argv, struct perf_opts *o)
+{
+	const char *test = NULL;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->mr = PERF_MR_ODP;
+	o->policy = "stall";
+	o->qps = 1;
+	o->port = PERF_DEFAULT_PORT;
+	o->tx_depth = PERF_DEFAULT_TX_DEPTH;
+
+	opterr = 0;	/* our own messages, and exit code 2 */
+	while ((c = getopt_long(argc, argv, ":s:n:aq:p:t:A:h", long_opts,
+				NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (tool_parse_size(optarg, &o->size) || o->size == 0 ||
+			    o->size > PW_MAX_MSG_SIZE)
+				usage_error("-s: bad size '%s' (1..2G, suffixes K, M, G)",
+					    optarg);
+			o->size_set = true;
+			break;
+		case 'n':
+			o->iters = parse_num("-n", optarg, 1, 1000000000ull);
+			o->iters_set = true;
+			break;
+		case 'a':
+			o->all_sizes = true;
+			break;
+		case 'q':
+			o->qps = (unsigned int)parse_num("-q", optarg, 1,
+							 PERF_MAX_QPS);
+			break;
+		case 'p':
+			o->port = (unsigned int)parse_num("-p", optarg, 0, 65535);
+			o->port_set = true;
+			break;
+		case 't':
+			o->tx_depth = (unsigned int)parse_num("-t", optarg, 1,
+							      PW_MAX_QP_WR - 8);
+			break;
+		case 'A':
+			if (!strcasecmp(optarg, "fetch_and_add"))
+				o->atomic = PERF_ATOMIC_FA;
+			else if (!strcasecmp(optarg, "cmp_and_swap"))
+				o->atomic = PERF_ATOMIC_CS;
+			else
+				usage_error("-A: unknown atomic '%s' (fetch_and_add, cmp_and_swap)",
+					    optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case OPT_MR:
+			if (!strcmp(optarg, "pinned"))
+				o->mr = PERF_MR_PINNED;
+			else if (!strcmp(optarg, "odp"))
+				o->mr = PERF_MR_ODP;
+			else if (!strcmp(optarg, "implicit"))
+				o->mr = PERF_MR_IMPLICIT;
+			else
+				usage_error("--mr: unknown mode '%s' (pinned, odp, implicit)",
+					    optarg);
+			break;
+		case OPT_POLICY:
+			if (!strcmp(optarg, "drop") || !strcmp(optarg, "notify")) {
+				fprintf(stderr, PERF_PROG ": policy %s is not available yet\n",
+					optarg);
+				exit(PERF_EXIT_USAGE);
+			}
+			if (strcmp(optarg, "stall"))
+				usage_error("--policy: unknown policy '%s' (stall, drop, notify)",
+					    optarg);
+			o->policy = "stall";
+			break;
+		case OPT_FIRST_TOUCH:
+			fprintf(stderr, PERF_PROG ": --first-touch is not available yet\n");
+			exit(PERF_EXIT_USAGE);
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_BUSY_POLL:
+			o->busy_poll = true;
+			break;
+		case OPT_LOOPBACK:
+			o->loopback = true;
+			break;
+		case ':':
+			usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			if (optopt)
+				usage_error("unknown option '-%c'", optopt);
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	for (int i = optind; i < argc; i++) {
+		if (!test)
+			test = argv[i];
+		else if (!o->host)
+			o->host = argv[i];
+		else
+			usage_error("unexpected argument '%s'", argv[i]);
+	}
+	if (!test)
+		usage_error("no TEST given (write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat)");
+	int t = perf_test_by_name(test);
+
+	if (t < 0)
+		usage_error("unknown test '%s' (write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat)",
+			    test);
+	o->test = (enum perf_test)t;
+	if (o->loopback && o->host)
+		usage_error("--loopback runs its own server; give no SERVER_HOST");
+	if (o->host && o->port == 0)
+		usage_error("-p 0 only makes sense for a server");
+	if (t == PERF_ATOMIC_LAT && o->size_set && o->size != 8) {
+		/*
+		 * As perftest's atomic tests: the size is fixed by the
+		 * operation, so a -s shared with other tests is not an error.
+		 */
+		fprintf(stderr, PERF_PROG ": atomic_lat: atomics are 8 bytes; ignoring -s %llu\n",
+			(unsigned long long)o->size);
+		o->size = 8;
+	}
+	if (!o->size_set)
+		o->size = perf_default_size(o->test);
+	if (!o->iters_set)
+		o->iters = 0;
+}
+
+static uint64_t make_seed(void)
+{
+	uint64_t seed;
+
+	/* Different every run: stale data from an earlier run cannot pass. */
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
+		       tool_now_ns();
+	return seed;
+}
+
+static struct perf_run *run_new(const struct perf_opts *o, bool server,
+				bool quiet)
+{
+	struct perf_run *run = calloc(1, sizeof(*run));
+
+	if (!run) {
+		perf_fail("out of memory");
+		return NULL;
+	}
+	run->o = o;
+	run->server = server;
+	run->quiet = quiet;
+	run->human = o->json ? stderr : stdout;
+	run->qps = o->qps;
+	run->tx_depth = o->tx_depth;
+	run->atomic = o->atomic;
+	run->seed = make_seed();
+	atomic_init(&run->abort, 0);
+	if (perf_plan_build(o->test, o->size, o->all_sizes, o->iters,
+			    o->iters_set, o->qps, &run->plan)) {
+		perf_fail("bad size %llu for %s", (unsigned long long)o->size,
+			  perf_tests[o->test].name);
+		free(run);
+		return NULL;
+	}
+	return run;
+}
+
+/*
+ * The server side. @notify_fd >= 0 (--loopback): the bound port is
+ * written there as 2 little-endian bytes once listening, then closed.
+ */
+static int run_server(const struct perf_opts *o, const char *bind_host,
+		      uint16_t port, int notify_fd, bool quiet)
+{
+	struct perf_run *run = run_new(o, true, quiet);
+	uint16_t bound = 0;
+	int err;
+
+	if (!run)
+		return PERF_EXIT_FAIL;
+	err = perf_run_open(run);
+	if (err)
+		goto out;
+	err = perf_server_listen(run, bind_host, port, &bound);
+	if (err)
+		goto out;
+	if (notify_fd >= 0) {
+		uint8_t b[2];
+
+		tool_put16(b, bound);
+		if (write(notify_fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+			err = -errno;
+			perf_fail("telling the client the port failed: %s",
+				  strerror(errno));
+			goto out;
+		}
+		close(notify_fd);
+		notify_fd = -1;
+	} else if (!quiet) {
+		fprintf(run->human, " Waiting for client to connect on port %u (%s)...\n",
+			bound, perf_tests[o->test].name);
+		fflush(run->human);
+	}
+	err = perf_server_accept(run);
+	if (err)
+		goto out;
+	perf_report_header(run);
+	err = perf_server_run(run);
+	perf_report_footer(run);
+out:
+	if (notify_fd >= 0)
+		close(notify_fd);
+	perf_run_close(run);
+	free(run);
+	return err ? PERF_EXIT_FAIL : 0;
+}
+
+static int run_client(const struct perf_opts *o, const char *host,
+		      uint16_t port)
+{
+	struct perf_run *run = run_new(o, false, false);
+	int err;
+
+	if (!run)
+		return PERF_EXIT_FAIL;
+	err = perf_run_open(run);
+	if (!err)
+		err = perf_client_connect(run, host, port);
+	if (!err)
+		err = perf_client_run(run);
+	perf_run_close(run);
+	free(run);
+	return err ? PERF_EXIT_FAIL : 0;
+}
+
+/*
+ * Wait for the forked server, at most @ms; kill it (SIGKILL, it is ours)
+ * when it does not exit. Return: its exit status, or -1.
+ */
+static int reap_child(pid_t pid, int ms)
+{
+	int status;
+
+	for (int waited = 0;; waited += 10) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR) {
+			perf_fail("waitpid: %s", strerror(errno));
+			return -1;
+		}
+		if (waited >= ms) {
+			perf_fail("the loopback server did not exit within %d s; killing it",
+				  ms / 1000);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	perf_fail("the loopback server died of signal %d", WTERMSIG(status));
+	return -1;
+}
+
+static int run_loopback(const struct perf_opts *o)
+{
+	uint16_t port = o->port_set ? (uint16_t)o->port : 0;
+	uint8_t b[2];
+	int fds[2], rc, child_rc;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(fds)) {
+		perf_fail("pipe: %s", strerror(errno));
+		return PERF_EXIT_FAIL;
+	}
+	/* Nothing buffered may be printed twice by the child. */
+	fflush(stdout);
+	fflush(stderr);
+	/* Fork before pw_open: the engine's threads would not survive it. */
+	pid = fork();
+	if (pid < 0) {
+		perf_fail("fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return PERF_EXIT_FAIL;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		exit(run_server(o, "127.0.0.1", port, fds[1], true));
+	}
+	close(fds[1]);
+	do {
+		n = read(fds[0], b, sizeof(b));
+	} while (n < 0 && errno == EINTR);
+	close(fds[0]);
+	if (n != (ssize_t)sizeof(b)) {
+		perf_fail("the loopback server failed before listening");
+		reap_child(pid, LOOPBACK_REAP_MS);
+		return PERF_EXIT_FAIL;
+	}
+	rc = run_client(o, "127.0.0.1", tool_get16(b));
+	child_rc = reap_child(pid, LOOPBACK_REAP_MS);
+	if (child_rc != 0) {
+		if (child_rc > 0)
+			perf_fail("the loopback server failed (exit status %d)",
+				  child_rc);
+		return PERF_EXIT_FAIL;
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct perf_opts o;
+
+	parse_args(argc, argv, &o);
+	if (o.loopback)
+		return run_loopback(&o);
+	if (o.host)
+		return run_client(&o, o.host, (uint16_t)o.port);
+	return run_server(&o, NULL, (uint16_t)o.port, -1, false);
+}

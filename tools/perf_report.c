@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Statistics and output of pagewire-perf: perftest-like human tables, or
+ * one JSON object per result line with --json (human text then goes to
+ * stderr, so stdout carries JSON only).
+ *
+ * Units: MB = 10^6 bytes (as perftest), us = microseconds. Latency of
+ * write_lat/send_lat is half the round trip, of read_lat/atomic_lat the
+ * full operation time.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "perf.h"
+
+#define RULE "---------------------------------------------------------------------------------------"
+
+/**
+ * struct perf_result - one result line (one size, all QPs together)
+ */
+struct perf_result {
+	uint64_t size;
+	uint64_t iters;
+	uint64_t msgs;
+	double elapsed_s;
+	double bw_MBps;
+	double bw_peak_MBps;
+	double msg_rate_Mpps;
+	double lat_min;
+	double lat_max;
+	double lat_avg;
+	double lat_stdev;
+	double lat_p50;
+	double lat_p99;
+	double lat_p999;
+};
+
+/* JSON has no nan/inf: anything non-finite becomes 0. */
+static double finite_or_zero(double v)
+{
+	return isfinite(v) ? v : 0.0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+	const struct perf_rec *x = a, *y = b;
+
+	return (x->t_ns > y->t_ns) - (x->t_ns < y->t_ns);
+}
+
+/* Nearest-rank percentile of sorted @v. */
+static double percentile(const double *v, size_t n, double p)
+{
+	size_t rank = (size_t)ceil(p * (double)n);
+
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return v[rank - 1];
+}
+
+/*
+ * Peak bandwidth: the best message rate over any interval of the run that
+ * holds at least a tenth of its messages, and at least twice what can be
+ * in flight (window x QPs): messages completing inside a shorter interval
+ * were mostly transmitted before it, which would inflate the rate.
+ * Completion records of all QPs are merged on one time line first (per-QP
+ * cumulative counts become increments). No such interval: peak = average.
+ */
+static double peak_rate(const struct perf_run *run, unsigned int s,
+			uint64_t t0, uint64_t total)
+{
+	size_t n = 0, k = 0;
+	struct perf_rec *m;
+	double best = 0.0;
+
+	for (unsigned int i = 0; i < run->qps; i++)
+		n += run->eps[i].steps[s].nrecs;
+	m = calloc(n + 1, sizeof(*m));
+	if (!m)
+		return 0.0;
+	m[k++] = (struct perf_rec){ .t_ns = t0, .msgs = 0 };
+	for (unsigned int i = 0; i < run->qps; i++) {
+		const struct perf_step *st = &run->eps[i].steps[s];
+		uint64_t prev = 0;
+
+		for (size_t r = 0; r < st->nrecs; r++) {
+			m[k].t_ns = st->recs[r].t_ns;
+			m[k].msgs = st->recs[r].msgs - prev;
+			prev = st->recs[r].msgs;
+			k++;
+		}
+	}
+	qsort(m + 1, k - 1, sizeof(*m), cmp_rec);
+	for (size_t r = 1; r < k; r++)
+		m[r].msgs += m[r - 1].msgs;	/* now cumulative */
+
+	uint64_t need = total / 10;
+	uint64_t inflight = 2ull * perf_window(run) * run->qps;
+
+	if (need < inflight)
+		need = inflight;
+	size_t j = 0;
+
+	for (size_t r = 1; r < k; r++) {
+		/* Latest start that still leaves @need messages. */
+		while (j + 1 < r && m[r].msgs - m[j + 1].msgs >= need)
+			j++;
+		if (m[r].msgs - m[j].msgs < need || m[r].t_ns <= m[j].t_ns)
+			continue;
+		double rate = (double)(m[r].msgs - m[j].msgs) /
+			      ((double)(m[r].t_ns - m[j].t_ns) / 1e9);
+		if (rate > best)
+			best = rate;
+	}
+	free(m);
+	return best;
+}
+
+static int compute(const struct perf_run *run, unsigned int s,
+		   struct perf_result *r)
+{
+	uint64_t t0 = UINT64_MAX, t1 = 0;
+	size_t nlat = 0, k = 0;
+	double *lat;
+
+	memset(r, 0, sizeof(*r));
+	r->size = run->plan.size[s];
+	r->iters = run->plan.iters[s];
+	for (unsigned int i = 0; i < run->qps; i++) {
+		const struct perf_step *st = &run->eps[i].steps[s];
+
+		r->msgs += st->msgs;
+		nlat += st->nlat;
+		if (st->t_start < t0)
+			t0 = st->t_start;
+		if (st->t_end > t1)
+			t1 = st->t_end;
+	}
+	r->elapsed_s = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0.0;
+	if (r->elapsed_s > 0) {
+		r->msg_rate_Mpps = (double)r->msgs / r->elapsed_s / 1e6;
+		r->bw_MBps = (double)r->msgs * (double)r->size / r->elapsed_s / 1e6;
+	}
+	if (perf_tests[run->o->test].bw) {
+		double peak = peak_rate(run, s, t0, r->msgs) * (double)r->size / 1e6;
+
+		/* A window shorter than the run cannot be slower on average. */
+		r->bw_peak_MBps = peak > r->bw_MBps ? peak : r->bw_MBps;
+		return 0;
+	}
+	if (!nlat)
+		return 0;
+	lat = malloc(nlat * sizeof(*lat));
+	if (!lat)
+		return -1;
+	for (unsigned int i = 0; i < run->qps; i++) {
+		const struct perf_step *st = &run->eps[i].steps[s];
+
+		memcpy(lat + k, st->lat_us, st->nlat * sizeof(*lat));
+		k += st->nlat;
+	}
+	qsort(lat, nlat, sizeof(*lat), cmp_double);
+
+	double sum = 0.0, sq = 0.0;
+
+	for (size_t i = 0; i < nlat; i++)
+		sum += lat[i];
+	r->lat_avg = sum / (double)nlat;
+	for (size_t i = 0; i < nlat; i++)
+		sq += (lat[i] - r->lat_avg) * (lat[i] - r->lat_avg);
+	r->lat_stdev = sqrt(sq / (double)nlat);
+	r->lat_min = lat[0];
+	r->lat_max = lat[nlat - 1];
+	r->lat_p50 = percentile(lat, nlat, 0.50);
+	r->lat_p99 = percentile(lat, nlat, 0.99);
+	r->lat_p999 = percentile(lat, nlat, 0.999);
+	free(lat);
+	return 0;
+}
+
+static const char *completion_mode(const struct perf_opts *o)
+{
+	return o->busy_poll ? "busy_poll" : "blocking";
+}
+
+/**
+ * perf_report_header() - perftest-like description of the run
+ */
+void perf_report_header(const struct perf_run *run)
+{
+	const struct perf_opts *o = run->o;
+	const struct perf_test_info *t = &perf_tests[o->test];
+	FILE *f = run->human;
+
+	if (run->quiet)
+		return;
+	fprintf(f, "%s\n", RULE);
+	fprintf(f, "                    %s\n", t->title);
+	fprintf(f, " Transport        : pagewire RC over TCP\n");
+	fprintf(f, " Number of qps    : %-12u Completion mode : %s\n",
+		run->qps, o->busy_poll ? "busy poll" : "blocking (channel)");
+	if (t->bw)
+		fprintf(f, " TX depth         : %-12u CQ moderation   : %u\n",
+			perf_window(run), perf_cq_mod(perf_window(run)));
+	fprintf(f, " Memory region    : %-12s Fault policy    : %s\n",
+		perf_mr_names[o->mr], o->policy);
+	if (o->test == PERF_ATOMIC_LAT)
+		fprintf(f, " Atomic type      : %s\n",
+			perf_atomic_names[run->atomic]);
+	if (t->half_rtt)
+		fprintf(f, " Latency          : half round trip (ping-pong)\n");
+	else if (!t->bw)
+		fprintf(f, " Latency          : full operation time\n");
+	fprintf(f, " Data ex. method  : pagewire CM private data\n");
+	fprintf(f, "%s\n", RULE);
+	for (unsigned int i = 0; i < run->qps; i++) {
+		const struct perf_ep *ep = &run->eps[i];
+
+		if (!ep->qp)
+			continue;
+		fprintf(f, " local address:  QPN 0x%06x RKey 0x%08x VAddr 0x%016llx\n",
+			ep->qp->qp_num,
+			ep->mr ? ep->mr->rkey : run->implicit_mr->rkey,
+			(unsigned long long)(uintptr_t)ep->data);
+		fprintf(f, " remote address: QPN 0x%06x RKey 0x%08x VAddr 0x%016llx\n",
+			ep->qp->dest_qp_num, ep->peer.rkey,
+			(unsigned long long)ep->peer.data_addr);
+	}
+	if (run->server)
+		return;
+	fprintf(f, "%s\n", RULE);
+	if (t->bw)
+		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]\n");
+	else
+		fprintf(f, " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99%% percentile[usec]   99.9%% percentile[usec]\n");
+	fflush(f);
+}
+
+static void print_human(const struct perf_run *run, const struct perf_result *r)
+{
+	FILE *f = run->human;
+
+	if (perf_tests[run->o->test].bw)
+		fprintf(f, " %-10llu %-10llu     %-18.2f %-20.2f %-.6f\n",
+			(unsigned long long)r->size,
+			(unsigned long long)r->iters, r->bw_peak_MBps,
+			r->bw_MBps, r->msg_rate_Mpps);
+	else
+		fprintf(f, " %-6llu %-10llu     %-14.2f %-12.2f %-17.2f %-14.2f %-15.2f %-22.2f %-.2f\n",
+			(unsigned long long)r->size,
+			(unsigned long long)r->iters, r->lat_min, r->lat_max,
+			r->lat_p50, r->lat_avg, r->lat_stdev, r->lat_p99,
+			r->lat_p999);
+	fflush(f);
+}
+
+static void print_json(const struct perf_run *run, const struct perf_result *r)
+{
+	const struct perf_opts *o = run->o;
+	const struct perf_test_info *t = &perf_tests[o->test];
+
+	printf("{\"test\":\"%s\",\"size\":%llu,\"mr\":\"%s\",\"policy\":\"%s\","
+	       "\"iters\":%llu,\"qps\":%u,\"completion\":\"%s\","
+	       "\"msgs\":%llu,\"elapsed_s\":%.6f,\"msg_rate_Mpps\":%.6f",
+	       t->name, (unsigned long long)r->size, perf_mr_names[o->mr],
+	       o->policy, (unsigned long long)r->iters, run->qps,
+	       completion_mode(o), (unsigned long long)r->msgs,
+	       finite_or_zero(r->elapsed_s), finite_or_zero(r->msg_rate_Mpps));
+	if (t->bw) {
+		printf(",\"tx_depth\":%u,\"bw_MBps\":%.3f,\"bw_peak_MBps\":%.3f",
+		       perf_window(run), finite_or_zero(r->bw_MBps),
+		       finite_or_zero(r->bw_peak_MBps));
+	} else {
+		printf(",\"lat_kind\":\"%s\",\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,"
+		       "\"lat_p999_us\":%.3f,\"lat_avg_us\":%.3f,\"lat_min_us\":%.3f,"
+		       "\"lat_max_us\":%.3f,\"lat_stdev_us\":%.3f",
+		       t->half_rtt ? "half_rtt" : "full",
+		       finite_or_zero(r->lat_p50), finite_or_zero(r->lat_p99),
+		       finite_or_zero(r->lat_p999), finite_or_zero(r->lat_avg),
+		       finite_or_zero(r->lat_min), finite_or_zero(r->lat_max),
+		       finite_or_zero(r->lat_stdev));
+	}
+	if (o->test == PERF_ATOMIC_LAT)
+		printf(",\"atomic\":\"%s\"", perf_atomic_names[run->atomic]);
+	printf("}\n");
+	fflush(stdout);
+}
+
+/**
+ * perf_report_steps() - one result line per size
+ *
+ * Return: 0, or -ENOMEM.
+ */
+int perf_report_steps(const struct perf_run *run)
+{
+	struct perf_result r;
+
+	for (unsigned int s = 0; s < run->plan.n; s++) {
+		if (compute(run, s, &r))
+			return -ENOMEM;
+		if (run->o->json)
+			print_json(run, &r);
+		else
+			print_human(run, &r);
+	}
+	return 0;
+}
+
+void perf_report_footer(const struct perf_run *run)
+{
+	if (run->quiet)
+		return;
+	fprintf(run->human, "%s\n", RULE);
+	fflush(run->human);
+}

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The passive side of pagewire-perf: one thread per QP. For one-sided
+ * tests it only waits for the client's DONE; for send_bw it keeps
+ * receives posted; for the ping-pong tests it answers every ping. After
+ * DONE it verifies its own memory and sends the verdict (perf_ctrl.c).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "pattern.h"
+#include "perf.h"
+#include "tool_util.h"
+
+/* Map a data receive's sequence number to its size index in the plan. */
+static unsigned int step_of(const struct perf_plan *p, uint64_t k)
+{
+	for (unsigned int s = 0; s < p->n; s++) {
+		if (k < p->iters[s])
+			return s;
+		k -= p->iters[s];
+	}
+	return p->n - 1;
+}
+
+/* send_bw: consume every data receive, keep the receive queue full. */
+static int serve_send_bw(struct perf_ep *ep)
+{
+	const struct perf_plan *p = &ep->run->plan;
+	struct pw_wc wc;
+	int err;
+
+	for (uint64_t k = 0; k < ep->data_recvs; k++) {
+		err = perf_wait_recv(ep, &wc, -1);
+		if (err)
+			return err;
+		uint64_t want = p->size[step_of(p, k)];
+
+		if (wc.wr_id != (PERF_WRID_RECV | k) || wc.byte_len != want) {
+			perf_fail("QP %u: receive #%llu: wr_id 0x%llx with %u bytes, expected #%llu with %llu",
+				  ep->idx, (unsigned long long)k,
+				  (unsigned long long)wc.wr_id, wc.byte_len,
+				  (unsigned long long)k,
+				  (unsigned long long)want);
+			return -EPROTO;
+		}
+		err = perf_post_recv(ep);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* write_lat / send_lat: answer each ping with a pong of the same size. */
+static int serve_pingpong(struct perf_ep *ep)
+{
+	const struct perf_plan *p = &ep->run->plan;
+	bool write = ep->run->o->test == PERF_WRITE_LAT;
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	struct pw_wc wc;
+	int err;
+
+	memset(&wr, 0, sizeof(wr));
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	sge.addr = (uint64_t)(uintptr_t)ep->rx;
+	sge.lkey = ep->lkey;
+	if (write) {
+		wr.opcode = PW_WR_RDMA_WRITE_WITH_IMM;
+		wr.wr.rdma.remote_addr = ep->peer.rx_addr;
+		wr.wr.rdma.rkey = ep->peer.rkey;
+	} else {
+		wr.opcode = PW_WR_SEND;
+	}
+	for (uint64_t k = 0; k < ep->data_recvs; k++) {
+		uint64_t size = p->size[step_of(p, k)];
+
+		err = perf_wait_recv(ep, &wc, -1);
+		if (err)
+			return err;
+		if (write && (wc.opcode != PW_WC_RECV_RDMA_WITH_IMM ||
+			      !(wc.wc_flags & PW_WC_WITH_IMM))) {
+			perf_fail("QP %u: ping %llu: opcode %d, flags 0x%x; expected RECV_RDMA_WITH_IMM",
+				  ep->idx, (unsigned long long)k, (int)wc.opcode,
+				  wc.wc_flags);
+			return -EPROTO;
+		}
+		if (!write && wc.byte_len != size) {
+			perf_fail("QP %u: ping %llu has %u bytes, expected %llu",
+				  ep->idx, (unsigned long long)k, wc.byte_len,
+				  (unsigned long long)size);
+			return -EPROTO;
+		}
+		/* Repost first: the client's next ping follows our pong. */
+		err = perf_post_recv(ep);
+		if (err)
+			return err;
+		sge.length = (uint32_t)size;
+		wr.imm_data = wc.imm_data;
+		wr.send_flags = size <= ep->attr.cap.max_inline_data ?
+				PW_SEND_INLINE : 0;
+		err = perf_post_tracked(ep, &wr, k + 1 == ep->data_recvs);
+		if (err)
+			return err;
+	}
+	return perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+}
+
+/**
+ * server_verify() - check our own memory after the client's DONE
+ * @detail: on failure, the first wrong byte offset + 1 (or the value)
+ *
+ * Return: 0 when the memory holds exactly what the client put there.
+ */
+static int server_verify(struct perf_ep *ep, uint64_t *detail)
+{
+	const struct perf_run *run = ep->run;
+	const struct perf_plan *p = &run->plan;
+	uint64_t last = p->size[p->n - 1];
+	long long bad;
+
+	switch (run->o->test) {
+	case PERF_WRITE_BW:
+	case PERF_SEND_BW:
+	case PERF_WRITE_LAT:
+	case PERF_SEND_LAT:
+		/* The last message of the run is the client's pattern. */
+		bad = pattern_check(ep->rx, last, ep->peer.seed, 0);
+		if (bad >= 0) {
+			perf_fail("QP %u: received data wrong at byte %lld of %llu: 0x%02x, expected 0x%02x",
+				  ep->idx, bad, (unsigned long long)last,
+				  ep->rx[bad],
+				  pattern_byte(ep->peer.seed, (uint64_t)bad));
+			*detail = (uint64_t)bad + 1;
+			return -EIO;
+		}
+		return 0;
+	case PERF_READ_BW:
+	case PERF_READ_LAT:
+		/* READs must leave the source untouched. */
+		bad = pattern_check(ep->data, ep->area, ep->seed, 0);
+		if (bad >= 0) {
+			perf_fail("QP %u: RDMA READ source modified at byte %lld",
+				  ep->idx, bad);
+			*detail = (uint64_t)bad + 1;
+			return -EIO;
+		}
+		return 0;
+	case PERF_ATOMIC_LAT: {
+		uint8_t b[8];
+		uint64_t init, now;
+
+		pattern_fill(b, sizeof(b), ep->seed, 0);
+		memcpy(&init, b, sizeof(init));
+		memcpy(&now, ep->data, sizeof(now));
+		if (now != init + p->total_iters) {
+			perf_fail("QP %u: atomic target holds 0x%016llx, expected 0x%016llx after %llu ops",
+				  ep->idx, (unsigned long long)now,
+				  (unsigned long long)(init + p->total_iters),
+				  (unsigned long long)p->total_iters);
+			*detail = now;
+			return -EIO;
+		}
+		/* Nothing beyond the 8 target bytes may change. */
+		bad = pattern_check(ep->data + 8, ep->area - 8, ep->seed, 8);
+		if (bad >= 0) {
+			perf_fail("QP %u: atomics modified byte %lld of the target buffer",
+				  ep->idx, bad + 8);
+			*detail = (uint64_t)bad + 9;
+			return -EIO;
+		}
+		return 0;
+	}
+	default:
+		return -EINVAL;
+	}
+}
+
+static void *server_thread(void *arg)
+{
+	struct perf_ep *ep = arg;
+	uint64_t detail = 0;
+	int err, verdict;
+
+	switch (ep->run->o->test) {
+	case PERF_SEND_BW:
+		err = serve_send_bw(ep);
+		break;
+	case PERF_WRITE_LAT:
+	case PERF_SEND_LAT:
+		err = serve_pingpong(ep);
+		break;
+	default:
+		err = 0;
+		break;
+	}
+	if (!err)
+		err = perf_ctrl_server_wait_done(ep);
+	if (err) {
+		ep->status = err;
+		return NULL;
+	}
+	verdict = server_verify(ep, &detail);
+	err = perf_ctrl_server_reply(ep, verdict ? 1 : 0, detail);
+	ep->status = verdict ? verdict : err;
+	return NULL;
+}
+
+/**
+ * perf_server_run() - serve every accepted QP until the client is done
+ *
+ * Return: 0 when every QP ran and verified.
+ */
+int perf_server_run(struct perf_run *run)
+{
+	int err = 0;
+
+	for (unsigned int i = 0; i < run->qps; i++) {
+		struct perf_ep *ep = &run->eps[i];
+
+		err = pthread_create(&ep->thread, NULL, server_thread, ep);
+		if (err) {
+			perf_fail("pthread_create: %s", strerror(err));
+			err = -err;
+			break;
+		}
+		ep->thread_started = true;
+	}
+	/* Threads that did start end when their QP is destroyed or done. */
+	for (unsigned int i = 0; i < run->qps; i++) {
+		struct perf_ep *ep = &run->eps[i];
+
+		if (!ep->thread_started)
+			continue;
+		pthread_join(ep->thread, NULL);
+		ep->thread_started = false;
+		if (ep->status && !err)
+			err = ep->status;
+	}
+	if (!run->quiet)
+		fprintf(run->human, " %u QP%s served; data verified: %s\n",
+			run->qps, run->qps == 1 ? "" : "s", err ? "FAILED" : "OK");
+	return err;
+}
