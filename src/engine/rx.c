@@ -205,6 +205,25 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 	return -1;
 }
 
+/*
+ * Make @len bytes available in staging, reading within @budget. Return
+ * false to stop for now (no data yet, EOF, or the budget is spent).
+ */
+static bool staged(struct pw_qp_i *qp, uint32_t len, ssize_t *budget)
+{
+	while (avail(&qp->rx) < len) {
+		ssize_t n;
+
+		if (*budget <= 0)
+			return false;
+		n = fill(qp);
+		if (n <= 0)
+			return false;
+		*budget -= n;
+	}
+	return true;
+}
+
 static void msg_begin(struct pw_qp_i *qp)
 {
 	struct pw_rx *rx = &qp->rx;
@@ -263,15 +282,8 @@ void pw_rx_process(struct pw_qp_i *qp)
 		}
 		switch (rx->state) {
 		case RX_HDR:
-			if (avail(rx) < PW_WIRE_HDR_LEN) {
-				if (budget <= 0)
-					goto out;
-				n = fill(qp);
-				if (n <= 0)
-					goto out;
-				budget -= n;
-				continue;
-			}
+			if (!staged(qp, PW_WIRE_HDR_LEN, &budget))
+				goto out;
 			if (pw_wire_decode_hdr(rx->buf + rx->head, avail(rx),
 					       &rx->hdr) != 0) {
 				pw_rx_protocol_error(qp);
@@ -300,15 +312,8 @@ void pw_rx_process(struct pw_qp_i *qp)
 			budget -= n;
 			break;
 		case RX_TRAILER:
-			if (avail(rx) < PW_WIRE_READ_TRAILER_LEN) {
-				if (budget <= 0)
-					goto out;
-				n = fill(qp);
-				if (n <= 0)
-					goto out;
-				budget -= n;
-				continue;
-			}
+			if (!staged(qp, PW_WIRE_READ_TRAILER_LEN, &budget))
+				goto out;
 			/* only these can arise once a READ_RESP header is out */
 			if (pw_wire_decode_trailer(rx->buf + rx->head, avail(rx),
 						   &rx->trailer_syn) != 0 ||
