@@ -86,12 +86,29 @@ static int io_all(int fd, void *buf, size_t len, bool out, uint64_t deadline)
 	return 0;
 }
 
+/* Dead-peer detection bound (BRIEF: "none hang"): keepalive + user timeout. */
+#define PW_KEEPIDLE_S		10
+#define PW_KEEPINTVL_S		5
+#define PW_KEEPCNT		3
+#define PW_USER_TIMEOUT_MS	30000
+
 static void tune_socket(int fd)
 {
-	int one = 1;
+	int one = 1, idle = PW_KEEPIDLE_S, intvl = PW_KEEPINTVL_S;
+	int cnt = PW_KEEPCNT, uto = PW_USER_TIMEOUT_MS;
 
 	/* latency: a request must not wait for Nagle */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/*
+	 * A peer host that vanishes without FIN/RST (power loss, partition)
+	 * must still end in RETRY_EXC_ERR: idle links are probed, and unACKed
+	 * data fails the connection after PW_USER_TIMEOUT_MS.
+	 */
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 

@@ -5,6 +5,7 @@
  * a NAK or a READ/ATOMIC response for PSN P acknowledges every request
  * before P (IBA implicit acknowledgement).
  */
+#include "core/context.h"
 #include "engine/qp.h"
 
 /* Largest RNR back-off honoured, whatever the peer asks for. */
@@ -79,6 +80,23 @@ static void on_nak_locked(struct pw_qp_i *qp, struct pw_wqe *w,
 	qp->retry_at_ns = pw_now_ns() + us * 1000;
 }
 
+/* Store an atomic's original value under a use of the sink's MR. */
+static bool store_result(struct pw_qp_i *qp, const struct pw_sge *sge,
+			 uint64_t v)
+{
+	struct pw_kiov k = { (void *)(uintptr_t)sge->addr, 8, sge->lkey };
+	struct pw_mr_i *uses[1];
+	struct iovec iov;
+	int nuses;
+	bool ok;
+
+	if (pw_kiov_get(&qp->ctx->keys, &k, 1, 0, 0, 8, &iov, uses, &nuses) != 1)
+		return false;
+	ok = pw_safe_write(iov.iov_base, &v, 8) == 8;
+	pw_kiov_put(uses, nuses);
+	return ok;
+}
+
 void pw_comp_begin(struct pw_qp_i *qp)
 {
 	struct pw_rx *rx = &qp->rx;
@@ -119,16 +137,7 @@ void pw_comp_begin(struct pw_qp_i *qp)
 		     h->payload_len - PW_WIRE_READ_TRAILER_LEN == w->length;
 		if (!ok)
 			break;
-		rx->dst = DST_IOV;
-		rx->niov = 0;
-		for (int i = 0; i < w->num_sge; i++) {
-			if (!w->sge[i].length)
-				continue;
-			rx->iov[rx->niov].iov_base = (void *)(uintptr_t)w->sge[i].addr;
-			rx->iov[rx->niov++].iov_len = w->sge[i].length;
-		}
-		rx->iov_idx = 0;
-		rx->iov_off = 0;
+		pw_rx_set_sges(rx, w->sge, w->num_sge);
 		break;
 	case PW_OP_ATOMIC_RESP:
 		ok = retire_before_locked(qp, h->psn);
@@ -140,8 +149,8 @@ void pw_comp_begin(struct pw_qp_i *qp)
 		if (!ok)
 			break;
 		orig = h->orig;
-		/* the result buffer may have been unmapped: EFAULT-safe store */
-		if (pw_safe_write((void *)(uintptr_t)w->sge[0].addr, &orig, 8) != 8) {
+		/* the result buffer may be deregistered or unmapped by now */
+		if (!store_result(qp, &w->sge[0], orig)) {
 			pw_qp_error_locked(qp, PW_WC_LOC_PROT_ERR);
 			break;
 		}

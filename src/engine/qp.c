@@ -207,16 +207,19 @@ void pw_qp_complete_recv_locked(struct pw_qp_i *qp, struct pw_rqe *r,
 	pw_cq_push(to_cq(qp->ibqp.recv_cq), &wc, solicited);
 }
 
-void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status)
+void pw_qp_error_at_locked(struct pw_qp_i *qp, struct pw_wqe *culprit,
+			   enum pw_wc_status status)
 {
 	if (pw_qp_get_state(qp) == PW_QPS_ERR)
 		return;
 	atomic_store_explicit(&qp->state, PW_QPS_ERR, memory_order_release);
 
-	for (uint32_t c = qp->sq_head; c != qp->sq_tail; c++)
-		pw_qp_complete_send_locked(qp, pw_sq_at(qp, c),
-					   c == qp->sq_head ? head_status :
+	for (uint32_t c = qp->sq_head; c != qp->sq_tail; c++) {
+		struct pw_wqe *w = pw_sq_at(qp, c);
+
+		pw_qp_complete_send_locked(qp, w, w == culprit ? status :
 					   PW_WC_WR_FLUSH_ERR);
+	}
 	qp->sq_head = qp->sq_next = qp->sq_tail;
 	for (uint32_t c = qp->rq_head; c != qp->rq_tail; c++)
 		pw_qp_complete_recv_locked(qp, pw_rq_at(qp, c),
@@ -224,13 +227,26 @@ void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status)
 	qp->rq_head = qp->rq_tail;
 	qp->rd_out = 0;
 	/*
-	 * A pending ACK still goes out (tx sends it before shutting the write
-	 * side): those requests were executed, and the peer must not see them
-	 * fail just because this side errored or was destroyed right after.
-	 * Other queued responses are dropped, except a fatal NAK.
+	 * Queued responses are dropped, except a fatal NAK (the peer must
+	 * learn why). The requests before the oldest dropped one were executed
+	 * and lose their implicit acknowledgement with it, so the coalesced
+	 * ACK is moved to cover exactly those: the tx sends it before shutting
+	 * the write side, and the peer does not see executed requests fail.
 	 */
-	if (!qp->fatal_nak)
+	if (!qp->fatal_nak && qp->resp_count) {
+		uint32_t p0 = qp->resp[qp->resp_head].psn;
+
+		if (!qp->ack_pending || pw_psn_cmp(qp->ack_psn, p0) >= 0)
+			qp->ack_psn = p0 - 1;
+		qp->ack_pending = true;
 		qp->resp_count = 0;
+	}
+}
+
+void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status)
+{
+	pw_qp_error_at_locked(qp, qp->sq_head != qp->sq_tail ?
+			      pw_sq_at(qp, qp->sq_head) : NULL, head_status);
 }
 
 void pw_qp_fatal(struct pw_qp_i *qp, enum pw_wc_status status)
@@ -291,7 +307,7 @@ enum pw_wc_status pw_qp_check_sges(struct pw_qp_i *qp, const struct pw_sge *sge,
 			return PW_WC_LOC_PROT_ERR;
 	}
 	*total = sum;
-	return sum > PW_MAX_MSG_SIZE ? PW_WC_LOC_LEN_ERR : PW_WC_SUCCESS;
+	return PW_WC_SUCCESS;
 }
 
 static int check_send_wr(struct pw_qp_i *qp, const struct pw_send_wr *wr)
@@ -374,6 +390,9 @@ static void fill_wqe(struct pw_qp_i *qp, struct pw_wqe *w,
 			memcpy(w->sge, wr->sg_list, sizeof(*w->sge) * (size_t)wr->num_sge);
 		w->status = pw_qp_check_sges(qp, w->sge, w->num_sge,
 					     pw_wqe_is_rd(w), &total);
+		/* a receive may be larger than 2^31; a message may not */
+		if (w->status == PW_WC_SUCCESS && total > PW_MAX_MSG_SIZE)
+			w->status = PW_WC_LOC_LEN_ERR;
 	}
 	w->length = (uint32_t)PW_MIN(total, (uint64_t)PW_MAX_MSG_SIZE);
 }

@@ -16,6 +16,7 @@
 #include <pagewire/pagewire.h>
 
 #include "engine/cq.h"
+#include "mr/mr.h"
 #include "util/util.h"
 #include "wire/wire.h"
 
@@ -68,7 +69,7 @@ struct pw_resp {
 };
 
 enum pw_rx_state { RX_HDR, RX_DATA, RX_TRAILER };
-enum pw_rx_dst { DST_DISCARD, DST_MR, DST_IOV };
+enum pw_rx_dst { DST_DISCARD, DST_PLACE };
 
 /* Receive framing state. Owned by the progress thread alone: no lock. */
 struct pw_rx {
@@ -79,9 +80,12 @@ struct pw_rx {
 	enum pw_rx_dst dst;
 	uint64_t left;		/* data bytes of this message still to come */
 	uint64_t done;		/* data bytes consumed */
-	uint32_t rkey;		/* DST_MR: re-looked-up before every step */
-	uint64_t addr;		/* DST_MR: where byte 0 of the data goes */
-	struct iovec iov[PW_MAX_SGE]; /* DST_IOV: local SGEs */
+	/*
+	 * DST_PLACE: where the data goes: the target MR range (keyed by the
+	 * rkey) or the local SGEs of a receive / READ sink (keyed by lkeys),
+	 * re-looked-up before every step.
+	 */
+	struct pw_kiov iov[PW_MAX_SGE];
 	int niov;
 	int iov_idx;
 	size_t iov_off;
@@ -101,14 +105,12 @@ struct pw_tx {
 	enum pw_tx_kind kind;
 	uint8_t hdr[PW_WIRE_HDR_LEN];
 	uint32_t hdr_off;
-	struct iovec data[PW_MAX_SGE];	/* payload source */
+	struct pw_kiov data[PW_MAX_SGE]; /* payload source, MR-checked per call */
 	int ndata;
 	int didx;
 	size_t doff;
 	uint64_t data_left;
-	bool data_is_mr;	/* READ_RESP: source is an MR, re-checked per call */
-	uint32_t rkey;
-	bool zero_fill;		/* source faulted: the rest goes out as zeros */
+	bool zero_fill;		/* READ_RESP source faulted: the rest is zeros */
 	uint8_t trailer[PW_WIRE_READ_TRAILER_LEN];
 	uint32_t trailer_len;
 	uint32_t trailer_off;
@@ -214,6 +216,9 @@ void pw_qp_free(struct pw_qp_i *qp);
  * every posted receive with PW_WC_WR_FLUSH_ERR.
  */
 void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status);
+/* Same, but @culprit (an outstanding WQE) gets @status; the others flush. */
+void pw_qp_error_at_locked(struct pw_qp_i *qp, struct pw_wqe *culprit,
+			   enum pw_wc_status status);
 void pw_qp_complete_send_locked(struct pw_qp_i *qp, struct pw_wqe *w,
 				enum pw_wc_status status);
 void pw_qp_complete_recv_locked(struct pw_qp_i *qp, struct pw_rqe *r,
@@ -226,12 +231,16 @@ enum pw_wc_status pw_syndrome_to_status(uint32_t syndrome);
 
 /* tx.c */
 void pw_tx_flush_locked(struct pw_qp_i *qp);
+/* The stream can carry nothing more (cut mid-message, or dead): shut it. */
+void pw_tx_kill_locked(struct pw_qp_i *qp);
 
 /* requester.c */
 bool pw_req_next_locked(struct pw_qp_i *qp);
 
 /* rx.c */
 void pw_rx_process(struct pw_qp_i *qp);
+/* Place the message's data into these local SGEs (a receive, a READ sink). */
+void pw_rx_set_sges(struct pw_rx *rx, const struct pw_sge *sge, int n);
 int pw_rx_init(struct pw_rx *rx);
 void pw_rx_fini(struct pw_rx *rx);
 

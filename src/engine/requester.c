@@ -69,16 +69,19 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 		h.payload_len = w->length;
 		tx->data_left = w->length;
 		if (w->inlined) {
-			tx->data[0].iov_base = w->inline_buf;
-			tx->data[0].iov_len = w->length;
+			/* our own copy: no MR to check */
+			tx->data[0].base = w->inline_buf;
+			tx->data[0].len = w->length;
+			tx->data[0].key = 0;
 			tx->ndata = w->length ? 1 : 0;
 			break;
 		}
 		for (int i = 0; i < w->num_sge; i++) {
 			if (!w->sge[i].length)
 				continue;
-			tx->data[tx->ndata].iov_base = (void *)(uintptr_t)w->sge[i].addr;
-			tx->data[tx->ndata++].iov_len = w->sge[i].length;
+			tx->data[tx->ndata].base = (void *)(uintptr_t)w->sge[i].addr;
+			tx->data[tx->ndata].len = w->sge[i].length;
+			tx->data[tx->ndata++].key = w->sge[i].lkey;
 		}
 		break;
 	}
@@ -88,7 +91,6 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 	tx->hdr_off = 0;
 	tx->didx = 0;
 	tx->doff = 0;
-	tx->data_is_mr = false;
 	tx->zero_fill = false;
 	tx->trailer_len = 0;
 	tx->trailer_off = 0;

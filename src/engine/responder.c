@@ -65,11 +65,11 @@ bool pw_resp_next_locked(struct pw_qp_i *qp)
 			break;
 		case PW_OP_READ_RESP:
 			h.payload_len = r->len + PW_WIRE_READ_TRAILER_LEN;
-			tx->data[0].iov_base = (void *)(uintptr_t)r->addr;
-			tx->data[0].iov_len = r->len;
-			tx->ndata = 1;
+			tx->data[0].base = (void *)(uintptr_t)r->addr;
+			tx->data[0].len = r->len;
+			tx->data[0].key = r->rkey;
+			tx->ndata = r->len ? 1 : 0;
 			tx->data_left = r->len;
-			tx->rkey = r->rkey;
 			tx->trailer_len = PW_WIRE_READ_TRAILER_LEN;
 			tx->resp_is_rd = true;
 			break;
@@ -86,8 +86,6 @@ bool pw_resp_next_locked(struct pw_qp_i *qp)
 	tx->hdr_off = 0;
 	tx->didx = 0;
 	tx->doff = 0;
-	/* READ data comes from an MR: re-checked before every send call */
-	tx->data_is_mr = h.opcode == PW_OP_READ_RESP;
 	tx->zero_fill = false;
 	tx->syndrome = PW_SYN_OK;
 	tx->trailer_off = 0;
@@ -174,9 +172,13 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		rx->err_syn = check_remote(qp, h->rkey, h->raddr, h->payload_len,
 					   PW_ACCESS_REMOTE_WRITE);
 		if (!rx->err_syn) {
-			rx->dst = DST_MR;
-			rx->rkey = h->rkey;
-			rx->addr = h->raddr;
+			rx->dst = DST_PLACE;
+			rx->iov[0].base = (void *)(uintptr_t)h->raddr;
+			rx->iov[0].len = h->payload_len;
+			rx->iov[0].key = h->rkey;
+			rx->niov = 1;
+			rx->iov_idx = 0;
+			rx->iov_off = 0;
 		}
 		break;
 	case PW_OP_SEND:
@@ -199,16 +201,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 			rx->err_syn = PW_SYN_INVALID_REQ;
 			break;
 		}
-		rx->dst = DST_IOV;
-		rx->niov = 0;
-		for (uint32_t i = 0; i < r->num_sge; i++) {
-			if (!r->sge[i].length)
-				continue;
-			rx->iov[rx->niov].iov_base = (void *)(uintptr_t)r->sge[i].addr;
-			rx->iov[rx->niov++].iov_len = r->sge[i].length;
-		}
-		rx->iov_idx = 0;
-		rx->iov_off = 0;
+		pw_rx_set_sges(rx, r->sge, (int)r->num_sge);
 		break;
 	case PW_OP_READ_REQ:
 		if (qp->rd_in >= qp->dest_rd_max) {
@@ -272,10 +265,18 @@ void pw_resp_finish(struct pw_qp_i *qp)
 
 	if (rx->skip)
 		return;
-	if (!syn && rx->fault)
-		syn = rx->dst == DST_IOV ? PW_SYN_REMOTE_OP : PW_SYN_REMOTE_ACCESS;
-	if (rx->fault && rx->dst == DST_IOV)
-		rx->recv_status = PW_WC_LOC_PROT_ERR;
+	/*
+	 * A fault while placing: into the target MR is a remote access error;
+	 * into a posted receive's buffer (SEND), the receive completes with a
+	 * local protection error and the sender gets a remote operational one.
+	 */
+	if (rx->fault && !syn) {
+		bool to_recv = h->opcode == PW_OP_SEND || h->opcode == PW_OP_SEND_IMM;
+
+		syn = to_recv ? PW_SYN_REMOTE_OP : PW_SYN_REMOTE_ACCESS;
+		if (to_recv)
+			rx->recv_status = PW_WC_LOC_PROT_ERR;
+	}
 	if (!syn && (h->opcode == PW_OP_ATOMIC_CS || h->opcode == PW_OP_ATOMIC_FA))
 		syn = do_atomic(qp, h, &orig);
 

@@ -33,6 +33,21 @@ void pw_rx_fini(struct pw_rx *rx)
 	rx->buf = NULL;
 }
 
+void pw_rx_set_sges(struct pw_rx *rx, const struct pw_sge *sge, int n)
+{
+	rx->dst = DST_PLACE;
+	rx->niov = 0;
+	for (int i = 0; i < n; i++) {
+		if (!sge[i].length)
+			continue;
+		rx->iov[rx->niov].base = (void *)(uintptr_t)sge[i].addr;
+		rx->iov[rx->niov].len = sge[i].length;
+		rx->iov[rx->niov++].key = sge[i].lkey;
+	}
+	rx->iov_idx = 0;
+	rx->iov_off = 0;
+}
+
 static inline uint32_t avail(const struct pw_rx *rx)
 {
 	return rx->tail - rx->head;
@@ -82,37 +97,22 @@ static ssize_t fill(struct pw_qp_i *qp)
 	return -1;
 }
 
-/* Where the next @max bytes of payload go; fills @iov, returns the count. */
+/*
+ * iovecs for the next @max bytes of payload, with a use of each MR held
+ * (re-checked every step: deregistration stops placement at once). On a
+ * dead or shrunk MR the rest of the message is discarded and reported.
+ */
 static int dst_iov(struct pw_qp_i *qp, struct iovec *iov, uint64_t max,
-		   struct pw_mr_i **mrp)
+		   struct pw_mr_i **uses, int *nuses)
 {
 	struct pw_rx *rx = &qp->rx;
-	int n = 0;
+	int n = pw_kiov_get(&qp->ctx->keys, rx->iov, rx->niov, rx->iov_idx,
+			    rx->iov_off, max, iov, uses, nuses);
 
-	if (rx->dst == DST_MR) {
-		struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, rx->rkey);
-		uint64_t a = rx->addr + rx->done;
-
-		/* re-checked every step: deregistration stops placement at once */
-		if (!mr || !pw_mr_covers(mr, a, max)) {
-			if (mr)
-				pw_mr_put(mr);
-			rx->fault = true;
-			rx->dst = DST_DISCARD;
-			return 0;
-		}
-		*mrp = mr;
-		iov[0].iov_base = (void *)(uintptr_t)a;
-		iov[0].iov_len = max;
-		return 1;
-	}
-	for (int i = rx->iov_idx; i < rx->niov && max; i++) {
-		size_t off = i == rx->iov_idx ? rx->iov_off : 0;
-		size_t len = PW_MIN(rx->iov[i].iov_len - off, max);
-
-		iov[n].iov_base = (char *)rx->iov[i].iov_base + off;
-		iov[n++].iov_len = len;
-		max -= len;
+	if (n < 0) {
+		rx->fault = true;
+		rx->dst = DST_DISCARD;
+		return 0;
 	}
 	return n;
 }
@@ -121,15 +121,13 @@ static void dst_advance(struct pw_rx *rx, uint64_t n)
 {
 	rx->done += n;
 	rx->left -= n;
-	if (rx->dst != DST_IOV)
-		return;
 	while (n && rx->iov_idx < rx->niov) {
-		size_t room = rx->iov[rx->iov_idx].iov_len - rx->iov_off;
+		size_t room = rx->iov[rx->iov_idx].len - rx->iov_off;
 		size_t t = PW_MIN(n, room);
 
 		rx->iov_off += t;
 		n -= t;
-		if (rx->iov_off == rx->iov[rx->iov_idx].iov_len) {
+		if (rx->iov_off == rx->iov[rx->iov_idx].len) {
 			rx->iov_idx++;
 			rx->iov_off = 0;
 		}
@@ -141,17 +139,16 @@ static void place_staged(struct pw_qp_i *qp, uint32_t n)
 {
 	struct pw_rx *rx = &qp->rx;
 	struct iovec iov[PW_MAX_SGE];
-	struct pw_mr_i *mr = NULL;
-	int cnt;
+	struct pw_mr_i *uses[PW_MAX_SGE];
+	int cnt, nuses = 0;
 
 	if (rx->dst != DST_DISCARD && pw_qp_get_state(qp) != PW_QPS_ERR) {
-		cnt = dst_iov(qp, iov, n, &mr);
+		cnt = dst_iov(qp, iov, n, uses, &nuses);
 		if (cnt && pw_safe_writev(iov, cnt, rx->buf + rx->head, n) != (ssize_t)n) {
 			rx->fault = true;
 			rx->dst = DST_DISCARD;
 		}
-		if (mr)
-			pw_mr_put(mr);
+		pw_kiov_put(uses, nuses);
 	}
 	rx->head += n;
 	dst_advance(rx, n);
@@ -165,17 +162,17 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 {
 	struct pw_rx *rx = &qp->rx;
 	struct iovec iov[PW_MAX_SGE + 1];
-	struct pw_mr_i *mr = NULL;
+	struct pw_mr_i *uses[PW_MAX_SGE];
 	struct msghdr mh = { .msg_iov = iov };
 	uint64_t dlen;
-	int cnt;
+	int cnt, nuses = 0;
 	ssize_t n;
 
 	if (rx->dst == DST_DISCARD || pw_qp_get_state(qp) == PW_QPS_ERR) {
 		rx->dst = DST_DISCARD;
 		return fill(qp);
 	}
-	cnt = dst_iov(qp, iov, rx->left, &mr);
+	cnt = dst_iov(qp, iov, rx->left, uses, &nuses);
 	if (!cnt)
 		return fill(qp);
 	rx->head = rx->tail = 0;
@@ -185,8 +182,7 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 	do {
 		n = recvmsg(qp->fd, &mh, MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
-	if (mr)
-		pw_mr_put(mr);
+	pw_kiov_put(uses, nuses);
 	if (n > 0) {
 		dlen = PW_MIN((uint64_t)n, rx->left);
 		dst_advance(rx, dlen);

@@ -45,38 +45,51 @@ static bool pick_locked(struct pw_qp_i *qp)
 	return pw_req_next_locked(qp);
 }
 
+/*
+ * A request's source faulted after its header left: the message must not
+ * complete at the responder with made-up bytes, so the stream is cut
+ * mid-message (the peer sees EOF inside it and discards it). The WQE fails
+ * with a local protection error; the QP is in error anyway.
+ */
+static void abort_request_locked(struct pw_qp_i *qp)
+{
+	struct pw_wqe *w = qp->tx.wqe;
+
+	w->status = PW_WC_LOC_PROT_ERR;
+	pw_qp_error_at_locked(qp, w, PW_WC_LOC_PROT_ERR);
+	pw_tx_kill_locked(qp);
+}
+
+/*
+ * iovecs for the rest of the current message. Payload pieces are checked
+ * against their MR (one use each, held across the send call in @uses). A
+ * READ_RESP whose source vanished goes on as zeros with an error trailer.
+ * Return the count, or -1 when a request had to be aborted.
+ */
 static int build_iov(struct pw_qp_i *qp, struct iovec *iov,
-		     struct pw_mr_i **mrp)
+		     struct pw_mr_i **uses, int *nuses)
 {
 	struct pw_tx *tx = &qp->tx;
 	bool all_data = true;
 	int n = 0;
 
+	*nuses = 0;
 	if (tx->hdr_off < PW_WIRE_HDR_LEN) {
 		iov[n].iov_base = tx->hdr + tx->hdr_off;
 		iov[n++].iov_len = PW_WIRE_HDR_LEN - tx->hdr_off;
 	}
-	if (tx->data_left && !tx->zero_fill && tx->data_is_mr) {
-		struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, tx->rkey);
-		uint64_t a = (uint64_t)(uintptr_t)tx->data[0].iov_base + tx->doff;
+	if (tx->data_left && !tx->zero_fill) {
+		int k = pw_kiov_get(&qp->ctx->keys, tx->data, tx->ndata, tx->didx,
+				    tx->doff, tx->data_left, iov + n, uses, nuses);
 
-		/* deregistered since the READ was accepted: never read it */
-		if (!mr || !pw_mr_covers(mr, a, tx->data_left)) {
-			if (mr)
-				pw_mr_put(mr);
+		if (k >= 0) {
+			n += k;
+		} else if (tx->kind == TX_REQ) {
+			abort_request_locked(qp);
+			return -1;
+		} else {
 			tx->zero_fill = true;
 			tx->syndrome = PW_SYN_REMOTE_ACCESS;
-		} else {
-			*mrp = mr;
-			iov[n].iov_base = (void *)(uintptr_t)a;
-			iov[n++].iov_len = tx->data_left;
-		}
-	} else if (tx->data_left && !tx->zero_fill) {
-		for (int i = tx->didx; i < tx->ndata; i++) {
-			size_t off = i == tx->didx ? tx->doff : 0;
-
-			iov[n].iov_base = (char *)tx->data[i].iov_base + off;
-			iov[n++].iov_len = tx->data[i].iov_len - off;
 		}
 	}
 	if (tx->data_left && tx->zero_fill) {
@@ -103,20 +116,15 @@ static void advance(struct pw_tx *tx, size_t n)
 	k = PW_MIN(n, tx->data_left);
 	tx->data_left -= k;
 	n -= k;
-	if (!tx->zero_fill && !tx->data_is_mr) {
-		while (k && tx->didx < tx->ndata) {
-			size_t room = tx->data[tx->didx].iov_len - tx->doff;
-			size_t t = PW_MIN(k, room);
+	while (!tx->zero_fill && k && tx->didx < tx->ndata) {
+		size_t t = PW_MIN(k, tx->data[tx->didx].len - tx->doff);
 
-			tx->doff += t;
-			k -= t;
-			if (tx->doff == tx->data[tx->didx].iov_len) {
-				tx->didx++;
-				tx->doff = 0;
-			}
+		tx->doff += t;
+		k -= t;
+		if (tx->doff == tx->data[tx->didx].len) {
+			tx->didx++;
+			tx->doff = 0;
 		}
-	} else {
-		tx->doff += k;
 	}
 	tx->trailer_off += (uint32_t)n;
 }
@@ -134,14 +142,17 @@ static int send_current(struct pw_qp_i *qp)
 
 	while (!msg_done(tx)) {
 		struct iovec iov[PW_MAX_SGE + 2];
-		struct pw_mr_i *mr = NULL;
+		struct pw_mr_i *uses[PW_MAX_SGE];
 		struct msghdr mh = { .msg_iov = iov };
+		int cnt, nuses;
 		ssize_t r;
 
-		mh.msg_iovlen = (size_t)build_iov(qp, iov, &mr);
+		cnt = build_iov(qp, iov, uses, &nuses);
+		if (cnt < 0)
+			return -1;
+		mh.msg_iovlen = (size_t)cnt;
 		r = sendmsg(qp->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (mr)
-			pw_mr_put(mr);
+		pw_kiov_put(uses, nuses);
 		if (r >= 0) {
 			advance(tx, (size_t)r);
 			continue;
@@ -152,15 +163,17 @@ static int send_current(struct pw_qp_i *qp)
 			return 0;
 		if (errno == EFAULT && tx->data_left && !tx->zero_fill) {
 			/* our header/trailer never fault: the payload source did */
+			if (tx->kind == TX_REQ) {
+				abort_request_locked(qp);
+				return -1;
+			}
 			tx->zero_fill = true;
-			if (tx->kind == TX_REQ)
-				tx->wqe->status = PW_WC_LOC_PROT_ERR;
-			else
-				tx->syndrome = PW_SYN_REMOTE_ACCESS;
+			tx->syndrome = PW_SYN_REMOTE_ACCESS;
 			continue;
 		}
 		/* EPIPE, ECONNRESET, ...: the peer is gone (IBA: retry exceeded) */
 		pw_qp_error_locked(qp, PW_WC_RETRY_EXC_ERR);
+		pw_tx_kill_locked(qp);
 		return -1;
 	}
 	return 1;
@@ -180,6 +193,18 @@ static void sent_locked(struct pw_qp_i *qp)
 	tx->kind = TX_NONE;
 }
 
+void pw_tx_kill_locked(struct pw_qp_i *qp)
+{
+	qp->tx.kind = TX_NONE;
+	qp->resp_count = 0;
+	qp->ack_pending = false;
+	qp->fatal_nak = false;
+	if (!qp->shut_wr)
+		shutdown(qp->fd, SHUT_WR);
+	qp->shut_wr = true;
+	set_out_locked(qp, false);
+}
+
 void pw_tx_flush_locked(struct pw_qp_i *qp)
 {
 	struct pw_tx *tx = &qp->tx;
@@ -196,16 +221,8 @@ void pw_tx_flush_locked(struct pw_qp_i *qp)
 			set_out_locked(qp, true);
 			return;
 		}
-		if (r < 0) {
-			/* the connection is dead: nothing more can be sent */
-			tx->kind = TX_NONE;
-			qp->resp_count = 0;
-			qp->ack_pending = false;
-			qp->fatal_nak = false;
-			qp->shut_wr = true;
-			set_out_locked(qp, false);
-			return;
-		}
+		if (r < 0)
+			return;	/* the stream is dead or cut */
 		sent_locked(qp);
 	}
 	set_out_locked(qp, false);

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <pagewire/pagewire.h>
 
@@ -80,5 +81,31 @@ static inline bool pw_mr_covers(const struct pw_mr_i *mr, uint64_t addr,
 		return len <= UINT64_MAX - addr;
 	return len <= mr->end - addr && addr <= mr->end;
 }
+
+/*
+ * A piece of memory the engine reads or writes, with the key of the MR it
+ * lies in (0 for the engine's own memory, e.g. inline data). Every syscall
+ * that touches the piece first takes a use of that MR (pw_kiov_get), so a
+ * deregistration stops local placement at once, as it does remote.
+ */
+struct pw_kiov {
+	void *base;
+	size_t len;
+	uint32_t key;
+};
+
+/**
+ * pw_kiov_get() - iovecs for the next @max bytes of @k[@idx..] from @off
+ * @out:   receives the iovecs
+ * @uses:  receives the MR uses taken (release with pw_kiov_put())
+ * @nuses: number of uses taken
+ *
+ * Return: the number of iovecs, or -1 (no use held) if a piece's MR is gone
+ * or no longer covers it.
+ */
+int pw_kiov_get(struct pw_keytable *kt, const struct pw_kiov *k, int n, int idx,
+		size_t off, uint64_t max, struct iovec *out,
+		struct pw_mr_i **uses, int *nuses);
+void pw_kiov_put(struct pw_mr_i **uses, int nuses);
 
 #endif /* PW_MR_MR_H */
