@@ -6,8 +6,9 @@
  * memory into the socket (sendmsg over the SGEs, no staging copy).
  *
  * A source that faults mid-message cannot be taken back: the header already
- * left. The rest of the payload goes out as zeros and the fault is reported
- * after it: a READ_RESP carries it in its trailer, a request's WQE completes
+ * left. A READ_RESP sends the rest of its data as zeros and reports the
+ * fault in its trailer; a request's stream is cut inside the message, so
+ * the responder never completes it with made-up bytes, and its WQE fails
  * with a local protection error.
  */
 #include <errno.h>
