@@ -36,11 +36,20 @@ struct pw_cq_i {
 #define PW_CQ_ARM_ALL		1
 #define PW_CQ_ARM_SOLICITED	2
 
+/*
+ * The FIFO of CQs with pending events is the truth; the fd (an eventfd) is
+ * a level: readable while events are queued, for applications that put it
+ * in their own epoll. A thread blocked in pw_get_cq_event() drives the
+ * engine itself and takes its events straight from the FIFO, so the fd is
+ * not touched (two syscalls saved per event) while such a waiter exists.
+ */
 struct pw_channel_i {
 	struct pw_comp_channel ibch;
-	/* lock: protects the FIFO of CQs with pending events. */
+	/* lock: protects the FIFO, signaled and waiters. */
 	pthread_mutex_t lock;
 	struct pw_cq_i *ev_head, *ev_tail;
+	bool signaled;		/* the fd has been written and not drained */
+	int waiters;		/* threads driving the engine for this channel */
 	atomic_int users;	/* CQs using the channel */
 };
 

@@ -1,10 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The progress thread. It sleeps in epoll_wait (never spins), then for each
- * ready QP runs the receive side (responder + completer) and the transmit
- * side, fires RNR retry timers, and executes commands from application
- * threads (add/remove a QP) at the end of an iteration, after every event of
- * that iteration's batch, so an event never refers to a freed QP.
+ * The progress engine. One batch = epoll_wait on every QP socket, then for
+ * each ready QP the receive side (responder + completer) and the transmit
+ * side, then timers (RNR retry, delayed ACK), then commands from
+ * application threads (add/remove a QP). Commands run after every event of
+ * the batch, by the same thread, so an event never refers to a freed QP.
+ *
+ * Who runs batches: the holder of eng->token. The progress thread holds it
+ * while no application thread wants it, which keeps one-sided operations
+ * flowing with the target application never calling in. An application
+ * thread that waits for completions takes the token over (kicking the
+ * progress thread out of epoll_wait once), and the progress thread stays
+ * parked until no application thread has driven for PW_DRIVE_LINGER_NS, so
+ * a thread that waits again and again (a latency loop) costs the progress
+ * thread no wakeups at all. Nothing ever spins unless PW_PROGRESS=busy.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,19 +26,32 @@
 #include "engine/engine.h"
 #include "engine/qp.h"
 
-static int next_timeout_ms(struct pw_engine *eng)
-{
-	uint64_t now = 0, first = UINT64_MAX;
+/* How long the progress thread leaves the engine to an application driver. */
+#define PW_DRIVE_LINGER_NS	1000000ull
 
-	for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next)
+static _Thread_local const struct pw_engine *tls_driving;
+
+bool pw_engine_driving(const struct pw_engine *eng)
+{
+	return tls_driving == eng;
+}
+
+static int next_timeout_ms(struct pw_engine *eng, int cap_ms)
+{
+	uint64_t now, first = UINT64_MAX;
+	int ms;
+
+	for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next) {
 		if (qp->retry_at_ns && qp->retry_at_ns < first)
 			first = qp->retry_at_ns;
+		if (qp->ack_at_ns && qp->ack_at_ns < first)
+			first = qp->ack_at_ns;
+	}
 	if (first == UINT64_MAX)
-		return -1;
+		return cap_ms;
 	now = pw_now_ns();
-	if (first <= now)
-		return 0;
-	return (int)((first - now + 999999) / 1000000);
+	ms = first <= now ? 0 : (int)((first - now + 999999) / 1000000);
+	return cap_ms < 0 || ms < cap_ms ? ms : cap_ms;
 }
 
 static void run_timers(struct pw_engine *eng)
@@ -37,14 +59,21 @@ static void run_timers(struct pw_engine *eng)
 	uint64_t now = 0;
 
 	for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next) {
-		if (!qp->retry_at_ns)
+		if (!qp->retry_at_ns && !qp->ack_at_ns)
 			continue;
 		if (!now)
 			now = pw_now_ns();
-		if (qp->retry_at_ns > now)
+		if ((!qp->retry_at_ns || qp->retry_at_ns > now) &&
+		    (!qp->ack_at_ns || qp->ack_at_ns > now))
 			continue;
 		pthread_mutex_lock(&qp->lock);
-		qp->retry_at_ns = 0;
+		if (qp->retry_at_ns && qp->retry_at_ns <= now)
+			qp->retry_at_ns = 0;
+		if (qp->ack_at_ns && qp->ack_at_ns <= now) {
+			qp->ack_at_ns = 0;
+			/* the delayed ACK is due, if not already sent */
+			qp->ack_now = qp->ack_pending;
+		}
 		pw_tx_flush_locked(qp);
 		pthread_mutex_unlock(&qp->lock);
 	}
@@ -55,6 +84,10 @@ static void run_cmds(struct pw_engine *eng)
 	struct pw_eng_cmd *c;
 
 	pthread_mutex_lock(&eng->cmd_lock);
+	if (!eng->cmd_head) {
+		pthread_mutex_unlock(&eng->cmd_lock);
+		return;
+	}
 	while ((c = eng->cmd_head)) {
 		struct pw_qp_i *qp = c->qp;
 
@@ -85,54 +118,141 @@ static void run_cmds(struct pw_engine *eng)
 	pthread_mutex_unlock(&eng->cmd_lock);
 }
 
+/* One batch. The caller holds eng->token. */
+static void run_batch(struct pw_engine *eng, int timeout_ms)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(eng->epfd, evs, 64, next_timeout_ms(eng, timeout_ms));
+
+	for (int i = 0; i < n; i++) {
+		struct pw_qp_i *qp = evs[i].data.ptr;
+		uint32_t e = evs[i].events;
+
+		if (!qp) {
+			uint64_t v;
+
+			if (read(eng->evfd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: another wakeup drained it */
+			}
+			continue;
+		}
+		if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+			pw_rx_process(qp);
+		if (e & EPOLLOUT) {
+			pthread_mutex_lock(&qp->lock);
+			pw_tx_flush_locked(qp);
+			pthread_mutex_unlock(&qp->lock);
+		}
+		/*
+		 * EOF is level-triggered forever: stop watching. The peer is
+		 * gone or in error, so unsent bytes do not matter.
+		 */
+		if (qp->rx.eof && qp->in_epoll) {
+			epoll_ctl(eng->epfd, EPOLL_CTL_DEL, qp->fd, NULL);
+			qp->in_epoll = false;
+		}
+	}
+	run_timers(eng);
+	run_cmds(eng);
+}
+
+static bool cmds_pending(struct pw_engine *eng)
+{
+	bool p;
+
+	pthread_mutex_lock(&eng->cmd_lock);
+	p = eng->cmd_head != NULL;
+	pthread_mutex_unlock(&eng->cmd_lock);
+	return p;
+}
+
+/* Leave the engine to application drivers while they are active. */
+static bool drivers_active(struct pw_engine *eng)
+{
+	uint64_t last;
+
+	if (atomic_load_explicit(&eng->drivers, memory_order_acquire) > 0)
+		return true;
+	last = atomic_load_explicit(&eng->last_drive_ns, memory_order_acquire);
+	return last && pw_now_ns() - last < PW_DRIVE_LINGER_NS && !cmds_pending(eng);
+}
+
 static void *progress_main(void *arg)
 {
 	struct pw_engine *eng = arg;
-	struct epoll_event evs[64];
 
 	while (!atomic_load_explicit(&eng->stop, memory_order_acquire)) {
-		int n = epoll_wait(eng->epfd, evs, 64, next_timeout_ms(eng));
+		if (drivers_active(eng)) {
+			struct timespec ts;
 
-		for (int i = 0; i < n; i++) {
-			struct pw_qp_i *qp = evs[i].data.ptr;
-			uint32_t e = evs[i].events;
-
-			if (!qp) {
-				uint64_t v;
-
-				if (read(eng->evfd, &v, sizeof(v)) < 0) {
-					/* EAGAIN: another wakeup drained it */
-				}
-				continue;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)PW_DRIVE_LINGER_NS;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
 			}
-			if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
-				pw_rx_process(qp);
-			if (e & EPOLLOUT) {
-				pthread_mutex_lock(&qp->lock);
-				pw_tx_flush_locked(qp);
-				pthread_mutex_unlock(&qp->lock);
-			}
-			/*
-			 * EOF is level-triggered forever: stop watching. The
-			 * peer is gone or in error, so unsent bytes do not matter.
-			 */
-			if (qp->rx.eof && qp->in_epoll) {
-				epoll_ctl(eng->epfd, EPOLL_CTL_DEL, qp->fd, NULL);
-				qp->in_epoll = false;
-			}
+			pthread_mutex_lock(&eng->park_lock);
+			pthread_cond_timedwait(&eng->park_cond, &eng->park_lock, &ts);
+			pthread_mutex_unlock(&eng->park_lock);
+			continue;
 		}
-		run_timers(eng);
-		run_cmds(eng);
+		pthread_mutex_lock(&eng->token);
+		while (!atomic_load_explicit(&eng->stop, memory_order_acquire) &&
+		       !atomic_load_explicit(&eng->drivers, memory_order_acquire))
+			run_batch(eng, -1);
+		pthread_mutex_unlock(&eng->token);
 	}
 	return NULL;
+}
+
+bool pw_engine_drive(struct pw_engine *eng, int timeout_ms,
+		     bool (*done)(void *arg), void *arg)
+{
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
+			    pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	bool ok;
+
+	atomic_fetch_add_explicit(&eng->drivers, 1, memory_order_acq_rel);
+	if (pthread_mutex_trylock(&eng->token) != 0) {
+		/* the progress thread sits in epoll_wait with it: call it out */
+		pw_engine_kick(eng);
+		pthread_mutex_lock(&eng->token);
+	}
+	tls_driving = eng;
+	for (;;) {
+		uint64_t now;
+		int ms;
+
+		ok = done(arg);
+		if (ok || atomic_load_explicit(&eng->stop, memory_order_acquire))
+			break;
+		if (timeout_ms == 0) {
+			run_batch(eng, 0);
+			ok = done(arg);
+			break;
+		}
+		now = pw_now_ns();
+		if (now >= deadline)
+			break;
+		ms = deadline == UINT64_MAX ? -1 :
+		     (int)PW_MIN((deadline - now + 999999) / 1000000, (uint64_t)INT32_MAX);
+		run_batch(eng, ms);
+	}
+	tls_driving = NULL;
+	pthread_mutex_unlock(&eng->token);
+	atomic_store_explicit(&eng->last_drive_ns, pw_now_ns(), memory_order_release);
+	atomic_fetch_sub_explicit(&eng->drivers, 1, memory_order_acq_rel);
+	return ok;
 }
 
 int pw_engine_start(struct pw_engine *eng)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	const char *mode = getenv("PW_PROGRESS");
 	int ret;
 
 	memset(eng, 0, sizeof(*eng));
+	eng->busy = mode && strcmp(mode, "busy") == 0;
 	eng->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (eng->epfd < 0)
 		return -errno;
@@ -145,6 +265,9 @@ int pw_engine_start(struct pw_engine *eng)
 		ret = -errno;
 		goto err_ev;
 	}
+	pthread_mutex_init(&eng->token, NULL);
+	pthread_mutex_init(&eng->park_lock, NULL);
+	pthread_cond_init(&eng->park_cond, NULL);
 	pthread_mutex_init(&eng->cmd_lock, NULL);
 	pthread_cond_init(&eng->cmd_cond, NULL);
 	ret = -pthread_create(&eng->thread, NULL, progress_main, eng);
@@ -155,6 +278,9 @@ int pw_engine_start(struct pw_engine *eng)
 err_lock:
 	pthread_cond_destroy(&eng->cmd_cond);
 	pthread_mutex_destroy(&eng->cmd_lock);
+	pthread_cond_destroy(&eng->park_cond);
+	pthread_mutex_destroy(&eng->park_lock);
+	pthread_mutex_destroy(&eng->token);
 err_ev:
 	close(eng->evfd);
 err_ep:
@@ -167,8 +293,11 @@ void pw_engine_kick(struct pw_engine *eng)
 	uint64_t one = 1;
 
 	if (write(eng->evfd, &one, sizeof(one)) < 0) {
-		/* counter saturated: the thread is awake anyway */
+		/* counter saturated: the holder is awake anyway */
 	}
+	pthread_mutex_lock(&eng->park_lock);
+	pthread_cond_signal(&eng->park_cond);
+	pthread_mutex_unlock(&eng->park_lock);
 }
 
 void pw_engine_stop(struct pw_engine *eng)
@@ -178,6 +307,9 @@ void pw_engine_stop(struct pw_engine *eng)
 	pthread_join(eng->thread, NULL);
 	pthread_cond_destroy(&eng->cmd_cond);
 	pthread_mutex_destroy(&eng->cmd_lock);
+	pthread_cond_destroy(&eng->park_cond);
+	pthread_mutex_destroy(&eng->park_lock);
+	pthread_mutex_destroy(&eng->token);
 	close(eng->evfd);
 	close(eng->epfd);
 }

@@ -28,6 +28,14 @@
 #define PW_DEF_RNR_TIMER_US	200
 #define PW_RX_STAGING		(64 * 1024)
 #define PW_RX_BUDGET		(1024 * 1024)	/* bytes per QP per wakeup */
+/*
+ * ACK coalescing: a request with ACK_REQ (a signalled WR, or a requester
+ * whose send queue is half full) is ACKed at the end of the receive batch;
+ * others wait for PW_ACK_COALESCE requests or PW_ACK_DELAY_NS, whichever
+ * comes first, or ride on a READ/ATOMIC response or NAK.
+ */
+#define PW_ACK_COALESCE		64
+#define PW_ACK_DELAY_NS		200000ull
 
 /* send queue entry: a posted send WR, kept until acknowledged */
 struct pw_wqe {
@@ -95,6 +103,7 @@ struct pw_rx {
 	enum pw_wc_status recv_status; /* responder: status for the recv WQE */
 	uint32_t trailer_syn;	/* completer: READ_RESP trailer */
 	bool dead;		/* protocol error: discard until EOF */
+	bool drained;		/* the last read came back short: socket empty */
 	bool eof;
 };
 
@@ -157,8 +166,11 @@ struct pw_qp_i {
 	/* responder */
 	uint32_t exp_psn;	/* next request PSN (progress thread) */
 	bool nak_drop;		/* discarding until exp_psn is resent */
-	bool ack_pending;	/* lock */
+	bool ack_pending;	/* lock: executed requests not yet ACKed */
 	uint32_t ack_psn;	/* lock */
+	bool ack_now;		/* lock: send that ACK at the next flush */
+	uint32_t unacked;	/* lock: requests covered by the pending ACK */
+	uint64_t ack_at_ns;	/* delayed-ACK deadline; token holder only */
 	struct pw_resp *resp;	/* lock: ring of queued responses */
 	uint32_t resp_cap, resp_head, resp_count;
 	uint32_t rd_in;		/* READ/ATOMIC responses queued or sending */

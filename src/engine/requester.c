@@ -45,7 +45,13 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 		return false;
 
 	h.opcode = wire_op(w->opcode);
-	h.flags = (w->signaled ? PW_WF_ACK_REQ : 0) |
+	/*
+	 * Ask for a prompt ACK when the application waits for one (signalled)
+	 * or when the send queue is half full and needs slots back; otherwise
+	 * the responder coalesces ACKs.
+	 */
+	h.flags = (w->signaled ||
+		   (qp->sq_tail - qp->sq_head) * 2 > qp->sq_max ? PW_WF_ACK_REQ : 0) |
 		  (w->solicited ? PW_WF_SOLICITED : 0);
 	h.psn = w->psn;
 	h.rkey = w->rkey;

@@ -34,6 +34,8 @@ bool pw_resp_push_locked(struct pw_qp_i *qp, const struct pw_resp *r)
 	qp->resp_count++;
 	/* a NAK or READ/ATOMIC response acknowledges everything before it */
 	qp->ack_pending = false;
+	qp->ack_now = false;
+	qp->unacked = 0;
 	return true;
 }
 
@@ -74,8 +76,11 @@ bool pw_resp_next_locked(struct pw_qp_i *qp)
 			tx->resp_is_rd = true;
 			break;
 		}
-	} else if (qp->ack_pending) {
+	} else if (qp->ack_pending &&
+		   (qp->ack_now || pw_qp_get_state(qp) == PW_QPS_ERR)) {
 		qp->ack_pending = false;
+		qp->ack_now = false;
+		qp->unacked = 0;
 		h.opcode = PW_OP_ACK;
 		h.psn = qp->ack_psn;
 	} else {
@@ -303,9 +308,13 @@ void pw_resp_finish(struct pw_qp_i *qp)
 		qp->rq_head++;
 		/* fall through */
 	case PW_OP_WRITE:
-		/* coalesced: one ACK per receive batch covers them all */
+		/* coalesced: one ACK covers them all (PW_ACK_COALESCE) */
+		if (!qp->ack_pending)
+			qp->ack_at_ns = pw_now_ns() + PW_ACK_DELAY_NS;
 		qp->ack_pending = true;
 		qp->ack_psn = h->psn;
+		if ((h->flags & PW_WF_ACK_REQ) || ++qp->unacked >= PW_ACK_COALESCE)
+			qp->ack_now = true;
 		break;
 	case PW_OP_READ_REQ:
 		resp.op = PW_OP_READ_RESP;

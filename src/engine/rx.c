@@ -88,6 +88,8 @@ static ssize_t fill(struct pw_qp_i *qp)
 			 MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
 	if (n > 0) {
+		/* short: the socket is empty, skip the EAGAIN round trip */
+		rx->drained = (uint32_t)n < PW_RX_STAGING - rx->tail;
 		rx->tail += (uint32_t)n;
 		return n;
 	}
@@ -184,6 +186,11 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 	} while (n < 0 && errno == EINTR);
 	pw_kiov_put(uses, nuses);
 	if (n > 0) {
+		size_t want = PW_RX_STAGING;
+
+		for (int i = 0; i < cnt; i++)
+			want += iov[i].iov_len;
+		rx->drained = (size_t)n < want;
 		dlen = PW_MIN((uint64_t)n, rx->left);
 		dst_advance(rx, dlen);
 		rx->tail = (uint32_t)(n - (ssize_t)dlen);
@@ -210,7 +217,7 @@ static bool staged(struct pw_qp_i *qp, uint32_t len, ssize_t *budget)
 	while (avail(&qp->rx) < len) {
 		ssize_t n;
 
-		if (*budget <= 0)
+		if (*budget <= 0 || qp->rx.drained)
 			return false;
 		n = fill(qp);
 		if (n <= 0)
@@ -264,9 +271,10 @@ void pw_rx_process(struct pw_qp_i *qp)
 	 * The budget bounds socket reads per wakeup (fairness between QPs);
 	 * staged bytes are always consumed, since epoll cannot see them.
 	 */
+	rx->drained = false;
 	while (!rx->eof) {
 		if (rx->dead) {
-			if (budget <= 0)
+			if (budget <= 0 || rx->drained)
 				break;
 			/* protocol error: swallow everything until the peer closes */
 			rx->head = rx->tail;
@@ -300,7 +308,7 @@ void pw_rx_process(struct pw_qp_i *qp)
 				place_staged(qp, (uint32_t)PW_MIN((uint64_t)avail(rx), rx->left));
 				continue;
 			}
-			if (budget <= 0)
+			if (budget <= 0 || rx->drained)
 				goto out;
 			n = recv_direct(qp);
 			if (n <= 0)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,35 @@ const char *pw_last_error(void)
  * reports an unmapped or read-only destination as EFAULT. Same thread group,
  * so no ptrace permission is involved.
  */
+/*
+ * getpid() is a system call in current glibc; the placement path calls it
+ * for every small message, so cache it (reset in a forked child).
+ */
+static pid_t pw_pid;
+
+static void pid_reset(void)
+{
+	__atomic_store_n(&pw_pid, 0, __ATOMIC_RELAXED);
+}
+
+static void pid_atfork(void)
+{
+	pthread_atfork(NULL, NULL, pid_reset);
+}
+
+static pid_t self_pid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pid_t p = __atomic_load_n(&pw_pid, __ATOMIC_RELAXED);
+
+	if (p)
+		return p;
+	pthread_once(&once, pid_atfork);
+	p = getpid();
+	__atomic_store_n(&pw_pid, p, __ATOMIC_RELAXED);
+	return p;
+}
+
 ssize_t pw_safe_writev(const struct iovec *dst, int ndst, const void *src,
 		       size_t len)
 {
@@ -46,7 +76,7 @@ ssize_t pw_safe_writev(const struct iovec *dst, int ndst, const void *src,
 	if (len == 0)
 		return 0;
 	do {
-		n = process_vm_writev(getpid(), &l, 1, dst, (unsigned long)ndst, 0);
+		n = process_vm_writev(self_pid(), &l, 1, dst, (unsigned long)ndst, 0);
 	} while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : n;
 }
@@ -65,7 +95,7 @@ ssize_t pw_safe_read(void *dst, const void *src, size_t len)
 	ssize_t n;
 
 	do {
-		n = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
+		n = process_vm_readv(self_pid(), &l, 1, &r, 1, 0);
 	} while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : n;
 }
