@@ -283,7 +283,7 @@ int pw_poll_cq(struct pw_cq *ibcq, int num_entries, struct pw_wc *wc)
 	n = cq_pop(cq, num_entries, wc);
 	/* PW_PROGRESS=busy: an empty poll runs one non-blocking engine pass */
 	if (!n && num_entries && ibcq->context->engine.busy &&
-	    pw_engine_drive(&ibcq->context->engine, 0, cq_nonempty, cq))
+	    pw_engine_drive(&ibcq->context->engine, 0, cq_nonempty, cq) > 0)
 		n = cq_pop(cq, num_entries, wc);
 	return n;
 }
@@ -301,6 +301,17 @@ int pw_req_notify_cq(struct pw_cq *ibcq, int solicited_only)
 		cq->armed = solicited_only ? PW_CQ_ARM_SOLICITED : PW_CQ_ARM_ALL;
 	pthread_mutex_unlock(&cq->lock);
 	return 0;
+}
+
+static int wait_fd(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r;
+
+	do {
+		r = poll(&p, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	return r > 0 ? 0 : r == 0 ? -EAGAIN : -errno;
 }
 
 static struct pw_cq_i *pop_event_locked(struct pw_channel_i *ch)
@@ -346,14 +357,28 @@ int pw_get_cq_event(struct pw_comp_channel *ibch, struct pw_cq **cqp,
 		 * comes, rather than sleeping while the progress thread works
 		 * and then hands over (BRIEF: a hand-off costs ~4 us).
 		 */
+		int r;
+
 		ch->waiters++;
 		fd_sync_locked(ch);
 		pthread_mutex_unlock(&ch->lock);
-		pw_engine_drive(&ibch->context->engine, timeout_ms,
-				channel_has_event, ch);
+		r = pw_engine_drive(&ibch->context->engine, timeout_ms,
+				    channel_has_event, ch);
 		pthread_mutex_lock(&ch->lock);
 		ch->waiters--;
+		fd_sync_locked(ch);
 		cq = pop_event_locked(ch);
+		if (!cq && r == -EBUSY) {
+			/* another thread drives: wait for the fd like any poller */
+			pthread_mutex_unlock(&ch->lock);
+			r = wait_fd(ibch->fd, timeout_ms);
+			pthread_mutex_lock(&ch->lock);
+			cq = pop_event_locked(ch);
+			if (r < 0 && r != -EAGAIN) {
+				pthread_mutex_unlock(&ch->lock);
+				return r;
+			}
+		}
 	}
 	fd_sync_locked(ch);
 	pthread_mutex_unlock(&ch->lock);

@@ -205,13 +205,18 @@ static void *progress_main(void *arg)
 	return NULL;
 }
 
-bool pw_engine_drive(struct pw_engine *eng, int timeout_ms,
-		     bool (*done)(void *arg), void *arg)
+int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
+		    bool (*done)(void *arg), void *arg)
 {
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
 			    pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	bool expected = false;
 	bool ok;
 
+	if (!atomic_compare_exchange_strong_explicit(&eng->app_driving, &expected,
+						     true, memory_order_acq_rel,
+						     memory_order_relaxed))
+		return -EBUSY;
 	atomic_fetch_add_explicit(&eng->drivers, 1, memory_order_acq_rel);
 	if (pthread_mutex_trylock(&eng->token) != 0) {
 		/* the progress thread sits in epoll_wait with it: call it out */
@@ -242,7 +247,8 @@ bool pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 	pthread_mutex_unlock(&eng->token);
 	atomic_store_explicit(&eng->last_drive_ns, pw_now_ns(), memory_order_release);
 	atomic_fetch_sub_explicit(&eng->drivers, 1, memory_order_acq_rel);
-	return ok;
+	atomic_store_explicit(&eng->app_driving, false, memory_order_release);
+	return ok ? 1 : 0;
 }
 
 int pw_engine_start(struct pw_engine *eng)

@@ -49,6 +49,7 @@ struct pw_engine {
 	 */
 	pthread_mutex_t token;
 	atomic_int drivers;	/* application threads holding or wanting it */
+	atomic_bool app_driving; /* one application driver at a time */
 	_Atomic uint64_t last_drive_ns; /* an application driver last let go */
 	/* park_lock: guards the progress thread's sleep while applications drive */
 	pthread_mutex_t park_lock;
@@ -76,10 +77,15 @@ void pw_engine_kick(struct pw_engine *eng);
  * pw_engine_drive() - run the engine on this thread until @done
  * @timeout_ms: -1 forever, 0 one non-blocking pass
  *
- * Return: true once @done(@arg) holds, false on timeout.
+ * One application thread drives at a time: a second one would wait for the
+ * token while the first sleeps in epoll_wait for its own completion.
+ *
+ * Return: 1 once @done(@arg) holds, 0 on timeout, -EBUSY if another
+ * application thread is driving (the caller waits the ordinary way: its
+ * completion reaches it through the channel fd).
  */
-bool pw_engine_drive(struct pw_engine *eng, int timeout_ms,
-		     bool (*done)(void *arg), void *arg);
+int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
+		    bool (*done)(void *arg), void *arg);
 
 /* Is the calling thread driving @eng right now? */
 bool pw_engine_driving(const struct pw_engine *eng);
