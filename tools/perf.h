@@ -10,6 +10,7 @@
  *   perf_server.c  the passive side: one thread per QP
  *   perf_ctrl.c    the end-of-run "done" / "result" handshake
  *   perf_report.c  statistics, perftest-like tables, JSON lines
+ *   perf_tcp.c     the plain-TCP baselines (tcp_bw, tcp_lat, --baseline)
  *
  * Buffer layout of every QP, on both sides (one mmap, one MR):
  *
@@ -72,6 +73,9 @@ enum perf_test {
 	PERF_SEND_BW,
 	PERF_SEND_LAT,
 	PERF_ATOMIC_LAT,
+	/* Plain TCP sockets, no pagewire at all: the baselines. */
+	PERF_TCP_BW,
+	PERF_TCP_LAT,
 	PERF_TEST_COUNT
 };
 
@@ -97,6 +101,7 @@ enum perf_atomic_op {
  * @server_data_pattern: the server's data area must hold its pattern
  *            before the client starts (READ source, atomic target)
  * @server_recvs: the server receives one message per iteration
+ * @tcp:      a plain-TCP baseline test (perf_tcp.c), not a pagewire one
  */
 struct perf_test_info {
 	const char *name;
@@ -105,6 +110,7 @@ struct perf_test_info {
 	bool half_rtt;
 	bool server_data_pattern;
 	bool server_recvs;
+	bool tcp;
 };
 
 extern const struct perf_test_info perf_tests[PERF_TEST_COUNT];
@@ -133,6 +139,7 @@ struct perf_opts {
 	bool json;
 	bool busy_poll;
 	bool loopback;
+	bool baseline;
 	const char *host;
 };
 
@@ -163,6 +170,7 @@ struct perf_wire_info {
 	uint8_t flags;		/* PERF_WF_* */
 	uint16_t qp_index;
 	uint16_t qps;
+	uint16_t tcp_port;	/* server: its --baseline listener, 0 = none */
 	uint32_t tx_depth;
 	uint32_t rkey;
 	uint64_t size;
@@ -175,6 +183,7 @@ struct perf_wire_info {
 
 #define PERF_WF_ALL_SIZES	(1u << 0)
 #define PERF_WF_ITERS_SET	(1u << 1)
+#define PERF_WF_BASELINE	(1u << 2)	/* client: run the TCP baseline */
 #define PERF_WIRE_INFO_LEN	72
 
 /* One completion record of a bw run: when @msgs messages were done. */
@@ -217,6 +226,7 @@ struct perf_run;
  * @atomic_expect: the value the atomic target must hold next (client)
  * @wcq:    completions polled but not consumed yet (see perf_next_wc())
  * @steps:  per-size measurements (client)
+ * @sock:   the connected socket of a TCP run (perf_tcp.c), else -1
  * @status: 0, or the thread's failure (negative errno or -EIO)
  */
 struct perf_ep {
@@ -244,6 +254,7 @@ struct perf_ep {
 	unsigned int wcq_head;
 	unsigned int wcq_len;
 	struct perf_step steps[PERF_MAX_SIZES];
+	int sock;
 	pthread_t thread;
 	bool thread_started;
 	int status;
@@ -257,6 +268,13 @@ struct perf_ep {
  * @wire:   the client's parameters as the server learnt them
  * @abort:  a client thread failed; the others skip their remaining sizes
  * @barrier: client threads start every size together
+ * @baseline: with --baseline, the TCP run measured in the same invocation,
+ *          interleaved size by size with this one (perf_tcp.c)
+ * @own_opts: the options of a baseline run (@o points here)
+ * @tcp_listen: listening socket of a TCP server run, else -1
+ * @tcp_port: server: the port of the --baseline listener, 0 = none
+ * @tcp_full_rtt: a TCP latency run reports the full round trip (the
+ *          baseline of read_lat/atomic_lat), not half of it
  */
 struct perf_run {
 	const struct perf_opts *o;
@@ -276,6 +294,11 @@ struct perf_run {
 	bool barrier_init;
 	bool quiet;
 	FILE *human;
+	struct perf_run *baseline;
+	struct perf_opts own_opts;
+	int tcp_listen;
+	uint16_t tcp_port;
+	bool tcp_full_rtt;
 };
 
 /* wr_id tags: receives and control sends are told apart from data WRs. */
@@ -290,6 +313,7 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 		    struct perf_plan *p);
 unsigned int perf_cq_mod(unsigned int window);
 unsigned int perf_window(const struct perf_run *run);
+enum perf_test perf_baseline_of(enum perf_test t);
 
 /* perf_conn.c */
 void perf_wire_encode(const struct perf_wire_info *w,
@@ -303,6 +327,9 @@ int perf_server_accept(struct perf_run *run);
 int perf_client_connect(struct perf_run *run, const char *host,
 			uint16_t port);
 void perf_run_close(struct perf_run *run);
+int perf_ep_map_buffer(struct perf_ep *ep);
+int perf_server_adopt_client(struct perf_run *run,
+			     const struct perf_wire_info *c);
 int perf_post_recv(struct perf_ep *ep);
 void perf_print_wc_error(const struct perf_ep *ep, const struct pw_wc *wc,
 			 const char *what);
@@ -322,6 +349,19 @@ int perf_drain_sends(struct perf_ep *ep, int timeout_ms);
 int perf_ctrl_client_finish(struct perf_ep *ep);
 int perf_ctrl_server_wait_done(struct perf_ep *ep);
 int perf_ctrl_server_reply(struct perf_ep *ep, uint64_t status, uint64_t detail);
+
+/* perf_tcp.c */
+int perf_tcp_listen(struct perf_run *run, const char *host, uint16_t port,
+		    bool fallback_ephemeral, uint16_t *bound_port);
+int perf_tcp_accept(struct perf_run *run, bool standalone);
+int perf_tcp_connect(struct perf_run *run, const char *host, uint16_t port);
+int perf_tcp_client_step(struct perf_ep *ep, unsigned int s);
+int perf_tcp_server_step(struct perf_ep *ep, unsigned int s);
+int perf_tcp_client_finish(struct perf_ep *ep);
+int perf_tcp_server_finish(struct perf_ep *ep);
+void perf_tcp_abort(struct perf_ep *ep);
+uint64_t perf_tcp_inflight_bytes(void);
+void perf_tcp_close(struct perf_run *run);
 
 /* perf_report.c */
 void perf_report_header(const struct perf_run *run);

@@ -3,6 +3,12 @@
  * The measuring side of pagewire-perf: one thread per QP. All threads
  * start every size together (a barrier), so -q N measures N QPs running
  * concurrently; perf_report.c aggregates them.
+ *
+ * The TCP tests (perf_tcp.c) run in the same threads, one per connection.
+ * With --baseline, thread i owns QP i and TCP connection i, and measures
+ * every size twice in a row: first over TCP, then over pagewire (each
+ * phase starting on a barrier), so that slow drifts of a shared machine
+ * hit both alike.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -393,6 +399,9 @@ static int client_atomic_step(struct perf_ep *ep, unsigned int s)
 static int client_step(struct perf_ep *ep, unsigned int s)
 {
 	switch (ep->run->o->test) {
+	case PERF_TCP_BW:
+	case PERF_TCP_LAT:
+		return perf_tcp_client_step(ep, s);
 	case PERF_WRITE_BW:
 	case PERF_READ_BW:
 	case PERF_SEND_BW:
@@ -413,9 +422,20 @@ static void *client_thread(void *arg)
 {
 	struct perf_ep *ep = arg;
 	struct perf_run *run = ep->run;
+	struct perf_ep *tcp = run->baseline ? &run->baseline->eps[ep->idx] :
+			      NULL;
+	bool tcp_test = perf_tests[run->o->test].tcp;
 
 	for (unsigned int s = 0; s < run->plan.n; s++) {
-		/* Every thread waits at every size, even after a failure. */
+		/* Every thread waits at every barrier, even after a failure. */
+		if (tcp) {
+			pthread_barrier_wait(&run->barrier);
+			if (!atomic_load(&run->abort)) {
+				ep->status = perf_tcp_client_step(tcp, s);
+				if (ep->status)
+					atomic_store(&run->abort, 1);
+			}
+		}
 		pthread_barrier_wait(&run->barrier);
 		if (atomic_load(&run->abort))
 			continue;
@@ -426,10 +446,22 @@ static void *client_thread(void *arg)
 	/*
 	 * After a failure anywhere the handshake is skipped: the server
 	 * would count DONE as a data message. Destroying the QPs then ends
-	 * the server's wait with flushed receives.
+	 * the server's wait with flushed receives; shutting the sockets
+	 * ends its TCP waits.
 	 */
-	if (!atomic_load(&run->abort))
-		ep->status = perf_ctrl_client_finish(ep);
+	if (atomic_load(&run->abort)) {
+		if (tcp_test)
+			perf_tcp_abort(ep);
+		if (tcp)
+			perf_tcp_abort(tcp);
+		return NULL;
+	}
+	/* TCP first: the server serves TCP's end before pagewire's. */
+	if (tcp)
+		ep->status = perf_tcp_client_finish(tcp);
+	if (!ep->status)
+		ep->status = tcp_test ? perf_tcp_client_finish(ep) :
+					perf_ctrl_client_finish(ep);
 	return NULL;
 }
 

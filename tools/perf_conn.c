@@ -4,7 +4,8 @@
  * CQs, the connections themselves and the private data that carries
  * buffer addresses, rkeys and the client's parameters.
  *
- * Private data layout (PERF_WIRE_INFO_LEN bytes, all little-endian):
+ * Private data layout (PERF_WIRE_INFO_LEN bytes, all little-endian; the
+ * TCP tests of perf_tcp.c send the same bytes as their hello):
  *
  *   off len field
  *     0   4 magic "PWPF" (0x46505750)
@@ -16,7 +17,8 @@
  *     9   1 reserved, 0
  *    10   2 qp_index
  *    12   2 qps
- *    14   2 reserved, 0
+ *    14   2 server: port of its --baseline TCP listener (0 = none);
+ *           client: 0
  *    16   4 tx_depth
  *    20   4 rkey
  *    24   8 size (-s; meaningless with PERF_WF_ALL_SIZES)
@@ -84,6 +86,7 @@ void perf_wire_encode(const struct perf_wire_info *w,
 	out[8] = w->flags;
 	tool_put16(out + 10, w->qp_index);
 	tool_put16(out + 12, w->qps);
+	tool_put16(out + 14, w->tcp_port);
 	tool_put32(out + 16, w->tx_depth);
 	tool_put32(out + 20, w->rkey);
 	tool_put64(out + 24, w->size);
@@ -111,6 +114,7 @@ int perf_wire_decode(const uint8_t *buf, uint32_t len, struct perf_wire_info *w)
 	w->flags = buf[8];
 	w->qp_index = tool_get16(buf + 10);
 	w->qps = tool_get16(buf + 12);
+	w->tcp_port = tool_get16(buf + 14);
 	w->tx_depth = tool_get32(buf + 16);
 	w->rkey = tool_get32(buf + 20);
 	w->size = tool_get64(buf + 24);
@@ -144,6 +148,17 @@ int perf_run_open(struct perf_run *run)
 {
 	int err;
 
+	/*
+	 * --busy-poll also asks the library's progress engine to spin (it
+	 * reads PW_PROGRESS in pw_open; a library that does not know the
+	 * variable ignores it). Without --busy-poll the environment is left
+	 * as the user set it.
+	 */
+	if (run->o->busy_poll && setenv("PW_PROGRESS", "busy", 1)) {
+		err = -errno;
+		perf_fail("setenv(PW_PROGRESS=busy) failed: %s", strerror(errno));
+		return err;
+	}
 	run->ctx = pw_open(NULL);
 	if (!run->ctx) {
 		err = -errno;
@@ -173,8 +188,16 @@ err:
 	return err;
 }
 
-/* Map and register the [data | rx | ctrl] buffer of @ep. */
-static int ep_setup_buffer(struct perf_ep *ep)
+/**
+ * perf_ep_map_buffer() - map the [data | rx | ctrl] buffer of @ep
+ *
+ * Sized for the largest message of the run's plan; the side that sends
+ * from its data area (or whose data area the peer reads) fills it with
+ * its pattern. Used by the pagewire tests and the TCP baselines alike.
+ *
+ * Return: 0 or a negative errno (reported).
+ */
+int perf_ep_map_buffer(struct perf_ep *ep)
 {
 	struct perf_run *run = ep->run;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -207,7 +230,17 @@ static int ep_setup_buffer(struct perf_ep *ep)
 				: !perf_tests[run->o->test].server_data_pattern;
 	if (fill)
 		pattern_fill(ep->data, ep->area, ep->seed, 0);
+	return 0;
+}
 
+/* Map and register the [data | rx | ctrl] buffer of @ep. */
+static int ep_setup_buffer(struct perf_ep *ep)
+{
+	struct perf_run *run = ep->run;
+	int err = perf_ep_map_buffer(ep);
+
+	if (err)
+		return err;
 	if (run->implicit_mr) {
 		ep->lkey = run->implicit_mr->lkey;
 		return 0;
@@ -255,9 +288,11 @@ static void ep_wire_info(const struct perf_ep *ep, struct perf_wire_info *w)
 	w->mr = (uint8_t)o->mr;
 	w->atomic = (uint8_t)run->atomic;
 	w->flags = (uint8_t)((o->all_sizes ? PERF_WF_ALL_SIZES : 0) |
-			     (o->iters_set ? PERF_WF_ITERS_SET : 0));
+			     (o->iters_set ? PERF_WF_ITERS_SET : 0) |
+			     (!run->server && o->baseline ? PERF_WF_BASELINE : 0));
 	w->qp_index = (uint16_t)ep->idx;
 	w->qps = (uint16_t)run->qps;
+	w->tcp_port = run->server ? run->tcp_port : 0;
 	w->tx_depth = run->tx_depth;
 	w->rkey = ep_rkey(ep);
 	w->size = o->size;
@@ -352,9 +387,12 @@ int perf_server_listen(struct perf_run *run, const char *host, uint16_t port,
 	return 0;
 }
 
-/* The server learns the client's parameters from QP 0's private data. */
-static int server_adopt_client(struct perf_run *run,
-			       const struct perf_wire_info *c)
+/*
+ * The server learns the client's parameters from QP 0's private data (or,
+ * for a TCP test, from connection 0's hello).
+ */
+int perf_server_adopt_client(struct perf_run *run,
+			     const struct perf_wire_info *c)
 {
 	const struct perf_opts *o = run->o;
 	int err;
@@ -420,9 +458,14 @@ int perf_server_accept(struct perf_run *run)
 			return err;
 		}
 		if (i == 0) {
-			err = server_adopt_client(run, &ep->peer);
+			err = perf_server_adopt_client(run, &ep->peer);
 			if (err)
 				return err;
+			if ((ep->peer.flags & PERF_WF_BASELINE) &&
+			    !run->tcp_port) {
+				perf_fail("the client runs --baseline; start this server with --baseline too");
+				return -EINVAL;
+			}
 		}
 		if (ep->peer.qp_index != i) {
 			perf_fail("QP %u: client sent QP index %u", i,
@@ -491,6 +534,10 @@ int perf_client_connect(struct perf_run *run, const char *host, uint16_t port)
 			perf_fail("server runs %s but this client runs %s; give both the same TEST",
 				  perf_tests[s->test].name,
 				  perf_tests[run->o->test].name);
+			return -EINVAL;
+		}
+		if (run->o->baseline && !s->tcp_port) {
+			perf_fail("the server offers no TCP baseline; start it with --baseline too");
 			return -EINVAL;
 		}
 		if (s->area_len < run->plan.max_size) {

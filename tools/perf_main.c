@@ -24,6 +24,8 @@
 #include "perf.h"
 #include "tool_util.h"
 
+#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat"
+
 /* How long --loopback waits for its server after the client finished. */
 #define LOOPBACK_REAP_MS	30000
 
@@ -48,6 +50,12 @@ static void usage(FILE *f)
 "  send_bw     SEND bandwidth (the server keeps %d receives posted)\n"
 "  send_lat    SEND ping-pong latency: half the round trip\n"
 "  atomic_lat  8-byte atomic latency: full operation time\n"
+"  tcp_bw      baseline: plain TCP sockets (TCP_NODELAY), one connection per\n"
+"              -q; the client streams -n messages of -s bytes from the same\n"
+"              kind of buffer, the server receives them into its buffer and\n"
+"              answers one byte at the end (verified); MB/sec as write_bw\n"
+"  tcp_lat     baseline: TCP ping-pong of -s bytes, half the round trip\n"
+"              (as write_lat)\n"
 "\n"
 "Options:\n"
 "  -s, --size=SIZE      message size, K/M/G suffixes (powers of 2);\n"
@@ -68,8 +76,26 @@ static void usage(FILE *f)
 "                       implicit (one ODP key for the whole address space)\n"
 "      --policy=P       responder fault policy; only 'stall' exists today\n"
 "      --first-touch    (not available yet)\n"
-"      --busy-poll      poll the CQ in a loop; the default sleeps on the\n"
-"                       completion channel and never spins\n"
+"      --busy-poll      poll the CQ in a loop (TCP tests: recv() with\n"
+"                       MSG_DONTWAIT in a loop), on both sides; also sets\n"
+"                       PW_PROGRESS=busy before pw_open(), which asks the\n"
+"                       library's progress engine to busy-poll too. The\n"
+"                       default sleeps on the completion channel (blocking\n"
+"                       recv()) and never spins. Each side spins one thread\n"
+"                       per QP: with more QPs than cores, latencies become\n"
+"                       scheduler time slices\n"
+"      --baseline       also run the matching TCP test (write_bw, read_bw,\n"
+"                       send_bw: tcp_bw; the latency tests: tcp_lat) with\n"
+"                       the same sizes, iterations, QPs and completion mode,\n"
+"                       interleaved size by size (TCP first), and report\n"
+"                       vs_tcp: pagewire bw / TCP bw, or pagewire p50 / TCP\n"
+"                       p50 (read_lat and atomic_lat against the full TCP\n"
+"                       round trip, the others against half of it). A\n"
+"                       standalone server needs --baseline too; it listens\n"
+"                       for the TCP connections on -p + 1 (else an ephemeral\n"
+"                       port) and tells the client in its connection data;\n"
+"                       JSON adds tcp_bw_MBps, or tcp_lat_p50_us and\n"
+"                       tcp_lat_p99_us, and vs_tcp\n"
 "      --loopback       fork the server side on 127.0.0.1 and run the client\n"
 "      --json           one JSON object per result line on stdout (human\n"
 "                       text goes to stderr)\n"
@@ -78,7 +104,9 @@ static void usage(FILE *f)
 "Units: MB = 10^6 bytes, MB/sec as perftest; latencies in microseconds.\n"
 "BW peak is the best rate over any tenth of the run's messages.\n"
 "Every run verifies data: READ results and atomic return values at the\n"
-"client, landed WRITE/SEND payload at the server (verdict sent back).\n"
+"client, landed WRITE/SEND payload at the server (verdict sent back);\n"
+"tcp_bw: the last message of each size at the server, tcp_lat: the last\n"
+"pong of each size at the client.\n"
 "Exit status: 0 ok, 1 run failed (error completion, wrong data), 2 usage.\n",
 		PERF_RD_ATOMIC, PERF_RX_DEPTH, PERF_MAX_QPS, PERF_DEFAULT_PORT,
 		PERF_DEFAULT_TX_DEPTH);
@@ -104,6 +132,7 @@ enum {
 	OPT_JSON,
 	OPT_BUSY_POLL,
 	OPT_LOOPBACK,
+	OPT_BASELINE,
 };
 
 static const struct option long_opts[] = {
@@ -121,6 +150,7 @@ static const struct option long_opts[] = {
 	{ "json",	 no_argument,	    NULL, OPT_JSON },
 	{ "busy-poll",	 no_argument,	    NULL, OPT_BUSY_POLL },
 	{ "loopback",	 no_argument,	    NULL, OPT_LOOPBACK },
+	{ "baseline",	 no_argument,	    NULL, OPT_BASELINE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -223,6 +253,9 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		case OPT_LOOPBACK:
 			o->loopback = true;
 			break;
+		case OPT_BASELINE:
+			o->baseline = true;
+			break;
 		case ':':
 			usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -240,12 +273,11 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 			usage_error("unexpected argument '%s'", argv[i]);
 	}
 	if (!test)
-		usage_error("no TEST given (write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat)");
+		usage_error("no TEST given (" TEST_NAMES ")");
 	int t = perf_test_by_name(test);
 
 	if (t < 0)
-		usage_error("unknown test '%s' (write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat)",
-			    test);
+		usage_error("unknown test '%s' (" TEST_NAMES ")", test);
 	o->test = (enum perf_test)t;
 	if (o->loopback && o->host)
 		usage_error("--loopback runs its own server; give no SERVER_HOST");
@@ -259,6 +291,12 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		fprintf(stderr, PERF_PROG ": atomic_lat: atomics are 8 bytes; ignoring -s %llu\n",
 			(unsigned long long)o->size);
 		o->size = 8;
+	}
+	if (perf_tests[t].tcp && o->baseline) {
+		/* A TCP test is its own baseline (a shared option list). */
+		fprintf(stderr, PERF_PROG ": %s is a baseline itself; ignoring --baseline\n",
+			test);
+		o->baseline = false;
 	}
 	if (!o->size_set)
 		o->size = perf_default_size(o->test);
@@ -294,6 +332,9 @@ static struct perf_run *run_new(const struct perf_opts *o, bool server,
 	run->tx_depth = o->tx_depth;
 	run->atomic = o->atomic;
 	run->seed = make_seed();
+	run->tcp_listen = -1;
+	for (unsigned int i = 0; i < PERF_MAX_QPS; i++)
+		run->eps[i].sock = -1;
 	atomic_init(&run->abort, 0);
 	if (perf_plan_build(o->test, o->size, o->all_sizes, o->iters,
 			    o->iters_set, o->qps, &run->plan)) {
@@ -306,11 +347,65 @@ static struct perf_run *run_new(const struct perf_opts *o, bool server,
 }
 
 /*
- * The server side. @notify_fd >= 0 (--loopback): the bound port is
- * written there as 2 little-endian bytes once listening, then closed.
+ * The --baseline run next to pagewire run @pw: the matching TCP test with
+ * the same options, and (set again by the server once the client's are
+ * known) the same plan, QP count and depth.
  */
-static int run_server(const struct perf_opts *o, const char *bind_host,
-		      uint16_t port, int notify_fd, bool quiet)
+static struct perf_run *baseline_new(const struct perf_run *pw)
+{
+	struct perf_run *b = calloc(1, sizeof(*b));
+	const struct perf_test_info *t = &perf_tests[pw->o->test];
+
+	if (!b) {
+		perf_fail("out of memory");
+		return NULL;
+	}
+	b->own_opts = *pw->o;
+	b->own_opts.test = perf_baseline_of(pw->o->test);
+	b->o = &b->own_opts;
+	b->server = pw->server;
+	b->quiet = true;
+	b->human = pw->human;
+	b->qps = pw->qps;
+	b->tx_depth = pw->tx_depth;
+	b->plan = pw->plan;
+	b->seed = make_seed();
+	/* READ and atomics take a full round trip: compare with one. */
+	b->tcp_full_rtt = !t->bw && !t->half_rtt;
+	b->tcp_listen = -1;
+	for (unsigned int i = 0; i < PERF_MAX_QPS; i++)
+		b->eps[i].sock = -1;
+	atomic_init(&b->abort, 0);
+	return b;
+}
+
+static void baseline_free(struct perf_run *b)
+{
+	if (!b)
+		return;
+	perf_tcp_close(b);
+	free(b);
+}
+
+/* Tell the --loopback client the port, as 2 little-endian bytes. */
+static int notify_port(int notify_fd, uint16_t bound)
+{
+	uint8_t b[2];
+
+	tool_put16(b, bound);
+	if (write(notify_fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+		int err = errno ? errno : EIO;
+
+		perf_fail("telling the client the port failed: %s",
+			  strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+/* The server side of tcp_bw / tcp_lat: no pagewire at all. */
+static int run_tcp_server(const struct perf_opts *o, const char *bind_host,
+			  uint16_t port, int notify_fd, bool quiet)
 {
 	struct perf_run *run = run_new(o, true, quiet);
 	uint16_t bound = 0;
@@ -318,30 +413,21 @@ static int run_server(const struct perf_opts *o, const char *bind_host,
 
 	if (!run)
 		return PERF_EXIT_FAIL;
-	err = perf_run_open(run);
-	if (err)
-		goto out;
-	err = perf_server_listen(run, bind_host, port, &bound);
+	err = perf_tcp_listen(run, bind_host, port, false, &bound);
 	if (err)
 		goto out;
 	if (notify_fd >= 0) {
-		uint8_t b[2];
-
-		tool_put16(b, bound);
-		if (write(notify_fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
-			err = -errno;
-			perf_fail("telling the client the port failed: %s",
-				  strerror(errno));
-			goto out;
-		}
+		err = notify_port(notify_fd, bound);
 		close(notify_fd);
 		notify_fd = -1;
+		if (err)
+			goto out;
 	} else if (!quiet) {
 		fprintf(run->human, " Waiting for client to connect on port %u (%s)...\n",
 			bound, perf_tests[o->test].name);
 		fflush(run->human);
 	}
-	err = perf_server_accept(run);
+	err = perf_tcp_accept(run, true);
 	if (err)
 		goto out;
 	perf_report_header(run);
@@ -350,7 +436,86 @@ static int run_server(const struct perf_opts *o, const char *bind_host,
 out:
 	if (notify_fd >= 0)
 		close(notify_fd);
+	perf_tcp_close(run);
+	free(run);
+	return err ? PERF_EXIT_FAIL : 0;
+}
+
+/*
+ * The server side. @notify_fd >= 0 (--loopback): the bound port is
+ * written there as 2 little-endian bytes once listening, then closed.
+ * With --baseline one process serves both the pagewire QPs and the TCP
+ * baseline connections (perf_server.c interleaves them).
+ */
+static int run_server(const struct perf_opts *o, const char *bind_host,
+		      uint16_t port, int notify_fd, bool quiet)
+{
+	struct perf_run *run, *base = NULL;
+	uint16_t bound = 0;
+	int err;
+
+	if (perf_tests[o->test].tcp)
+		return run_tcp_server(o, bind_host, port, notify_fd, quiet);
+	run = run_new(o, true, quiet);
+	if (!run)
+		return PERF_EXIT_FAIL;
+	err = perf_run_open(run);
+	if (err)
+		goto out;
+	err = perf_server_listen(run, bind_host, port, &bound);
+	if (err)
+		goto out;
+	if (o->baseline) {
+		/* The next port, unless ephemeral or taken: then any. */
+		uint16_t want = (port == 0 || bound == 65535) ? 0 :
+				(uint16_t)(bound + 1);
+
+		base = baseline_new(run);
+		if (!base) {
+			err = -ENOMEM;
+			goto out;
+		}
+		err = perf_tcp_listen(base, bind_host, want, true,
+				      &run->tcp_port);
+		if (err)
+			goto out;
+	}
+	if (notify_fd >= 0) {
+		err = notify_port(notify_fd, bound);
+		close(notify_fd);
+		notify_fd = -1;
+		if (err)
+			goto out;
+	} else if (!quiet) {
+		fprintf(run->human, " Waiting for client to connect on port %u (%s)...\n",
+			bound, perf_tests[o->test].name);
+		fflush(run->human);
+	}
+	err = perf_server_accept(run);
+	if (err)
+		goto out;
+	if (base && (run->eps[0].peer.flags & PERF_WF_BASELINE)) {
+		/* The client's sizes, iterations and QPs, as for pagewire. */
+		base->plan = run->plan;
+		base->qps = run->qps;
+		base->tx_depth = run->tx_depth;
+		err = perf_tcp_accept(base, false);
+		if (err)
+			goto out;
+		run->baseline = base;
+		if (!quiet)
+			fprintf(run->human, " TCP baseline: %u connection%s on port %u\n",
+				base->qps, base->qps == 1 ? "" : "s",
+				run->tcp_port);
+	}
+	perf_report_header(run);
+	err = perf_server_run(run);
+	perf_report_footer(run);
+out:
+	if (notify_fd >= 0)
+		close(notify_fd);
 	perf_run_close(run);
+	baseline_free(base);
 	free(run);
 	return err ? PERF_EXIT_FAIL : 0;
 }
@@ -359,16 +524,35 @@ static int run_client(const struct perf_opts *o, const char *host,
 		      uint16_t port)
 {
 	struct perf_run *run = run_new(o, false, false);
+	bool tcp = perf_tests[o->test].tcp;
 	int err;
 
 	if (!run)
 		return PERF_EXIT_FAIL;
+	if (tcp) {
+		err = perf_tcp_connect(run, host, port);
+		if (!err)
+			err = perf_client_run(run);
+		perf_tcp_close(run);
+		free(run);
+		return err ? PERF_EXIT_FAIL : 0;
+	}
 	err = perf_run_open(run);
 	if (!err)
 		err = perf_client_connect(run, host, port);
+	if (!err && o->baseline) {
+		/* The server told us its TCP port in its connection data. */
+		run->baseline = baseline_new(run);
+		if (!run->baseline)
+			err = -ENOMEM;
+		else
+			err = perf_tcp_connect(run->baseline, host,
+					       run->eps[0].peer.tcp_port);
+	}
 	if (!err)
 		err = perf_client_run(run);
 	perf_run_close(run);
+	baseline_free(run->baseline);
 	free(run);
 	return err ? PERF_EXIT_FAIL : 0;
 }

@@ -36,6 +36,19 @@ const struct perf_test_info perf_tests[PERF_TEST_COUNT] = {
 		.name = "atomic_lat", .title = "Atomic Latency Test",
 		.server_data_pattern = true,
 	},
+	/*
+	 * The baselines: the same sizes, iterations, threads and buffers
+	 * over plain TCP sockets. The server needs nothing in place before
+	 * the client starts: the client's data area is the source.
+	 */
+	[PERF_TCP_BW] = {
+		.name = "tcp_bw", .title = "TCP BW Test (plain sockets)",
+		.bw = true, .tcp = true,
+	},
+	[PERF_TCP_LAT] = {
+		.name = "tcp_lat", .title = "TCP Latency Test (plain sockets)",
+		.half_rtt = true, .tcp = true,
+	},
 };
 
 const char *const perf_mr_names[PERF_MR_COUNT] = {
@@ -134,6 +147,12 @@ unsigned int perf_cq_mod(unsigned int window)
 	if (m > 64)
 		m = 64;
 	return m ? m : 1;
+}
+
+/* The TCP test that --baseline runs next to pagewire test @t. */
+enum perf_test perf_baseline_of(enum perf_test t)
+{
+	return perf_tests[t].bw ? PERF_TCP_BW : PERF_TCP_LAT;
 }
 
 /* WRs a bw client keeps in flight per QP. */

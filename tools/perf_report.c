@@ -6,7 +6,13 @@
  *
  * Units: MB = 10^6 bytes (as perftest), us = microseconds. Latency of
  * write_lat/send_lat is half the round trip, of read_lat/atomic_lat the
- * full operation time.
+ * full operation time. tcp_lat reports half the round trip; as the
+ * --baseline of read_lat/atomic_lat it measures the full round trip, so
+ * that vs_tcp compares like with like.
+ *
+ * With --baseline every result line also carries the TCP figures of the
+ * same size and vs_tcp: pagewire bw / TCP bw (bw tests, higher is better)
+ * or pagewire p50 / TCP p50 (latency tests, lower is better).
  */
 #include <errno.h>
 #include <math.h>
@@ -108,6 +114,14 @@ static double peak_rate(const struct perf_run *run, unsigned int s,
 	uint64_t need = total / 10;
 	uint64_t inflight = 2ull * perf_window(run) * run->qps;
 
+	if (perf_tests[run->o->test].tcp) {
+		/* A send "completes" once the socket buffers hold it. */
+		uint64_t size = run->plan.size[s];
+
+		inflight = 2ull * run->qps *
+			   ((perf_tcp_inflight_bytes() + size - 1) / size);
+	}
+
 	if (need < inflight)
 		need = inflight;
 	size_t j = 0;
@@ -194,6 +208,32 @@ static const char *completion_mode(const struct perf_opts *o)
 	return o->busy_poll ? "busy_poll" : "blocking";
 }
 
+/* Header of a tcp_bw / tcp_lat run. */
+static void tcp_header(const struct perf_run *run)
+{
+	const struct perf_opts *o = run->o;
+	const struct perf_test_info *t = &perf_tests[o->test];
+	FILE *f = run->human;
+
+	fprintf(f, "%s\n", RULE);
+	fprintf(f, "                    %s\n", t->title);
+	fprintf(f, " Transport        : TCP sockets, TCP_NODELAY, default buffers\n");
+	fprintf(f, " Connections      : %-12u Completion mode : %s\n",
+		run->qps, o->busy_poll ? "busy poll (recv MSG_DONTWAIT)" :
+					 "blocking (recv)");
+	if (t->half_rtt)
+		fprintf(f, " Latency          : half round trip (ping-pong)\n");
+	fprintf(f, " Data ex. method  : TCP hello\n");
+	if (run->server)
+		return;
+	fprintf(f, "%s\n", RULE);
+	if (t->bw)
+		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]\n");
+	else
+		fprintf(f, " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99%% percentile[usec]   99.9%% percentile[usec]\n");
+	fflush(f);
+}
+
 /**
  * perf_report_header() - perftest-like description of the run
  */
@@ -205,6 +245,10 @@ void perf_report_header(const struct perf_run *run)
 
 	if (run->quiet)
 		return;
+	if (t->tcp) {
+		tcp_header(run);
+		return;
+	}
 	fprintf(f, "%s\n", RULE);
 	fprintf(f, "                    %s\n", t->title);
 	fprintf(f, " Transport        : pagewire RC over TCP\n");
@@ -223,6 +267,11 @@ void perf_report_header(const struct perf_run *run)
 	else if (!t->bw)
 		fprintf(f, " Latency          : full operation time\n");
 	fprintf(f, " Data ex. method  : pagewire CM private data\n");
+	if (run->baseline)
+		fprintf(f, " Baseline         : %s, %s, interleaved size by size (TCP first)\n",
+			perf_tests[run->baseline->o->test].name,
+			run->baseline->tcp_full_rtt ? "full round trip" :
+			t->bw ? "same sizes and iterations" : "half round trip");
 	fprintf(f, "%s\n", RULE);
 	for (unsigned int i = 0; i < run->qps; i++) {
 		const struct perf_ep *ep = &run->eps[i];
@@ -241,45 +290,72 @@ void perf_report_header(const struct perf_run *run)
 		return;
 	fprintf(f, "%s\n", RULE);
 	if (t->bw)
-		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]\n");
+		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]%s\n",
+			run->baseline ? "   TCP BW[MB/sec]   vs_tcp" : "");
 	else
-		fprintf(f, " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99%% percentile[usec]   99.9%% percentile[usec]\n");
+		fprintf(f, " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99%% percentile[usec]   99.9%% percentile[usec]%s\n",
+			run->baseline ? "   TCP t_typical[usec]   vs_tcp" : "");
 	fflush(f);
 }
 
-static void print_human(const struct perf_run *run, const struct perf_result *r)
+/* pagewire / TCP: bandwidth ratio, or ratio of the medians. */
+static double vs_tcp(const struct perf_run *run, const struct perf_result *r,
+		     const struct perf_result *b)
+{
+	if (perf_tests[run->o->test].bw)
+		return b->bw_MBps > 0 ? r->bw_MBps / b->bw_MBps : 0.0;
+	return b->lat_p50 > 0 ? r->lat_p50 / b->lat_p50 : 0.0;
+}
+
+/* @b: the baseline's result of the same size, or NULL. */
+static void print_human(const struct perf_run *run, const struct perf_result *r,
+			const struct perf_result *b)
 {
 	FILE *f = run->human;
+	/* The last column is padded only when the TCP columns follow. */
+	bool bw = perf_tests[run->o->test].bw;
+	int w = b ? (bw ? 16 : 25) : 0;
 
-	if (perf_tests[run->o->test].bw)
-		fprintf(f, " %-10llu %-10llu     %-18.2f %-20.2f %-.6f\n",
+	if (bw)
+		fprintf(f, " %-10llu %-10llu     %-18.2f %-20.2f %-*.6f",
 			(unsigned long long)r->size,
 			(unsigned long long)r->iters, r->bw_peak_MBps,
-			r->bw_MBps, r->msg_rate_Mpps);
+			r->bw_MBps, w, r->msg_rate_Mpps);
 	else
-		fprintf(f, " %-6llu %-10llu     %-14.2f %-12.2f %-17.2f %-14.2f %-15.2f %-22.2f %-.2f\n",
+		fprintf(f, " %-6llu %-10llu     %-14.2f %-12.2f %-17.2f %-14.2f %-15.2f %-22.2f %-*.2f",
 			(unsigned long long)r->size,
 			(unsigned long long)r->iters, r->lat_min, r->lat_max,
 			r->lat_p50, r->lat_avg, r->lat_stdev, r->lat_p99,
-			r->lat_p999);
+			w, r->lat_p999);
+	if (b && bw)
+		fprintf(f, "%-17.2f%.3f", b->bw_MBps, vs_tcp(run, r, b));
+	else if (b)
+		fprintf(f, "%-22.2f%.3f", b->lat_p50, vs_tcp(run, r, b));
+	fprintf(f, "\n");
 	fflush(f);
 }
 
-static void print_json(const struct perf_run *run, const struct perf_result *r)
+static void print_json(const struct perf_run *run, const struct perf_result *r,
+		       const struct perf_result *b)
 {
 	const struct perf_opts *o = run->o;
 	const struct perf_test_info *t = &perf_tests[o->test];
 
+	/* A TCP test has no MR and no fault policy. */
 	printf("{\"test\":\"%s\",\"size\":%llu,\"mr\":\"%s\",\"policy\":\"%s\","
 	       "\"iters\":%llu,\"qps\":%u,\"completion\":\"%s\","
 	       "\"msgs\":%llu,\"elapsed_s\":%.6f,\"msg_rate_Mpps\":%.6f",
-	       t->name, (unsigned long long)r->size, perf_mr_names[o->mr],
-	       o->policy, (unsigned long long)r->iters, run->qps,
+	       t->name, (unsigned long long)r->size,
+	       t->tcp ? "none" : perf_mr_names[o->mr],
+	       t->tcp ? "none" : o->policy, (unsigned long long)r->iters,
+	       run->qps,
 	       completion_mode(o), (unsigned long long)r->msgs,
 	       finite_or_zero(r->elapsed_s), finite_or_zero(r->msg_rate_Mpps));
 	if (t->bw) {
-		printf(",\"tx_depth\":%u,\"bw_MBps\":%.3f,\"bw_peak_MBps\":%.3f",
-		       perf_window(run), finite_or_zero(r->bw_MBps),
+		if (!t->tcp)
+			printf(",\"tx_depth\":%u", perf_window(run));
+		printf(",\"bw_MBps\":%.3f,\"bw_peak_MBps\":%.3f",
+		       finite_or_zero(r->bw_MBps),
 		       finite_or_zero(r->bw_peak_MBps));
 	} else {
 		printf(",\"lat_kind\":\"%s\",\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,"
@@ -293,6 +369,16 @@ static void print_json(const struct perf_run *run, const struct perf_result *r)
 	}
 	if (o->test == PERF_ATOMIC_LAT)
 		printf(",\"atomic\":\"%s\"", perf_atomic_names[run->atomic]);
+	if (b && t->bw)
+		printf(",\"tcp_bw_MBps\":%.3f,\"tcp_bw_peak_MBps\":%.3f",
+		       finite_or_zero(b->bw_MBps), finite_or_zero(b->bw_peak_MBps));
+	else if (b)
+		printf(",\"tcp_lat_kind\":\"%s\",\"tcp_lat_p50_us\":%.3f,"
+		       "\"tcp_lat_p99_us\":%.3f",
+		       run->baseline->tcp_full_rtt ? "full_rtt" : "half_rtt",
+		       finite_or_zero(b->lat_p50), finite_or_zero(b->lat_p99));
+	if (b)
+		printf(",\"vs_tcp\":%.4f", finite_or_zero(vs_tcp(run, r, b)));
 	printf("}\n");
 	fflush(stdout);
 }
@@ -304,15 +390,17 @@ static void print_json(const struct perf_run *run, const struct perf_result *r)
  */
 int perf_report_steps(const struct perf_run *run)
 {
-	struct perf_result r;
+	struct perf_result r, b;
 
 	for (unsigned int s = 0; s < run->plan.n; s++) {
 		if (compute(run, s, &r))
 			return -ENOMEM;
+		if (run->baseline && compute(run->baseline, s, &b))
+			return -ENOMEM;
 		if (run->o->json)
-			print_json(run, &r);
+			print_json(run, &r, run->baseline ? &b : NULL);
 		else
-			print_human(run, &r);
+			print_human(run, &r, run->baseline ? &b : NULL);
 	}
 	return 0;
 }

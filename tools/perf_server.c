@@ -4,6 +4,12 @@
  * tests it only waits for the client's DONE; for send_bw it keeps
  * receives posted; for the ping-pong tests it answers every ping. After
  * DONE it verifies its own memory and sends the verdict (perf_ctrl.c).
+ *
+ * The TCP tests (perf_tcp.c) are served by the same threads, one per
+ * connection. With --baseline, thread i serves TCP connection i and QP i
+ * in the client's order: for every size, first the TCP phase, then the
+ * pagewire phase. Only one of them waits at a time, so with --busy-poll
+ * each QP has one spinning thread here, as without --baseline.
  */
 #include <errno.h>
 #include <string.h>
@@ -23,14 +29,14 @@ static unsigned int step_of(const struct perf_plan *p, uint64_t k)
 	return p->n - 1;
 }
 
-/* send_bw: consume every data receive, keep the receive queue full. */
-static int serve_send_bw(struct perf_ep *ep)
+/* send_bw: consume data receives [k0, k1), keep the receive queue full. */
+static int serve_send_bw(struct perf_ep *ep, uint64_t k0, uint64_t k1)
 {
 	const struct perf_plan *p = &ep->run->plan;
 	struct pw_wc wc;
 	int err;
 
-	for (uint64_t k = 0; k < ep->data_recvs; k++) {
+	for (uint64_t k = k0; k < k1; k++) {
 		err = perf_wait_recv(ep, &wc, -1);
 		if (err)
 			return err;
@@ -51,8 +57,11 @@ static int serve_send_bw(struct perf_ep *ep)
 	return 0;
 }
 
-/* write_lat / send_lat: answer each ping with a pong of the same size. */
-static int serve_pingpong(struct perf_ep *ep)
+/*
+ * write_lat / send_lat: answer pings [k0, k1) with pongs of the same
+ * size. The caller drains the sends after the last ping of the run.
+ */
+static int serve_pingpong(struct perf_ep *ep, uint64_t k0, uint64_t k1)
 {
 	const struct perf_plan *p = &ep->run->plan;
 	bool write = ep->run->o->test == PERF_WRITE_LAT;
@@ -73,7 +82,7 @@ static int serve_pingpong(struct perf_ep *ep)
 	} else {
 		wr.opcode = PW_WR_SEND;
 	}
-	for (uint64_t k = 0; k < ep->data_recvs; k++) {
+	for (uint64_t k = k0; k < k1; k++) {
 		uint64_t size = p->size[step_of(p, k)];
 
 		err = perf_wait_recv(ep, &wc, -1);
@@ -104,7 +113,60 @@ static int serve_pingpong(struct perf_ep *ep)
 		if (err)
 			return err;
 	}
-	return perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+	return 0;
+}
+
+/* The pagewire data path of receives [k0, k1): whatever the test needs. */
+static int serve_range(struct perf_ep *ep, uint64_t k0, uint64_t k1)
+{
+	switch (ep->run->o->test) {
+	case PERF_SEND_BW:
+		return serve_send_bw(ep, k0, k1);
+	case PERF_WRITE_LAT:
+	case PERF_SEND_LAT:
+		return serve_pingpong(ep, k0, k1);
+	default:
+		return 0;	/* one-sided: nothing to do here */
+	}
+}
+
+/* --baseline: every size over TCP connection @tcp, then over QP @ep. */
+static int serve_interleaved(struct perf_ep *ep, struct perf_ep *tcp)
+{
+	const struct perf_plan *p = &ep->run->plan;
+	bool recvs = perf_tests[ep->run->o->test].server_recvs;
+	uint64_t k = 0;
+	int err = 0;
+
+	for (unsigned int s = 0; s < p->n && !err; s++) {
+		uint64_t n = recvs ? p->iters[s] : 0;
+
+		err = perf_tcp_server_step(tcp, s);
+		if (!err)
+			err = serve_range(ep, k, k + n);
+		k += n;
+	}
+	if (!err)
+		err = perf_tcp_server_finish(tcp);
+	if (err)
+		perf_tcp_abort(tcp);
+	return err;
+}
+
+/* tcp_bw / tcp_lat on their own: every size, then the orderly end. */
+static void *server_tcp_thread(void *arg)
+{
+	struct perf_ep *ep = arg;
+	int err = 0;
+
+	for (unsigned int s = 0; s < ep->run->plan.n && !err; s++)
+		err = perf_tcp_server_step(ep, s);
+	if (!err)
+		err = perf_tcp_server_finish(ep);
+	if (err)
+		perf_tcp_abort(ep);
+	ep->status = err;
+	return NULL;
 }
 
 /**
@@ -180,21 +242,16 @@ static int server_verify(struct perf_ep *ep, uint64_t *detail)
 static void *server_thread(void *arg)
 {
 	struct perf_ep *ep = arg;
+	struct perf_run *run = ep->run;
 	uint64_t detail = 0;
 	int err, verdict;
 
-	switch (ep->run->o->test) {
-	case PERF_SEND_BW:
-		err = serve_send_bw(ep);
-		break;
-	case PERF_WRITE_LAT:
-	case PERF_SEND_LAT:
-		err = serve_pingpong(ep);
-		break;
-	default:
-		err = 0;
-		break;
-	}
+	if (run->baseline)
+		err = serve_interleaved(ep, &run->baseline->eps[ep->idx]);
+	else
+		err = serve_range(ep, 0, ep->data_recvs);
+	if (!err && perf_tests[run->o->test].half_rtt)
+		err = perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
 	if (!err)
 		err = perf_ctrl_server_wait_done(ep);
 	if (err) {
@@ -214,12 +271,14 @@ static void *server_thread(void *arg)
  */
 int perf_server_run(struct perf_run *run)
 {
+	bool tcp = perf_tests[run->o->test].tcp;
 	int err = 0;
 
 	for (unsigned int i = 0; i < run->qps; i++) {
 		struct perf_ep *ep = &run->eps[i];
 
-		err = pthread_create(&ep->thread, NULL, server_thread, ep);
+		err = pthread_create(&ep->thread, NULL,
+				     tcp ? server_tcp_thread : server_thread, ep);
 		if (err) {
 			perf_fail("pthread_create: %s", strerror(err));
 			err = -err;
@@ -239,7 +298,10 @@ int perf_server_run(struct perf_run *run)
 			err = ep->status;
 	}
 	if (!run->quiet)
-		fprintf(run->human, " %u QP%s served; data verified: %s\n",
-			run->qps, run->qps == 1 ? "" : "s", err ? "FAILED" : "OK");
+		fprintf(run->human, " %u %s%s served%s; data verified: %s\n",
+			run->qps, tcp ? "TCP connection" : "QP",
+			run->qps == 1 ? "" : "s",
+			run->baseline ? " (and as many TCP baseline connections)" : "",
+			err ? "FAILED" : "OK");
 	return err;
 }
