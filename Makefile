@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps
 
-.PHONY: all deps build check demo asan fuzz clean
+.PHONY: all deps build check demo asan fuzz bench clean
 
 all: build
 
@@ -30,6 +30,11 @@ asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# pagewire vs raw TCP, libfabric tcp and UCX tcp, one run, ratios; writes
+# BENCHMARKS.md and bench/out/bw_vs_size.svg. BENCH_QUICK=1 for ~2 minutes.
+bench: build
+	bench/compare.sh
 
 # libFuzzer harnesses (clang), each run for FUZZ_SECONDS over a scratch copy
 # of its checked-in corpus: `make fuzz FUZZ_SECONDS=600`.
