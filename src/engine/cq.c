@@ -365,11 +365,12 @@ int pw_get_cq_event(struct pw_comp_channel *ibch, struct pw_cq **cqp,
 		r = pw_engine_drive(&ibch->context->engine, timeout_ms,
 				    channel_has_event, ch);
 		pthread_mutex_lock(&ch->lock);
-		ch->waiters--;
-		fd_sync_locked(ch);
+		/* take ours before the fd may need to show what is left */
 		cq = pop_event_locked(ch);
+		ch->waiters--;
 		if (!cq && r == -EBUSY) {
 			/* another thread drives: wait for the fd like any poller */
+			fd_sync_locked(ch);
 			pthread_mutex_unlock(&ch->lock);
 			r = wait_fd(ibch->fd, timeout_ms);
 			pthread_mutex_lock(&ch->lock);
