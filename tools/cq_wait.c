@@ -21,11 +21,13 @@ int cq_waiter_init(struct cq_waiter *w, struct pw_context *ctx, int cqe,
 	w->channel = NULL;
 	w->busy = busy;
 	w->armed = false;
+	w->own_channel = false;
 	w->unacked = 0;
 	if (!busy) {
 		w->channel = pw_create_comp_channel(ctx);
 		if (!w->channel)
 			return errno ? -errno : -ENOMEM;
+		w->own_channel = true;
 	}
 	w->cq = pw_create_cq(ctx, cqe, w, w->channel, 0);
 	if (!w->cq) {
@@ -35,10 +37,27 @@ int cq_waiter_init(struct cq_waiter *w, struct pw_context *ctx, int cqe,
 	return 0;
 
 err_channel:
-	if (w->channel)
+	if (w->channel && w->own_channel)
 		pw_destroy_comp_channel(w->channel);
 	w->channel = NULL;
+	w->own_channel = false;
 	return err;
+}
+
+int cq_waiter_init_shared(struct cq_waiter *w, struct pw_context *ctx,
+			  int cqe, struct pw_comp_channel *channel)
+{
+	w->busy = !channel;
+	w->channel = channel;
+	w->own_channel = false;
+	w->armed = false;
+	w->unacked = 0;
+	w->cq = pw_create_cq(ctx, cqe, w, channel, 0);
+	if (!w->cq) {
+		w->channel = NULL;
+		return errno ? -errno : -ENOMEM;
+	}
+	return 0;
 }
 
 void cq_waiter_destroy(struct cq_waiter *w)
@@ -50,10 +69,10 @@ void cq_waiter_destroy(struct cq_waiter *w)
 		pw_destroy_cq(w->cq);
 		w->cq = NULL;
 	}
-	if (w->channel) {
+	if (w->channel && w->own_channel)
 		pw_destroy_comp_channel(w->channel);
-		w->channel = NULL;
-	}
+	w->channel = NULL;
+	w->own_channel = false;
 }
 
 /* Milliseconds left until @deadline_ns (never negative), or -1 for none. */
@@ -83,6 +102,47 @@ static int cq_wait_busy(struct cq_waiter *w, struct pw_wc *wc, int n,
 		    tool_now_ns() >= deadline_ns)
 			return -ETIMEDOUT;
 	}
+}
+
+/* Credit one event to the waiter of its CQ (its cq_context). */
+static void credit_event(struct pw_cq *ev_cq, void *ev_ctx)
+{
+	struct cq_waiter *ew = ev_ctx;
+
+	if (!ew)
+		return;
+	ew->armed = false;
+	if (++ew->unacked >= CQ_ACK_BATCH) {
+		pw_ack_cq_events(ev_cq, ew->unacked);
+		ew->unacked = 0;
+	}
+}
+
+int cq_waiter_arm(struct cq_waiter *w)
+{
+	int r;
+
+	if (w->armed)
+		return 0;
+	r = pw_req_notify_cq(w->cq, 0);
+	if (r < 0)
+		return r;
+	w->armed = true;
+	return 1;
+}
+
+int cq_channel_wait(struct pw_comp_channel *channel, int timeout_ms)
+{
+	struct pw_cq *ev_cq;
+	void *ev_ctx;
+	int r = pw_get_cq_event(channel, &ev_cq, &ev_ctx, timeout_ms);
+
+	if (r == -EAGAIN)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return r;
+	credit_event(ev_cq, ev_ctx);
+	return 0;
 }
 
 int cq_wait(struct cq_waiter *w, struct pw_wc *wc, int n, int timeout_ms)
@@ -119,10 +179,7 @@ int cq_wait(struct cq_waiter *w, struct pw_wc *wc, int n, int timeout_ms)
 			return -ETIMEDOUT;
 		if (r < 0)
 			return r;
-		w->armed = false;
-		if (++w->unacked >= CQ_ACK_BATCH) {
-			pw_ack_cq_events(w->cq, w->unacked);
-			w->unacked = 0;
-		}
+		/* With a shared channel the event may be another CQ's. */
+		credit_event(ev_cq, ev_ctx);
 	}
 }

@@ -18,13 +18,21 @@
  * @channel: its channel (NULL when busy-polling)
  * @busy:    poll in a loop instead of sleeping on the channel
  * @armed:   pw_req_notify_cq() is pending, an event will come
+ * @own_channel: @channel was created here (else shared, see
+ *           cq_waiter_init_shared(), and destroyed by its owner)
  * @unacked: events received but not yet acknowledged (acked in batches)
+ *
+ * Several waiters may share one channel when ONE thread waits on all of
+ * them: an event for another CQ met while waiting is credited to that
+ * CQ's waiter (the CQ's cq_context is its waiter), which then re-arms
+ * and polls before it sleeps again, so no completion is ever missed.
  */
 struct cq_waiter {
 	struct pw_cq *cq;
 	struct pw_comp_channel *channel;
 	bool busy;
 	bool armed;
+	bool own_channel;
 	unsigned int unacked;
 };
 
@@ -35,6 +43,32 @@ struct cq_waiter {
  */
 int cq_waiter_init(struct cq_waiter *w, struct pw_context *ctx, int cqe,
 		   bool busy);
+
+/**
+ * cq_waiter_init_shared() - create the CQ on an existing channel
+ * @channel: shared channel (blocking), or NULL to busy-poll
+ *
+ * Return: 0, or a negative errno.
+ */
+int cq_waiter_init_shared(struct cq_waiter *w, struct pw_context *ctx,
+			  int cqe, struct pw_comp_channel *channel);
+
+/**
+ * cq_waiter_arm() - arm @w's CQ for one event unless already armed
+ *
+ * Return: 1 when it was armed now (poll again before sleeping), 0 when
+ * it already was, or a negative errno.
+ */
+int cq_waiter_arm(struct cq_waiter *w);
+
+/**
+ * cq_channel_wait() - sleep for one event of shared @channel
+ * @timeout_ms: -1 = forever
+ *
+ * The event is credited to the waiter of its CQ (un-armed, acked in
+ * batches). Return: 0, -ETIMEDOUT, or another negative errno.
+ */
+int cq_channel_wait(struct pw_comp_channel *channel, int timeout_ms);
 
 /* Acknowledge outstanding events, destroy CQ and channel. Idempotent. */
 void cq_waiter_destroy(struct cq_waiter *w);

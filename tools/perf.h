@@ -6,8 +6,9 @@
  *   perf_main.c    command line, --loopback fork, top-level flow
  *   perf_plan.c    tests table, sizes and iterations of a run
  *   perf_conn.c    buffers, MRs, CQs, QPs, private-data exchange
- *   perf_client.c  the measuring side: one thread per QP
- *   perf_server.c  the passive side: one thread per QP
+ *   perf_client.c  the measuring side: bw tests drive all QPs from one
+ *                  thread (as perftest), latency tests one thread per QP
+ *   perf_server.c  the passive side, threaded the same way
  *   perf_ctrl.c    the end-of-run "done" / "result" handshake
  *   perf_report.c  statistics, perftest-like tables, JSON lines
  *   perf_tcp.c     the plain-TCP baselines (tcp_bw, tcp_lat, --baseline)
@@ -223,6 +224,7 @@ struct perf_run;
  * @data_recvs:   number of data receives of the whole run
  * @sends_posted: send WRs posted through perf_post_tracked()
  * @sends_done:   of those, how many are known complete
+ * @recvs_done:   data receives consumed (send_bw server)
  * @atomic_expect: the value the atomic target must hold next (client)
  * @wcq:    completions polled but not consumed yet (see perf_next_wc())
  * @steps:  per-size measurements (client)
@@ -249,6 +251,7 @@ struct perf_ep {
 	uint64_t data_recvs;
 	uint64_t sends_posted;
 	uint64_t sends_done;
+	uint64_t recvs_done;
 	uint64_t atomic_expect;
 	struct pw_wc wcq[PERF_WC_BATCH];
 	unsigned int wcq_head;
@@ -275,6 +278,8 @@ struct perf_ep {
  * @tcp_port: server: the port of the --baseline listener, 0 = none
  * @tcp_full_rtt: a TCP latency run reports the full round trip (the
  *          baseline of read_lat/atomic_lat), not half of it
+ * @channel: bw tests in blocking mode: the one completion channel of all
+ *          the QPs' CQs, on which the single bw thread sleeps
  */
 struct perf_run {
 	const struct perf_opts *o;
@@ -299,6 +304,7 @@ struct perf_run {
 	int tcp_listen;
 	uint16_t tcp_port;
 	bool tcp_full_rtt;
+	struct pw_comp_channel *channel;
 };
 
 /* wr_id tags: receives and control sends are told apart from data WRs. */
@@ -342,6 +348,8 @@ int perf_server_run(struct perf_run *run);
 
 /* perf_ctrl.c */
 int perf_next_wc(struct perf_ep *ep, struct pw_wc *out, int timeout_ms);
+int perf_wait_any(struct perf_run *run, const bool *active, int timeout_ms);
+int perf_ctrl_client_finish_all(struct perf_run *run);
 int perf_reap_send(struct perf_ep *ep, const struct pw_wc *wc);
 int perf_post_tracked(struct perf_ep *ep, struct pw_send_wr *wr, bool signal);
 int perf_wait_recv(struct perf_ep *ep, struct pw_wc *out, int timeout_ms);
@@ -359,7 +367,12 @@ int perf_tcp_client_step(struct perf_ep *ep, unsigned int s);
 int perf_tcp_server_step(struct perf_ep *ep, unsigned int s);
 int perf_tcp_client_finish(struct perf_ep *ep);
 int perf_tcp_server_finish(struct perf_ep *ep);
+int perf_tcp_client_bw(struct perf_run *run, unsigned int s);
+int perf_tcp_server_bw(struct perf_run *run, unsigned int s);
+int perf_tcp_client_finish_all(struct perf_run *run);
+int perf_tcp_server_finish_all(struct perf_run *run);
 void perf_tcp_abort(struct perf_ep *ep);
+void perf_tcp_abort_all(struct perf_run *run);
 uint64_t perf_tcp_inflight_bytes(void);
 void perf_tcp_close(struct perf_run *run);
 

@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The measuring side of pagewire-perf: one thread per QP. All threads
- * start every size together (a barrier), so -q N measures N QPs running
- * concurrently; perf_report.c aggregates them.
+ * The measuring side of pagewire-perf.
  *
- * The TCP tests (perf_tcp.c) run in the same threads, one per connection.
- * With --baseline, thread i owns QP i and TCP connection i, and measures
- * every size twice in a row: first over TCP, then over pagewire (each
- * phase starting on a barrier), so that slow drifts of a shared machine
- * hit both alike.
+ * Bandwidth tests (write_bw, read_bw, send_bw, tcp_bw): one thread drives
+ * all -q QPs (or TCP connections), as perftest does: round-robin over the
+ * QPs keeping each one's window full, waiting for completions of any QP
+ * on one completion channel (or busy-polling all CQs). With --baseline
+ * every size is measured twice in a row by that thread, first over the
+ * TCP connections, then over the QPs, so that slow drifts of a shared
+ * machine hit both alike.
+ *
+ * Latency tests: one thread per QP; all threads start every size
+ * together (a barrier), so -q N measures N QPs running concurrently.
+ * With --baseline, thread i owns QP i and TCP connection i and measures
+ * every size over TCP, then over pagewire, each phase on a barrier.
+ * perf_report.c aggregates the QPs.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -50,97 +56,193 @@ static int check_pattern(const struct perf_ep *ep, const uint8_t *buf,
 	return -EIO;
 }
 
-/**
- * client_bw_step() - WRITE / READ / SEND bandwidth for one size
- *
- * Keeps a window of WRs in flight; every cq_mod-th WR and the last one
- * are signaled, and since a QP's WRs complete in order, the completion of
- * WR k accounts for every WR up to k.
+/* One QP's part of a bw step of the single bw thread. */
+struct bw_qp {
+	struct pw_send_wr wr;	/* template: opcode, remote address */
+	struct pw_sge sge;
+	uint64_t posted;
+	uint64_t completed;
+};
+
+/*
+ * Post as many WRs on @ep as its window has room for, as one chain (one
+ * pw_post_send call). Every cq_mod-th WR and the last one are signaled.
  */
-static int client_bw_step(struct perf_ep *ep, unsigned int s)
+static int bw_post_window(struct perf_ep *ep, struct bw_qp *q,
+			  struct pw_send_wr *chain, uint64_t iters,
+			  unsigned int window, unsigned int cq_mod,
+			  unsigned int inline_flag)
 {
-	struct perf_run *run = ep->run;
-	struct perf_step *st = &ep->steps[s];
+	uint64_t room = window - (q->posted - q->completed);
+	uint64_t left = iters - q->posted;
+	unsigned int n = (unsigned int)(room < left ? room : left);
+	struct pw_send_wr *bad = NULL;
+	int err;
+
+	if (!n)
+		return 0;
+	for (unsigned int j = 0; j < n; j++) {
+		uint64_t id = q->posted + j;
+		bool sig = (id + 1) % cq_mod == 0 || id + 1 == iters;
+
+		chain[j] = q->wr;
+		chain[j].wr_id = id;
+		chain[j].send_flags = inline_flag | (sig ? PW_SEND_SIGNALED : 0);
+		chain[j].next = j + 1 < n ? &chain[j + 1] : NULL;
+	}
+	err = pw_post_send(ep->qp, chain, &bad);
+	if (err) {
+		perf_fail("QP %u: pw_post_send(%s, %u WRs from wr_id %llu) failed: %s (%s)",
+			  ep->idx, pw_wr_opcode_str(q->wr.opcode), n,
+			  (unsigned long long)q->posted, strerror(-err),
+			  pw_last_error());
+		return err;
+	}
+	q->posted += n;
+	return 0;
+}
+
+/**
+ * client_bw_all() - WRITE / READ / SEND bandwidth for one size, all QPs
+ *
+ * One thread drives every QP, as perftest does: round-robin over the QPs
+ * (starting one further every round), each QP's free window is posted
+ * as one chain; then the thread waits for completions on any QP
+ * (perf_wait_any(): sleeping on the run's one channel, or busy-polling)
+ * and consumes all that arrived. Every cq_mod-th WR of a QP and its last
+ * are signaled, and since a QP's WRs complete in order, the completion
+ * of WR k accounts for every WR of that QP up to k. Each completion is
+ * recorded (time, messages of its QP done), which perf_report.c turns
+ * into the aggregate, peak and per-QP figures. All QPs start at the
+ * same instant (t_start).
+ */
+static int client_bw_all(struct perf_run *run, unsigned int s)
+{
 	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
 	unsigned int window = perf_window(run);
 	unsigned int cq_mod = perf_cq_mod(window);
-	uint64_t posted = 0, completed = 0;
-	struct pw_send_wr wr;
-	struct pw_sge sge;
-	struct pw_wc wc;
-	int err;
+	unsigned int qps = run->qps, left = qps, rr = 0;
+	struct pw_send_wr *chain;
+	struct bw_qp *q;
+	bool active[PERF_MAX_QPS];
+	uint64_t t0;
+	int err = 0;
 
-	st->recs = calloc(iters / cq_mod + 2, sizeof(*st->recs));
-	if (!st->recs)
-		return -ENOMEM;
-
-	memset(&wr, 0, sizeof(wr));
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
-	sge.length = (uint32_t)size;
-	sge.lkey = ep->lkey;
-	switch (run->o->test) {
-	case PERF_WRITE_BW:
-		wr.opcode = PW_WR_RDMA_WRITE;
-		sge.addr = (uint64_t)(uintptr_t)ep->data;
-		wr.wr.rdma.remote_addr = ep->peer.rx_addr;
-		wr.wr.rdma.rkey = ep->peer.rkey;
-		break;
-	case PERF_READ_BW:
-		wr.opcode = PW_WR_RDMA_READ;
-		/* Stale data from a previous size must not pass the check. */
-		memset(ep->rx, 0, size);
-		sge.addr = (uint64_t)(uintptr_t)ep->rx;
-		wr.wr.rdma.remote_addr = ep->peer.data_addr;
-		wr.wr.rdma.rkey = ep->peer.rkey;
-		break;
-	default:
-		wr.opcode = PW_WR_SEND;
-		sge.addr = (uint64_t)(uintptr_t)ep->data;
-		break;
+	q = calloc(qps, sizeof(*q));
+	chain = calloc(window, sizeof(*chain));
+	if (!q || !chain) {
+		err = -ENOMEM;
+		goto out;
 	}
-	unsigned int inline_flag = (wr.opcode != PW_WR_RDMA_READ &&
-				    size <= ep->attr.cap.max_inline_data) ?
+	for (unsigned int i = 0; i < qps; i++) {
+		struct perf_ep *ep = &run->eps[i];
+		struct perf_step *st = &ep->steps[s];
+		struct pw_send_wr *wr = &q[i].wr;
+
+		st->recs = calloc(iters / cq_mod + 2, sizeof(*st->recs));
+		if (!st->recs) {
+			err = -ENOMEM;
+			goto out;
+		}
+		wr->sg_list = &q[i].sge;
+		wr->num_sge = 1;
+		q[i].sge.length = (uint32_t)size;
+		q[i].sge.lkey = ep->lkey;
+		switch (run->o->test) {
+		case PERF_WRITE_BW:
+			wr->opcode = PW_WR_RDMA_WRITE;
+			q[i].sge.addr = (uint64_t)(uintptr_t)ep->data;
+			wr->wr.rdma.remote_addr = ep->peer.rx_addr;
+			wr->wr.rdma.rkey = ep->peer.rkey;
+			break;
+		case PERF_READ_BW:
+			wr->opcode = PW_WR_RDMA_READ;
+			/* Stale data from a previous size must not pass. */
+			memset(ep->rx, 0, size);
+			q[i].sge.addr = (uint64_t)(uintptr_t)ep->rx;
+			wr->wr.rdma.remote_addr = ep->peer.data_addr;
+			wr->wr.rdma.rkey = ep->peer.rkey;
+			break;
+		default:
+			wr->opcode = PW_WR_SEND;
+			q[i].sge.addr = (uint64_t)(uintptr_t)ep->data;
+			break;
+		}
+		active[i] = true;
+	}
+	/* The same for every QP: the QPs share one max_inline_data. */
+	unsigned int inline_flag = (q[0].wr.opcode != PW_WR_RDMA_READ &&
+				    size <= run->eps[0].attr.cap.max_inline_data) ?
 				   PW_SEND_INLINE : 0;
 
-	st->t_start = tool_now_ns();
-	while (completed < iters) {
-		while (posted < iters && posted - completed < window) {
-			bool sig = (posted + 1) % cq_mod == 0 ||
-				   posted + 1 == iters;
+	t0 = tool_now_ns();
+	for (unsigned int i = 0; i < qps; i++)
+		run->eps[i].steps[s].t_start = t0;
+	while (left) {
+		for (unsigned int j = 0; j < qps; j++) {
+			unsigned int i = (rr + j) % qps;
 
-			wr.wr_id = posted;
-			wr.send_flags = inline_flag | (sig ? PW_SEND_SIGNALED : 0);
-			err = post_one(ep, &wr);
+			if (!active[i])
+				continue;
+			err = bw_post_window(&run->eps[i], &q[i], chain, iters,
+					     window, cq_mod, inline_flag);
 			if (err)
-				return err;
-			posted++;
+				goto out;
 		}
-		err = perf_next_wc(ep, &wc, PERF_STALL_TIMEOUT_MS);
-		if (err)
-			return err;
-		if (wc.status != PW_WC_SUCCESS) {
-			perf_print_wc_error(ep, &wc, pw_wr_opcode_str(wr.opcode));
-			return -EIO;
-		}
-		if (wc.wr_id >= iters || wc.wr_id < completed) {
-			perf_fail("QP %u: completion out of order: wr_id %llu after %llu done",
-				  ep->idx, (unsigned long long)wc.wr_id,
-				  (unsigned long long)completed);
-			return -EPROTO;
-		}
-		completed = wc.wr_id + 1;
-		st->recs[st->nrecs].t_ns = tool_now_ns();
-		st->recs[st->nrecs].msgs = completed;
-		st->nrecs++;
-	}
-	st->t_end = st->recs[st->nrecs - 1].t_ns;
-	st->msgs = iters;
+		rr = (rr + 1) % qps;
+		err = perf_wait_any(run, active, PERF_STALL_TIMEOUT_MS);
+		if (err < 0)
+			goto out;
+		err = 0;
+		for (unsigned int i = 0; i < qps; i++) {
+			struct perf_ep *ep = &run->eps[i];
+			struct perf_step *st = &ep->steps[s];
+			uint64_t now;
 
-	if (run->o->test == PERF_READ_BW)
-		return check_pattern(ep, ep->rx, size, ep->peer.seed,
-				     "the last RDMA READ result");
-	return 0;
+			if (!active[i] || !ep->wcq_len)
+				continue;
+			now = tool_now_ns();
+			while (ep->wcq_len) {
+				struct pw_wc *wc = &ep->wcq[ep->wcq_head++];
+
+				ep->wcq_len--;
+				if (wc->status != PW_WC_SUCCESS) {
+					perf_print_wc_error(ep, wc,
+							    pw_wr_opcode_str(q[i].wr.opcode));
+					err = -EIO;
+					goto out;
+				}
+				if (wc->wr_id >= q[i].posted ||
+				    wc->wr_id < q[i].completed) {
+					perf_fail("QP %u: completion out of order: wr_id %llu after %llu done",
+						  i, (unsigned long long)wc->wr_id,
+						  (unsigned long long)q[i].completed);
+					err = -EPROTO;
+					goto out;
+				}
+				q[i].completed = wc->wr_id + 1;
+				st->recs[st->nrecs].t_ns = now;
+				st->recs[st->nrecs].msgs = q[i].completed;
+				st->nrecs++;
+			}
+			if (q[i].completed == iters) {
+				active[i] = false;
+				left--;
+				st->t_end = now;
+				st->msgs = iters;
+			}
+		}
+	}
+	if (run->o->test == PERF_READ_BW) {
+		for (unsigned int i = 0; i < qps && !err; i++)
+			err = check_pattern(&run->eps[i], run->eps[i].rx, size,
+					    run->eps[i].peer.seed,
+					    "the last RDMA READ result");
+	}
+out:
+	free(chain);
+	free(q);
+	return err;
 }
 
 /*
@@ -402,10 +504,6 @@ static int client_step(struct perf_ep *ep, unsigned int s)
 	case PERF_TCP_BW:
 	case PERF_TCP_LAT:
 		return perf_tcp_client_step(ep, s);
-	case PERF_WRITE_BW:
-	case PERF_READ_BW:
-	case PERF_SEND_BW:
-		return client_bw_step(ep, s);
 	case PERF_WRITE_LAT:
 	case PERF_SEND_LAT:
 		return client_pingpong_step(ep, s);
@@ -465,6 +563,49 @@ static void *client_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * The bw tests (and tcp_bw): every size on all QPs from this one thread;
+ * with --baseline each size first over the TCP connections (also all
+ * from this thread), then over the QPs.
+ */
+static int client_bw_run(struct perf_run *run)
+{
+	bool tcp_test = perf_tests[run->o->test].tcp;
+	int err = 0;
+
+	perf_report_header(run);
+	for (unsigned int s = 0; s < run->plan.n && !err; s++) {
+		if (run->baseline)
+			err = perf_tcp_client_bw(run->baseline, s);
+		if (!err)
+			err = tcp_test ? perf_tcp_client_bw(run, s) :
+					 client_bw_all(run, s);
+	}
+	if (err) {
+		/*
+		 * No handshake after a failure (the server would count DONE
+		 * as data): destroying the QPs flushes the server's waits,
+		 * shutting the sockets ends its TCP waits.
+		 */
+		if (tcp_test)
+			perf_tcp_abort_all(run);
+		if (run->baseline)
+			perf_tcp_abort_all(run->baseline);
+		return err;
+	}
+	/* TCP first: the server serves TCP's end before pagewire's. */
+	if (run->baseline)
+		err = perf_tcp_client_finish_all(run->baseline);
+	if (!err)
+		err = tcp_test ? perf_tcp_client_finish_all(run) :
+				 perf_ctrl_client_finish_all(run);
+	if (err)
+		return err;
+	err = perf_report_steps(run);
+	perf_report_footer(run);
+	return err;
+}
+
 /**
  * perf_client_run() - run all sizes on all QPs and report
  *
@@ -474,6 +615,9 @@ int perf_client_run(struct perf_run *run)
 {
 	unsigned int started = 0;
 	int err = 0;
+
+	if (perf_tests[run->o->test].bw)
+		return client_bw_run(run);
 
 	err = pthread_barrier_init(&run->barrier, NULL, run->qps);
 	if (err) {

@@ -165,6 +165,19 @@ int perf_run_open(struct perf_run *run)
 		fail_lib("pw_open", err);
 		return err;
 	}
+	/*
+	 * The bw tests wait on all their QPs' CQs from one thread: one
+	 * channel for all of them (latency tests keep a channel per QP,
+	 * one thread each).
+	 */
+	if (perf_tests[run->o->test].bw && !run->o->busy_poll) {
+		run->channel = pw_create_comp_channel(run->ctx);
+		if (!run->channel) {
+			err = -errno;
+			fail_lib("pw_create_comp_channel", err);
+			goto err;
+		}
+	}
 	run->pd = pw_alloc_pd(run->ctx);
 	if (!run->pd) {
 		err = -errno;
@@ -315,9 +328,14 @@ static int ep_prepare(struct perf_run *run, unsigned int idx)
 	err = ep_setup_buffer(ep);
 	if (err)
 		return err;
-	err = cq_waiter_init(&ep->cqw, run->ctx,
-			     (int)(run->tx_depth + PERF_RX_DEPTH + 32),
-			     run->o->busy_poll);
+	if (perf_tests[run->o->test].bw)
+		err = cq_waiter_init_shared(&ep->cqw, run->ctx,
+					    (int)(run->tx_depth + PERF_RX_DEPTH + 32),
+					    run->channel);
+	else
+		err = cq_waiter_init(&ep->cqw, run->ctx,
+				     (int)(run->tx_depth + PERF_RX_DEPTH + 32),
+				     run->o->busy_poll);
 	if (err) {
 		fail_lib("pw_create_cq", err);
 		return err;
@@ -588,6 +606,13 @@ void perf_run_close(struct perf_run *run)
 			ep->steps[s].lat_us = NULL;
 			ep->steps[s].recs = NULL;
 		}
+	}
+	if (run->channel) {
+		/* After every CQ on it is gone. */
+		err = pw_destroy_comp_channel(run->channel);
+		if (err)
+			fail_lib("pw_destroy_comp_channel", err);
+		run->channel = NULL;
 	}
 	if (run->listener) {
 		err = pw_close_listener(run->listener);

@@ -74,6 +74,91 @@ int perf_next_wc(struct perf_ep *ep, struct pw_wc *out, int timeout_ms)
 }
 
 /**
+ * perf_wait_any() - wait until one of several QPs has completions
+ * @active:     which of @run's QPs to look at (run->qps entries)
+ * @timeout_ms: give up after this long without a completion; -1 = never
+ *
+ * The single-thread bw loops' wait: every active QP whose queue of
+ * polled completions (ep->wcq, see perf_next_wc()) is empty is polled
+ * once, in index order. When none has anything, busy mode polls again;
+ * blocking mode arms the CQs not armed yet, polls once more (a
+ * completion may have arrived before the arm) and then sleeps on the
+ * run's one channel until any of them raises an event.
+ *
+ * Return: the number of active QPs with completions in their wcq (> 0),
+ * -ETIMEDOUT or another negative errno (reported).
+ */
+int perf_wait_any(struct perf_run *run, const bool *active, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms >= 0 ?
+			    tool_now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
+	int r;
+
+	for (unsigned int spins = 0;; spins++) {
+		int ready = 0;
+		bool armed_now = false;
+
+		for (unsigned int i = 0; i < run->qps; i++) {
+			struct perf_ep *ep = &run->eps[i];
+
+			if (!active[i])
+				continue;
+			if (!ep->wcq_len) {
+				r = pw_poll_cq(ep->cqw.cq, PERF_WC_BATCH, ep->wcq);
+				if (r < 0) {
+					perf_fail("QP %u: pw_poll_cq failed: %s (%s)",
+						  i, strerror(-r), pw_last_error());
+					return r;
+				}
+				ep->wcq_head = 0;
+				ep->wcq_len = (unsigned int)r;
+			}
+			if (ep->wcq_len)
+				ready++;
+		}
+		if (ready)
+			return ready;
+		if (deadline && (run->channel || (spins & 255) == 255) &&
+		    tool_now_ns() >= deadline)
+			goto timeout;
+		if (!run->channel)
+			continue;	/* busy poll */
+		for (unsigned int i = 0; i < run->qps; i++) {
+			if (!active[i])
+				continue;
+			r = cq_waiter_arm(&run->eps[i].cqw);
+			if (r < 0) {
+				perf_fail("QP %u: pw_req_notify_cq failed: %s (%s)",
+					  i, strerror(-r), pw_last_error());
+				return r;
+			}
+			if (r)
+				armed_now = true;
+		}
+		if (armed_now)
+			continue;	/* poll again before sleeping */
+		uint64_t now = tool_now_ns();
+		int ms = -1;
+
+		if (deadline)
+			ms = now >= deadline ? 0 :
+			     (int)((deadline - now + 999999) / 1000000);
+		r = cq_channel_wait(run->channel, ms);
+		if (r == -ETIMEDOUT)
+			goto timeout;
+		if (r < 0) {
+			perf_fail("waiting for completions failed: %s (%s)",
+				  strerror(-r), pw_last_error());
+			return r;
+		}
+	}
+timeout:
+	perf_fail("no completion on any of %u QPs within %d s; giving up",
+		  run->qps, timeout_ms / 1000);
+	return -ETIMEDOUT;
+}
+
+/**
  * perf_reap_send() - account a send completion of perf_post_tracked() WRs
  *
  * A QP's send WRs complete in order, so the completion of WR #k retires
@@ -367,4 +452,57 @@ int perf_ctrl_server_reply(struct perf_ep *ep, uint64_t status, uint64_t detail)
 	if (err)
 		return err;
 	return perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+}
+
+/**
+ * perf_ctrl_client_finish_all() - perf_ctrl_client_finish() for all QPs of
+ * a single-thread run, phase by phase: DONE on every QP first (the
+ * server, one thread too, answers them in QP order), then every RESULT,
+ * then the server's disconnects (it destroys its QPs only once it served
+ * all of them).
+ *
+ * Return: 0 when the server verified every QP's memory, else the first
+ * failure (reported).
+ */
+int perf_ctrl_client_finish_all(struct perf_run *run)
+{
+	uint64_t status[PERF_MAX_QPS], detail[PERF_MAX_QPS];
+	int err = 0;
+
+	for (unsigned int i = 0; i < run->qps && !err; i++) {
+		struct perf_ep *ep = &run->eps[i];
+
+		if (ep->recvs_posted != ep->data_recvs) {
+			perf_fail("QP %u: internal error: %llu of %llu data receives posted",
+				  ep->idx, (unsigned long long)ep->recvs_posted,
+				  (unsigned long long)ep->data_recvs);
+			return -EPROTO;
+		}
+		err = perf_post_recv(ep);
+		if (!err)
+			err = post_linger_recv(ep);
+		if (!err)
+			err = ctrl_send(ep, PERF_CTRL_DONE, 0, 0);
+	}
+	for (unsigned int i = 0; i < run->qps && !err; i++) {
+		struct perf_ep *ep = &run->eps[i];
+
+		err = ctrl_wait(ep, PERF_CTRL_RESULT, PERF_STALL_TIMEOUT_MS,
+				&status[i], &detail[i]);
+		if (!err)
+			err = perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+	}
+	if (err)
+		return err;
+	for (unsigned int i = 0; i < run->qps; i++)
+		wait_server_close(&run->eps[i]);
+	for (unsigned int i = 0; i < run->qps; i++) {
+		if (!status[i])
+			continue;
+		perf_fail("QP %u: the server found wrong data in its memory (code %llu, detail %llu)",
+			  i, (unsigned long long)status[i],
+			  (unsigned long long)detail[i]);
+		err = -EIO;
+	}
+	return err;
 }

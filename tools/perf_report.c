@@ -41,6 +41,11 @@ struct perf_result {
 	double lat_p50;
 	double lat_p99;
 	double lat_p999;
+	/* bw tests: the common interval and each QP's part of it */
+	double share_s;
+	double min_share;
+	double max_share;
+	double per_qp_MBps[PERF_MAX_QPS];
 };
 
 /* JSON has no nan/inf: anything non-finite becomes 0. */
@@ -141,6 +146,77 @@ static double peak_rate(const struct perf_run *run, unsigned int s,
 	return best;
 }
 
+/*
+ * Messages QP step @st had completed at time @t: linear between its
+ * completion records (and (t_start, 0) before the first), since only
+ * every cq_mod-th message has a record.
+ */
+static double msgs_at(const struct perf_step *st, uint64_t t)
+{
+	uint64_t pt = st->t_start, pm = 0;
+
+	for (size_t r = 0; r < st->nrecs; r++) {
+		const struct perf_rec *rec = &st->recs[r];
+
+		if (rec->t_ns >= t) {
+			if (rec->t_ns <= pt)
+				return (double)rec->msgs;
+			return (double)pm + (double)(rec->msgs - pm) *
+			       (double)(t - pt) / (double)(rec->t_ns - pt);
+		}
+		pt = rec->t_ns;
+		pm = rec->msgs;
+	}
+	return (double)pm;
+}
+
+/*
+ * Per-QP shares of a bw step. Every QP has the same number of messages
+ * and all start at the same instant, so up to the moment the first QP
+ * completes its last message, every QP had work queued all the time:
+ * that common interval [t_start, first t_end] is where a fair transport
+ * gives each QP the same bytes. Each QP's bytes in it (interpolated
+ * between completion records) over the mean of all QPs' is its share;
+ * per_qp_MBps is its bytes over the interval's length. A starved QP
+ * shows a share near 0 (and the QPs that finished early one near qps).
+ */
+static void compute_shares(const struct perf_run *run, unsigned int s,
+			   uint64_t t0, struct perf_result *r)
+{
+	uint64_t t_first = UINT64_MAX;
+	double got[PERF_MAX_QPS], sum = 0.0, mean, secs;
+
+	for (unsigned int i = 0; i < run->qps; i++) {
+		uint64_t te = run->eps[i].steps[s].t_end;
+
+		if (te < t_first)
+			t_first = te;
+	}
+	r->min_share = r->max_share = 1.0;
+	if (t_first == UINT64_MAX || t_first <= t0)
+		return;
+	secs = (double)(t_first - t0) / 1e9;
+	r->share_s = secs;
+	for (unsigned int i = 0; i < run->qps; i++) {
+		got[i] = msgs_at(&run->eps[i].steps[s], t_first) *
+			 (double)r->size;
+		sum += got[i];
+		r->per_qp_MBps[i] = got[i] / secs / 1e6;
+	}
+	mean = sum / (double)run->qps;
+	if (mean <= 0)
+		return;
+	r->min_share = r->max_share = got[0] / mean;
+	for (unsigned int i = 1; i < run->qps; i++) {
+		double sh = got[i] / mean;
+
+		if (sh < r->min_share)
+			r->min_share = sh;
+		if (sh > r->max_share)
+			r->max_share = sh;
+	}
+}
+
 static int compute(const struct perf_run *run, unsigned int s,
 		   struct perf_result *r)
 {
@@ -171,6 +247,7 @@ static int compute(const struct perf_run *run, unsigned int s,
 
 		/* A window shorter than the run cannot be slower on average. */
 		r->bw_peak_MBps = peak > r->bw_MBps ? peak : r->bw_MBps;
+		compute_shares(run, s, t0, r);
 		return 0;
 	}
 	if (!nlat)
@@ -228,7 +305,7 @@ static void tcp_header(const struct perf_run *run)
 		return;
 	fprintf(f, "%s\n", RULE);
 	if (t->bw)
-		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]\n");
+		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]   Share min/max\n");
 	else
 		fprintf(f, " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99%% percentile[usec]   99.9%% percentile[usec]\n");
 	fflush(f);
@@ -290,7 +367,7 @@ void perf_report_header(const struct perf_run *run)
 		return;
 	fprintf(f, "%s\n", RULE);
 	if (t->bw)
-		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]%s\n",
+		fprintf(f, " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]   Share min/max%s\n",
 			run->baseline ? "   TCP BW[MB/sec]   vs_tcp" : "");
 	else
 		fprintf(f, " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99%% percentile[usec]   99.9%% percentile[usec]%s\n",
@@ -317,10 +394,11 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 	int w = b ? (bw ? 16 : 25) : 0;
 
 	if (bw)
-		fprintf(f, " %-10llu %-10llu     %-18.2f %-20.2f %-*.6f",
+		fprintf(f, " %-10llu %-10llu     %-18.2f %-20.2f %-15.6f %.2f/%-*.2f",
 			(unsigned long long)r->size,
 			(unsigned long long)r->iters, r->bw_peak_MBps,
-			r->bw_MBps, w, r->msg_rate_Mpps);
+			r->bw_MBps, r->msg_rate_Mpps, r->min_share,
+			b ? 11 : 0, r->max_share);
 	else
 		fprintf(f, " %-6llu %-10llu     %-14.2f %-12.2f %-17.2f %-14.2f %-15.2f %-22.2f %-*.2f",
 			(unsigned long long)r->size,
@@ -357,6 +435,14 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 		printf(",\"bw_MBps\":%.3f,\"bw_peak_MBps\":%.3f",
 		       finite_or_zero(r->bw_MBps),
 		       finite_or_zero(r->bw_peak_MBps));
+		printf(",\"share_interval_s\":%.6f,\"min_share\":%.4f,"
+		       "\"max_share\":%.4f,\"per_qp_MBps\":[",
+		       finite_or_zero(r->share_s), finite_or_zero(r->min_share),
+		       finite_or_zero(r->max_share));
+		for (unsigned int i = 0; i < run->qps; i++)
+			printf("%s%.3f", i ? "," : "",
+			       finite_or_zero(r->per_qp_MBps[i]));
+		printf("]");
 	} else {
 		printf(",\"lat_kind\":\"%s\",\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,"
 		       "\"lat_p999_us\":%.3f,\"lat_avg_us\":%.3f,\"lat_min_us\":%.3f,"
@@ -370,8 +456,10 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 	if (o->test == PERF_ATOMIC_LAT)
 		printf(",\"atomic\":\"%s\"", perf_atomic_names[run->atomic]);
 	if (b && t->bw)
-		printf(",\"tcp_bw_MBps\":%.3f,\"tcp_bw_peak_MBps\":%.3f",
-		       finite_or_zero(b->bw_MBps), finite_or_zero(b->bw_peak_MBps));
+		printf(",\"tcp_bw_MBps\":%.3f,\"tcp_bw_peak_MBps\":%.3f,"
+		       "\"tcp_min_share\":%.4f,\"tcp_max_share\":%.4f",
+		       finite_or_zero(b->bw_MBps), finite_or_zero(b->bw_peak_MBps),
+		       finite_or_zero(b->min_share), finite_or_zero(b->max_share));
 	else if (b)
 		printf(",\"tcp_lat_kind\":\"%s\",\"tcp_lat_p50_us\":%.3f,"
 		       "\"tcp_lat_p99_us\":%.3f",

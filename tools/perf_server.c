@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The passive side of pagewire-perf: one thread per QP. For one-sided
- * tests it only waits for the client's DONE; for send_bw it keeps
- * receives posted; for the ping-pong tests it answers every ping. After
- * DONE it verifies its own memory and sends the verdict (perf_ctrl.c).
+ * The passive side of pagewire-perf. For one-sided tests it only waits
+ * for the client's DONE; for send_bw it keeps receives posted; for the
+ * ping-pong tests it answers every ping. After DONE it verifies its own
+ * memory and sends the verdict (perf_ctrl.c).
  *
- * The TCP tests (perf_tcp.c) are served by the same threads, one per
- * connection. With --baseline, thread i serves TCP connection i and QP i
- * in the client's order: for every size, first the TCP phase, then the
- * pagewire phase. Only one of them waits at a time, so with --busy-poll
- * each QP has one spinning thread here, as without --baseline.
+ * Bandwidth tests (and tcp_bw): one thread serves all QPs (TCP
+ * connections), as the client drives them from one thread. With
+ * --baseline it serves, for every size, first the TCP connections, then
+ * the QPs, in the client's order.
+ *
+ * Latency tests (and tcp_lat): one thread per QP (connection). With
+ * --baseline, thread i serves TCP connection i and QP i in the client's
+ * order: for every size, first the TCP phase, then the pagewire phase.
+ * Only one of them waits at a time, so with --busy-poll each QP has one
+ * spinning thread here, as without --baseline.
  */
 #include <errno.h>
 #include <string.h>
@@ -29,30 +34,61 @@ static unsigned int step_of(const struct perf_plan *p, uint64_t k)
 	return p->n - 1;
 }
 
-/* send_bw: consume data receives [k0, k1), keep the receive queue full. */
-static int serve_send_bw(struct perf_ep *ep, uint64_t k0, uint64_t k1)
+/*
+ * send_bw, size @s: consume iters[s] data receives on every QP, from this
+ * one thread, reposting each at once so that every receive queue stays
+ * full. Completions beyond what the size needs stay queued in the QP's
+ * wcq (perf_next_wc()).
+ */
+static int serve_send_bw_all(struct perf_run *run, unsigned int s)
 {
-	const struct perf_plan *p = &ep->run->plan;
-	struct pw_wc wc;
-	int err;
+	const struct perf_plan *p = &run->plan;
+	uint64_t need[PERF_MAX_QPS];
+	bool active[PERF_MAX_QPS];
+	unsigned int left = 0;
+	int r;
 
-	for (uint64_t k = k0; k < k1; k++) {
-		err = perf_wait_recv(ep, &wc, -1);
-		if (err)
-			return err;
-		uint64_t want = p->size[step_of(p, k)];
+	for (unsigned int i = 0; i < run->qps; i++) {
+		need[i] = p->iters[s];
+		active[i] = need[i] > 0;
+		left += active[i];
+	}
+	while (left) {
+		r = perf_wait_any(run, active, -1);
+		if (r < 0)
+			return r;
+		for (unsigned int i = 0; i < run->qps; i++) {
+			struct perf_ep *ep = &run->eps[i];
 
-		if (wc.wr_id != (PERF_WRID_RECV | k) || wc.byte_len != want) {
-			perf_fail("QP %u: receive #%llu: wr_id 0x%llx with %u bytes, expected #%llu with %llu",
-				  ep->idx, (unsigned long long)k,
-				  (unsigned long long)wc.wr_id, wc.byte_len,
-				  (unsigned long long)k,
-				  (unsigned long long)want);
-			return -EPROTO;
+			while (active[i] && ep->wcq_len) {
+				struct pw_wc *wc = &ep->wcq[ep->wcq_head++];
+				uint64_t k = ep->recvs_done;
+				uint64_t want = p->size[step_of(p, k)];
+
+				ep->wcq_len--;
+				if (wc->status != PW_WC_SUCCESS) {
+					perf_print_wc_error(ep, wc, "receive");
+					return -EIO;
+				}
+				if (wc->wr_id != (PERF_WRID_RECV | k) ||
+				    wc->byte_len != want) {
+					perf_fail("QP %u: receive #%llu: wr_id 0x%llx with %u bytes, expected #%llu with %llu",
+						  ep->idx, (unsigned long long)k,
+						  (unsigned long long)wc->wr_id,
+						  wc->byte_len, (unsigned long long)k,
+						  (unsigned long long)want);
+					return -EPROTO;
+				}
+				ep->recvs_done++;
+				r = perf_post_recv(ep);
+				if (r)
+					return r;
+				if (--need[i] == 0) {
+					active[i] = false;
+					left--;
+				}
+			}
 		}
-		err = perf_post_recv(ep);
-		if (err)
-			return err;
 	}
 	return 0;
 }
@@ -120,8 +156,6 @@ static int serve_pingpong(struct perf_ep *ep, uint64_t k0, uint64_t k1)
 static int serve_range(struct perf_ep *ep, uint64_t k0, uint64_t k1)
 {
 	switch (ep->run->o->test) {
-	case PERF_SEND_BW:
-		return serve_send_bw(ep, k0, k1);
 	case PERF_WRITE_LAT:
 	case PERF_SEND_LAT:
 		return serve_pingpong(ep, k0, k1);
@@ -264,6 +298,57 @@ static void *server_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * The bw tests (and tcp_bw), all QPs from this one thread: every size
+ * (with --baseline: first over TCP, then over the QPs), then, QP by QP
+ * in the order the client sends them, DONE, verification and verdict.
+ */
+static int server_bw_run(struct perf_run *run)
+{
+	bool tcp_test = perf_tests[run->o->test].tcp;
+	int err = 0;
+
+	for (unsigned int s = 0; s < run->plan.n && !err; s++) {
+		if (run->baseline)
+			err = perf_tcp_server_bw(run->baseline, s);
+		if (!err && tcp_test)
+			err = perf_tcp_server_bw(run, s);
+		else if (!err && run->o->test == PERF_SEND_BW)
+			err = serve_send_bw_all(run, s);
+	}
+	if (!err && run->baseline)
+		err = perf_tcp_server_finish_all(run->baseline);
+	if (!err && tcp_test)
+		err = perf_tcp_server_finish_all(run);
+	if (err) {
+		if (run->baseline)
+			perf_tcp_abort_all(run->baseline);
+		if (tcp_test)
+			perf_tcp_abort_all(run);
+		return err;
+	}
+	if (tcp_test)
+		return 0;
+	for (unsigned int i = 0; i < run->qps; i++) {
+		struct perf_ep *ep = &run->eps[i];
+		uint64_t detail = 0;
+		int verdict;
+
+		err = perf_ctrl_server_wait_done(ep);
+		if (err)
+			return err;
+		verdict = server_verify(ep, &detail);
+		err = perf_ctrl_server_reply(ep, verdict ? 1 : 0, detail);
+		ep->status = verdict ? verdict : err;
+		if (err)
+			return err;
+	}
+	for (unsigned int i = 0; i < run->qps; i++)
+		if (run->eps[i].status)
+			return run->eps[i].status;
+	return 0;
+}
+
 /**
  * perf_server_run() - serve every accepted QP until the client is done
  *
@@ -273,6 +358,11 @@ int perf_server_run(struct perf_run *run)
 {
 	bool tcp = perf_tests[run->o->test].tcp;
 	int err = 0;
+
+	if (perf_tests[run->o->test].bw) {
+		err = server_bw_run(run);
+		goto out;
+	}
 
 	for (unsigned int i = 0; i < run->qps; i++) {
 		struct perf_ep *ep = &run->eps[i];
@@ -297,6 +387,7 @@ int perf_server_run(struct perf_run *run)
 		if (ep->status && !err)
 			err = ep->status;
 	}
+out:
 	if (!run->quiet)
 		fprintf(run->human, " %u %s%s served%s; data verified: %s\n",
 			run->qps, tcp ? "TCP connection" : "QP",

@@ -471,73 +471,208 @@ int perf_tcp_connect(struct perf_run *run, const char *host, uint16_t port)
 	return 0;
 }
 
-/* tcp_bw, client: stream the messages, wait for the server's verdict. */
-static int client_bw_step(struct perf_ep *ep, unsigned int s)
+/*
+ * Wait until one of @n sockets @fds is ready for @events (blocking mode),
+ * at most @timeout_ms (-1 = forever). Busy mode never gets here.
+ *
+ * Return: 0, -ETIMEDOUT, or another negative errno.
+ */
+static int poll_any(struct pollfd *fds, unsigned int n, int timeout_ms)
 {
-	struct perf_run *run = ep->run;
-	struct perf_step *st = &ep->steps[s];
-	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
-	unsigned int cq_mod = perf_cq_mod(perf_window(run));
-	uint8_t ack = 0;
-	int err;
+	int r;
 
-	st->recs = calloc(iters / cq_mod + 2, sizeof(*st->recs));
-	if (!st->recs)
-		return -ENOMEM;
-	st->t_start = tool_now_ns();
-	for (uint64_t k = 0; k < iters; k++) {
-		err = send_all(ep, ep->data, size, "a message");
-		if (err)
-			return err;
-		/*
-		 * Records as a bw test's completions: a message counts when
-		 * the kernel took it (the last one when the server answered).
-		 */
-		if ((k + 1) % cq_mod == 0 && k + 1 < iters) {
-			st->recs[st->nrecs].t_ns = tool_now_ns();
-			st->recs[st->nrecs].msgs = k + 1;
-			st->nrecs++;
-		}
-	}
-	err = recv_all(ep, &ack, 1, run->o->busy_poll, "the server's answer");
-	if (err)
-		return err;
-	st->t_end = tool_now_ns();
-	st->recs[st->nrecs].t_ns = st->t_end;
-	st->recs[st->nrecs].msgs = iters;
-	st->nrecs++;
-	st->msgs = iters;
-	if (ack != TCP_ACK_OK) {
-		perf_fail("connection %u: the server found wrong data in its buffer (answer 0x%02x)",
-			  ep->idx, ack);
-		return -EIO;
-	}
-	return 0;
+	do {
+		r = poll(fds, n, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	return r ? 0 : -ETIMEDOUT;
 }
 
-/* tcp_bw, server: receive every message, check the last, answer. */
-static int server_bw_step(struct perf_ep *ep, unsigned int s)
+/**
+ * perf_tcp_client_bw() - tcp_bw, client, size @s on all connections
+ *
+ * One thread for all connections, as the pagewire bw tests: round-robin
+ * over the connections, each one is given as much as its socket takes
+ * without blocking (send(MSG_DONTWAIT): its window is the socket
+ * buffer); when no socket takes anything, sleep in poll(POLLOUT) on all
+ * of them (busy mode: try again at once). A message counts when the
+ * kernel took it (records every cq_mod messages, as a bw test's
+ * completions); the last one when the server's one-byte verdict came,
+ * which is awaited the same way.
+ */
+int perf_tcp_client_bw(struct perf_run *run, unsigned int s)
 {
-	struct perf_run *run = ep->run;
 	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
-	uint64_t slots = ep->area / size, ring = slots * size;
-	uint64_t total = size * iters, off = 0;
+	unsigned int cq_mod = perf_cq_mod(perf_window(run));
+	unsigned int qps = run->qps, sending = qps, waiting = qps, rr = 0;
+	bool busy = run->o->busy_poll;
+	uint64_t off[PERF_MAX_QPS], k[PERF_MAX_QPS];
+	bool acked[PERF_MAX_QPS];
+	struct pollfd pfd[PERF_MAX_QPS];
+	uint64_t t0, last_progress;
+	int err = 0;
+
+	for (unsigned int i = 0; i < qps; i++) {
+		struct perf_step *st = &run->eps[i].steps[s];
+
+		st->recs = calloc(iters / cq_mod + 2, sizeof(*st->recs));
+		if (!st->recs)
+			return -ENOMEM;
+		off[i] = 0;
+		k[i] = 0;
+		acked[i] = false;
+	}
+	t0 = tool_now_ns();
+	last_progress = t0;
+	for (unsigned int i = 0; i < qps; i++)
+		run->eps[i].steps[s].t_start = t0;
+	while (sending) {
+		bool progress = false;
+
+		for (unsigned int j = 0; j < qps; j++) {
+			unsigned int i = (rr + j) % qps;
+			struct perf_ep *ep = &run->eps[i];
+			struct perf_step *st = &ep->steps[s];
+
+			while (k[i] < iters) {
+				ssize_t n = send(ep->sock, ep->data + off[i],
+						 (size_t)(size - off[i]),
+						 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0 && (errno == EAGAIN ||
+					      errno == EWOULDBLOCK))
+					break;
+				if (n <= 0) {
+					err = n < 0 ? errno : EIO;
+					perf_fail("connection %u: send (a message) failed: %s",
+						  i, strerror(err));
+					return -err;
+				}
+				progress = true;
+				off[i] += (uint64_t)n;
+				if (off[i] < size)
+					continue;
+				off[i] = 0;
+				k[i]++;
+				if (k[i] % cq_mod == 0 && k[i] < iters) {
+					st->recs[st->nrecs].t_ns = tool_now_ns();
+					st->recs[st->nrecs].msgs = k[i];
+					st->nrecs++;
+				}
+				if (k[i] == iters)
+					sending--;
+			}
+		}
+		rr = (rr + 1) % qps;
+		if (progress) {
+			last_progress = tool_now_ns();
+			continue;
+		}
+		if (busy) {
+			if (tool_now_ns() - last_progress >
+			    (uint64_t)PERF_STALL_TIMEOUT_MS * 1000000ull)
+				goto stall;
+			continue;
+		}
+		unsigned int n = 0;
+
+		for (unsigned int i = 0; i < qps; i++) {
+			if (k[i] == iters)
+				continue;
+			pfd[n].fd = run->eps[i].sock;
+			pfd[n].events = POLLOUT;
+			pfd[n].revents = 0;
+			n++;
+		}
+		err = poll_any(pfd, n, PERF_STALL_TIMEOUT_MS);
+		if (err == -ETIMEDOUT)
+			goto stall;
+		if (err) {
+			perf_fail("poll: %s", strerror(-err));
+			return err;
+		}
+	}
+	/* The verdicts: one byte per connection. */
+	last_progress = tool_now_ns();
+	while (waiting) {
+		bool progress = false;
+
+		for (unsigned int i = 0; i < qps; i++) {
+			struct perf_ep *ep = &run->eps[i];
+			struct perf_step *st = &ep->steps[s];
+			uint8_t ack;
+			ssize_t n;
+
+			if (acked[i])
+				continue;
+			n = recv(ep->sock, &ack, 1, MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+				      errno == EINTR))
+				continue;
+			if (n <= 0)
+				return report_recv_error(ep, n < 0 ? -errno : 0,
+							 "the server's answer");
+			progress = true;
+			acked[i] = true;
+			waiting--;
+			st->t_end = tool_now_ns();
+			st->recs[st->nrecs].t_ns = st->t_end;
+			st->recs[st->nrecs].msgs = iters;
+			st->nrecs++;
+			st->msgs = iters;
+			if (ack != TCP_ACK_OK) {
+				perf_fail("connection %u: the server found wrong data in its buffer (answer 0x%02x)",
+					  i, ack);
+				return -EIO;
+			}
+		}
+		if (progress || !waiting) {
+			last_progress = tool_now_ns();
+			continue;
+		}
+		if (busy) {
+			if (tool_now_ns() - last_progress >
+			    (uint64_t)PERF_STALL_TIMEOUT_MS * 1000000ull)
+				goto stall;
+			continue;
+		}
+		unsigned int n = 0;
+
+		for (unsigned int i = 0; i < qps; i++) {
+			if (acked[i])
+				continue;
+			pfd[n].fd = run->eps[i].sock;
+			pfd[n].events = POLLIN;
+			pfd[n].revents = 0;
+			n++;
+		}
+		err = poll_any(pfd, n, PERF_STALL_TIMEOUT_MS);
+		if (err == -ETIMEDOUT)
+			goto stall;
+		if (err) {
+			perf_fail("poll: %s", strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+
+stall:
+	perf_fail("no progress on any of %u connections within %d s; giving up",
+		  qps, PERF_STALL_TIMEOUT_MS / 1000);
+	return -ETIMEDOUT;
+}
+
+/* Check the last message of connection @ep and send the verdict. */
+static int server_bw_verdict(struct perf_ep *ep, uint64_t size,
+			     uint64_t iters)
+{
+	uint64_t slots = ep->area / size;
+	uint64_t last = ((iters - 1) % slots) * size;
 	uint8_t ack = TCP_ACK_OK;
 	long long bad;
-
-	while (off < total) {
-		uint64_t pos = off % ring, len = ring - pos;
-		ssize_t n;
-
-		if (len > total - off)
-			len = total - off;
-		n = recv_some(ep->sock, ep->rx + pos, (size_t)len,
-			      run->o->busy_poll, true, 0);
-		if (n <= 0)
-			return report_recv_error(ep, n, "the client's messages");
-		off += (uint64_t)n;
-	}
-	uint64_t last = ((iters - 1) % slots) * size;
 
 	bad = pattern_check(ep->rx + last, (size_t)size, ep->peer.seed, 0);
 	if (bad >= 0) {
@@ -550,6 +685,81 @@ static int server_bw_step(struct perf_ep *ep, unsigned int s)
 	int err = send_all(ep, &ack, 1, "the answer");
 
 	return bad >= 0 ? -EIO : err;
+}
+
+/**
+ * perf_tcp_server_bw() - tcp_bw, server, size @s on all connections
+ *
+ * One thread for all connections: each is read (recv(MSG_DONTWAIT)) as
+ * far as it has data, round-robin; when none has any, sleep in
+ * poll(POLLIN) (busy mode: try again at once). Message k lands at slot
+ * k mod (area / size) of the connection's rx area; a connection that
+ * got all its messages has its last one checked and is answered.
+ */
+int perf_tcp_server_bw(struct perf_run *run, unsigned int s)
+{
+	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
+	uint64_t total = size * iters, off[PERF_MAX_QPS];
+	unsigned int qps = run->qps, left = qps;
+	struct pollfd pfd[PERF_MAX_QPS];
+	bool busy = run->o->busy_poll;
+	int err;
+
+	for (unsigned int i = 0; i < qps; i++)
+		off[i] = 0;
+	while (left) {
+		bool progress = false;
+
+		for (unsigned int i = 0; i < qps; i++) {
+			struct perf_ep *ep = &run->eps[i];
+			uint64_t ring = ep->area / size * size;
+
+			while (off[i] < total) {
+				uint64_t pos = off[i] % ring, len = ring - pos;
+				ssize_t n;
+
+				if (len > total - off[i])
+					len = total - off[i];
+				n = recv(ep->sock, ep->rx + pos, (size_t)len,
+					 MSG_DONTWAIT);
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0 && (errno == EAGAIN ||
+					      errno == EWOULDBLOCK))
+					break;
+				if (n <= 0)
+					return report_recv_error(ep,
+						n < 0 ? -errno : 0,
+						"the client's messages");
+				progress = true;
+				off[i] += (uint64_t)n;
+				if (off[i] < total)
+					continue;
+				err = server_bw_verdict(ep, size, iters);
+				if (err)
+					return err;
+				left--;
+			}
+		}
+		if (progress || busy || !left)
+			continue;
+		unsigned int n = 0;
+
+		for (unsigned int i = 0; i < qps; i++) {
+			if (off[i] == total)
+				continue;
+			pfd[n].fd = run->eps[i].sock;
+			pfd[n].events = POLLIN;
+			pfd[n].revents = 0;
+			n++;
+		}
+		err = poll_any(pfd, n, -1);
+		if (err) {
+			perf_fail("poll: %s", strerror(-err));
+			return err;
+		}
+	}
+	return 0;
 }
 
 /* tcp_lat, client: ping-pong; half the round trip unless tcp_full_rtt. */
@@ -614,8 +824,10 @@ static int server_lat_step(struct perf_ep *ep, unsigned int s)
  */
 int perf_tcp_client_step(struct perf_ep *ep, unsigned int s)
 {
-	return perf_tests[ep->run->o->test].bw ? client_bw_step(ep, s) :
-						 client_lat_step(ep, s);
+	/* tcp_bw runs all connections from one thread: perf_tcp_client_bw(). */
+	if (perf_tests[ep->run->o->test].bw)
+		return -EINVAL;
+	return client_lat_step(ep, s);
 }
 
 /**
@@ -623,8 +835,10 @@ int perf_tcp_client_step(struct perf_ep *ep, unsigned int s)
  */
 int perf_tcp_server_step(struct perf_ep *ep, unsigned int s)
 {
-	return perf_tests[ep->run->o->test].bw ? server_bw_step(ep, s) :
-						 server_lat_step(ep, s);
+	/* tcp_bw serves all connections from one thread: perf_tcp_server_bw(). */
+	if (perf_tests[ep->run->o->test].bw)
+		return -EINVAL;
+	return server_lat_step(ep, s);
 }
 
 /**
@@ -683,6 +897,58 @@ int perf_tcp_server_finish(struct perf_ep *ep)
 		return -err;
 	}
 	return 0;
+}
+
+/*
+ * perf_tcp_client_finish() for all connections of a single-thread run:
+ * shut every sending side first, then await every EOF (the server, one
+ * thread too, awaits the EOFs in connection order).
+ */
+int perf_tcp_client_finish_all(struct perf_run *run)
+{
+	int err;
+
+	for (unsigned int i = 0; i < run->qps; i++) {
+		if (shutdown(run->eps[i].sock, SHUT_WR)) {
+			err = errno;
+			perf_fail("connection %u: shutdown: %s", i, strerror(err));
+			return -err;
+		}
+	}
+	for (unsigned int i = 0; i < run->qps; i++) {
+		struct perf_ep *ep = &run->eps[i];
+		uint8_t b;
+		ssize_t n;
+
+		if (set_sock_timeout(ep->sock, SO_RCVTIMEO, TCP_LINGER_MS))
+			continue;
+		n = recv_some(ep->sock, &b, 1, false, false, 0);
+		if (n > 0) {
+			perf_fail("connection %u: unexpected data from the server at the end",
+				  i);
+			return -EPROTO;
+		}
+		if (n < 0)
+			perf_fail("connection %u: warning: the server did not close within %d s (%s)",
+				  i, TCP_LINGER_MS / 1000, strerror((int)-n));
+	}
+	return 0;
+}
+
+/* perf_tcp_server_finish() for every connection, in order. */
+int perf_tcp_server_finish_all(struct perf_run *run)
+{
+	int err = 0;
+
+	for (unsigned int i = 0; i < run->qps && !err; i++)
+		err = perf_tcp_server_finish(&run->eps[i]);
+	return err;
+}
+
+void perf_tcp_abort_all(struct perf_run *run)
+{
+	for (unsigned int i = 0; i < run->qps; i++)
+		perf_tcp_abort(&run->eps[i]);
 }
 
 /*
