@@ -18,6 +18,7 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 		errno = EINVAL;
 		return NULL;
 	}
+	pw_safe_copy_init();
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
 		errno = ENOMEM;

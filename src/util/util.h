@@ -38,11 +38,13 @@ void pw_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pw_clear_error(void);
 
 /*
- * EFAULT-safe copies into and out of this process's memory. The engine never
- * dereferences application memory directly: a mapping may vanish at any time
- * (munmap racing a remote op), and the kernel turns that into EFAULT instead
- * of SIGSEGV. Return: bytes copied (short on the first fault) or -errno.
+ * EFAULT-safe copies into and out of this process's memory (safecopy.c).
+ * The engine never dereferences application memory directly: a mapping may
+ * vanish at any time (munmap racing a remote op), and that must become
+ * EFAULT, never SIGSEGV. Return: bytes copied (short on a fault) or -errno.
+ * pw_safe_copy_init() (called by pw_open) installs the fault guard.
  */
+void pw_safe_copy_init(void);
 ssize_t pw_safe_writev(const struct iovec *dst, int ndst, const void *src,
 		       size_t len);
 ssize_t pw_safe_write(void *dst, const void *src, size_t len);
