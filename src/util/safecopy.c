@@ -24,6 +24,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -149,19 +150,34 @@ static void dma_copy(void *dst, const void *src, size_t len)
 #define dma_copy memcpy
 #endif
 
-/* Copy @len bytes under the guard. Return 0, or -EFAULT if it faulted. */
-static int guarded_copy(void *dst, const void *src, size_t len)
+#define PW_PAGE 4096ul
+
+/*
+ * Copy @len bytes under the guard, a page at a time so that the count is
+ * exact: protection is per page, so a faulting page received no byte.
+ * Return the bytes copied (short on a fault).
+ */
+static size_t guarded_copy(void *dst, const void *src, size_t len)
 {
 	sigjmp_buf jb;
+	volatile size_t done = 0;
 
 	if (sigsetjmp(jb, 0)) {
 		guard_jmp = NULL;
-		return -EFAULT;
+		return done;
 	}
 	guard_jmp = &jb;
-	dma_copy(dst, src, len);
+	while (done < len) {
+		uintptr_t d = (uintptr_t)dst + done, s = (uintptr_t)src + done;
+		size_t k = len - done;
+
+		k = PW_MIN(k, PW_PAGE - (d & (PW_PAGE - 1)));
+		k = PW_MIN(k, PW_PAGE - (s & (PW_PAGE - 1)));
+		dma_copy((void *)d, (const void *)s, k);
+		done += k;
+	}
 	guard_jmp = NULL;
-	return 0;
+	return done;
 }
 
 ssize_t pw_safe_writev(const struct iovec *dst, int ndst, const void *src,
@@ -178,12 +194,13 @@ ssize_t pw_safe_writev(const struct iovec *dst, int ndst, const void *src,
 
 		for (int i = 0; i < ndst && done < len; i++) {
 			size_t k = PW_MIN(dst[i].iov_len, len - done);
+			size_t c = guarded_copy(dst[i].iov_base, s + done, k);
 
-			if (guarded_copy(dst[i].iov_base, s + done, k))
-				return done ? (ssize_t)done : -EFAULT;
-			done += k;
+			done += c;
+			if (c < k)
+				break;
 		}
-		return (ssize_t)done;
+		return done ? (ssize_t)done : -EFAULT;
 	}
 	do {
 		n = process_vm_writev(self_pid(), &l, 1, dst, (unsigned long)ndst, 0);
@@ -204,8 +221,11 @@ ssize_t pw_safe_read(void *dst, const void *src, size_t len)
 	struct iovec r = { .iov_base = (void *)src, .iov_len = len };
 	ssize_t n;
 
-	if (guard_ok)
-		return guarded_copy(dst, src, len) ? -EFAULT : (ssize_t)len;
+	if (guard_ok) {
+		size_t c = len ? guarded_copy(dst, src, len) : 0;
+
+		return c || !len ? (ssize_t)c : -EFAULT;
+	}
 	do {
 		n = process_vm_readv(self_pid(), &l, 1, &r, 1, 0);
 	} while (n < 0 && errno == EINTR);

@@ -256,6 +256,12 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_segv;
 	sigaction(SIGSEGV, &sa, NULL);
 	sigaction(SIGBUS, &sa, NULL);
+	/*
+	 * As pw_open() does: arm the fault guard (it chains to on_segv for
+	 * faults outside a guarded copy). PW_SAFE_COPY=syscall tests the other
+	 * mechanism (registered as unit.util.*.syscall).
+	 */
+	pw_safe_copy_init();
 	page = (size_t)sysconf(_SC_PAGESIZE);
 	return unit_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
