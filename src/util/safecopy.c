@@ -162,6 +162,9 @@ static size_t guarded_copy(void *dst, const void *src, size_t len)
 	sigjmp_buf jb;
 	volatile size_t done = 0;
 
+	/* page 0 is never mapped (mmap_min_addr), and memcpy(NULL) is UB */
+	if (!dst || !src)
+		return 0;
 	if (sigsetjmp(jb, 0)) {
 		guard_jmp = NULL;
 		return done;
