@@ -32,6 +32,20 @@
 
 #include "util/util.h"
 
+/*
+ * ThreadSanitizer runs synchronous signal handlers through its own
+ * machinery, and jumping out of one is not supported there: TSan builds use
+ * the system-call copies (which TSan cannot see either, as it cannot see a
+ * NIC's DMA: the application observes placement through completions).
+ */
+#if defined(__SANITIZE_THREAD__)
+#define PW_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PW_TSAN 1
+#endif
+#endif
+
 static struct sigaction old_segv, old_bus;
 static bool guard_ok;
 /*
@@ -66,6 +80,9 @@ static void guard_init(void)
 	struct sigaction sa;
 	const char *mode = getenv("PW_SAFE_COPY");
 
+#ifdef PW_TSAN
+	mode = "syscall";
+#endif
 	if (mode && strcmp(mode, "syscall") == 0)
 		return;
 	memset(&sa, 0, sizeof(sa));
@@ -122,34 +139,6 @@ static pid_t self_pid(void)
 	return p;
 }
 
-/*
- * The engine's placement plays a NIC's DMA: the application observes it
- * through completions (or by polling memory, as RDMA programs do), not
- * through a happens-before edge ThreadSanitizer could see. So under TSan
- * the copy is left uninstrumented, as DMA would be.
- */
-#if defined(__SANITIZE_THREAD__)
-#define PW_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PW_TSAN 1
-#endif
-#endif
-
-#ifdef PW_TSAN
-__attribute__((no_sanitize("thread")))
-static void dma_copy(void *dst, const void *src, size_t len)
-{
-	unsigned char *d = dst;
-	const unsigned char *s = src;
-
-	while (len--)
-		*d++ = *s++;
-}
-#else
-#define dma_copy memcpy
-#endif
-
 #define PW_PAGE 4096ul
 
 /*
@@ -176,7 +165,7 @@ static size_t guarded_copy(void *dst, const void *src, size_t len)
 
 		k = PW_MIN(k, PW_PAGE - (d & (PW_PAGE - 1)));
 		k = PW_MIN(k, PW_PAGE - (s & (PW_PAGE - 1)));
-		dma_copy((void *)d, (const void *)s, k);
+		memcpy((void *)d, (const void *)s, k);
 		done += k;
 	}
 	guard_jmp = NULL;
