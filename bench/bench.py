@@ -116,6 +116,10 @@ def parse(kind, row, size, text):
                 s.append((row, "lat", int(o.get("size", 8)), float(o["lat_p50_us"])))
             elif "bw_MBps" in o:
                 s.append((row, "bw", int(o["size"]), float(o["bw_MBps"])))
+                # per-QP fairness (pagewire-perf bw tests with -q > 1)
+                if "min_share" in o and int(o.get("qps", 1)) > 1:
+                    s.append((row, "min_share", int(o["size"]), float(o["min_share"])))
+                    s.append((row, "max_share", int(o["size"]), float(o["max_share"])))
     elif kind == "lf":
         for o in json_lines(text):
             t = o.get("test", "")
@@ -326,9 +330,13 @@ def acceptance(res, quick):
     a, b = res.values("pw_write_odp", "lat", 8), res.values("pw_write_pinned", "lat", 8)
     check([a[r] - b[r] for r in a if r in b], "<=", 0.3, "ODP vs pinned 8 B WRITE latency", "us")
 
-    lf_w = ["lf_write_msg_blocking", "lf_write_msg_busy", "lf_write_rdm_blocking", "lf_write_rdm_busy"]
-    check(vs_peers("pw_write_odp", lf_w, "bw", MiB, False), ">=", 1.10,
-          "WRITE 1 MiB vs the best libfabric RMA write of the run (msg/rdm, blocking/busy)")
+    # bandwidth against peers in the same completion mode, as for latency
+    check(vs_peers("pw_write_odp", ["lf_write_msg_blocking", "lf_write_rdm_blocking"],
+                   "bw", MiB, False), ">=", 1.10,
+          "WRITE 1 MiB, blocking, vs the best blocking libfabric RMA write (msg/rdm)")
+    check(vs_peers("pw_write_odp_busy", ["lf_write_msg_busy", "lf_write_rdm_busy"],
+                   "bw", MiB, False), ">=", 1.10,
+          "WRITE 1 MiB, busy-poll, vs the best busy-polling libfabric RMA write (msg/rdm)")
     check(vs_peers("pw_write_odp", ["ucx_put", "ucx_put_tuned"], "bw", MiB, False), ">=", 2.0,
           "WRITE 1 MiB vs the best UCX ucp_put_bw of the run (defaults/64k segments)")
     # latency against peers in the same completion mode (UCX and fi_pingpong only spin)
@@ -340,8 +348,13 @@ def acceptance(res, quick):
     check(vs_peers("pw_write_odp", ["lf_write_msg_blocking", "lf_write_rdm_blocking"], "lat", 8, True),
           "<=", 1.0, "8 B WRITE latency, blocking, vs the best blocking libfabric RMA write (msg/rdm)")
     check(res.ratio_runs("pw_write_odp_q64", "bw", 65536, "pw_write_odp"), ">=", 0.80,
-          "64 QPs x 64 KiB WRITE, aggregate vs 1 QP (the per-QP share check needs per-QP figures, "
-          "which pagewire-perf's JSON does not give)")
+          "64 QPs x 64 KiB WRITE, aggregate vs 1 QP")
+    shares = res.values("pw_write_odp_q64", "min_share", 65536)
+    check(list(shares.values()), ">=", 0.5,
+          "64 QPs x 64 KiB WRITE, smallest per-QP share of the mean (no QP starves: within 2x)")
+    shares = res.values("pw_write_odp_q64", "max_share", 65536)
+    check(list(shares.values()), "<=", 2.0,
+          "64 QPs x 64 KiB WRITE, largest per-QP share of the mean (within 2x)")
     return "\n".join(out)
 
 
