@@ -337,6 +337,20 @@ static void t_odp_unmapped(const char *arg)
 /* Local errors                                                         */
 /* ------------------------------------------------------------------ */
 
+/* A signalled RDMA WRITE/READ of @sge (n entries) to (@raddr, @rkey). */
+static void rdma_wr(struct pw_send_wr *wr, enum pw_wr_opcode opcode,
+		    struct pw_sge *sge, int n, uint64_t raddr, uint32_t rkey)
+{
+	memset(wr, 0, sizeof(*wr));
+	wr->wr_id = ERR_WR_ID;
+	wr->sg_list = sge;
+	wr->num_sge = n;
+	wr->opcode = opcode;
+	wr->send_flags = PW_SEND_SIGNALED;
+	wr->wr.rdma.remote_addr = raddr;
+	wr->wr.rdma.rkey = rkey;
+}
+
 /*
  * A local protection error is reported in the completion (post_send
  * returns 0), the QP goes to error, and nothing reaches the target.
@@ -368,14 +382,7 @@ static void t_bad_lkey(const char *arg)
 	keys[0] = src.buf.lkey;
 	keys[1] = rem.buf.rkey;
 	sge = (struct pw_sge){ pwt_va(src.buf.addr), 1000, bogus_key(src.buf.lkey, keys, 2) };
-	memset(&wr, 0, sizeof(wr));
-	wr.wr_id = ERR_WR_ID;
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
-	wr.opcode = PW_WR_RDMA_WRITE;
-	wr.send_flags = PW_SEND_SIGNALED;
-	wr.wr.rdma.remote_addr = pwt_va(rem.buf.addr);
-	wr.wr.rdma.rkey = rem.buf.rkey;
+	rdma_wr(&wr, PW_WR_RDMA_WRITE, &sge, 1, pwt_va(rem.buf.addr), rem.buf.rkey);
 	local_fail(&p, &wr, &rem);
 	pwt_img_free(&src);
 	pwt_img_free(&rem);
@@ -399,14 +406,7 @@ static void t_local_oob(const char *arg)
 	PWT_NONNULL(src.buf.mr);
 	pwt_img_alloc(&rem, &p.b, 8192, PWT_PINNED, 19);
 	sge = (struct pw_sge){ pwt_va(src.buf.addr + 4000), 200, src.buf.mr->lkey };
-	memset(&wr, 0, sizeof(wr));
-	wr.wr_id = ERR_WR_ID;
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
-	wr.opcode = PW_WR_RDMA_WRITE;
-	wr.send_flags = PW_SEND_SIGNALED;
-	wr.wr.rdma.remote_addr = pwt_va(rem.buf.addr);
-	wr.wr.rdma.rkey = rem.buf.rkey;
+	rdma_wr(&wr, PW_WR_RDMA_WRITE, &sge, 1, pwt_va(rem.buf.addr), rem.buf.rkey);
 	local_fail(&p, &wr, &rem);
 	pwt_img_free(&src);
 	pwt_img_free(&rem);
@@ -431,14 +431,7 @@ static void t_local_pd_mismatch(const char *arg)
 	pwt_img_alloc(&sink, &other, 4096, PWT_PINNED, 20);
 	pwt_img_alloc(&rem, &p.b, 4096, PWT_PINNED, 21);
 	sge = (struct pw_sge){ pwt_va(sink.buf.addr), 1000, sink.buf.lkey };
-	memset(&wr, 0, sizeof(wr));
-	wr.wr_id = ERR_WR_ID;
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
-	wr.opcode = PW_WR_RDMA_READ;
-	wr.send_flags = PW_SEND_SIGNALED;
-	wr.wr.rdma.remote_addr = pwt_va(rem.buf.addr);
-	wr.wr.rdma.rkey = rem.buf.rkey;
+	rdma_wr(&wr, PW_WR_RDMA_READ, &sge, 1, pwt_va(rem.buf.addr), rem.buf.rkey);
 	local_fail(&p, &wr, &rem);
 	PWT_IMG_CHECK(&sink);
 	pwt_img_free(&sink);
@@ -508,14 +501,7 @@ static void t_msg_too_long(const char *arg)
 	pwt_img_alloc(&rem, &p.b, 4096, PWT_PINNED, 24);
 	sge[0] = (struct pw_sge){ pwt_va(big), PW_MAX_MSG_SIZE - 1, mr->lkey };
 	sge[1] = (struct pw_sge){ pwt_va(big + PW_MAX_MSG_SIZE), 2, mr->lkey };
-	memset(&wr, 0, sizeof(wr));
-	wr.wr_id = ERR_WR_ID;
-	wr.sg_list = sge;
-	wr.num_sge = 2;
-	wr.opcode = PW_WR_RDMA_WRITE;
-	wr.send_flags = PW_SEND_SIGNALED;
-	wr.wr.rdma.remote_addr = pwt_va(rem.buf.addr);
-	wr.wr.rdma.rkey = rem.buf.rkey;
+	rdma_wr(&wr, PW_WR_RDMA_WRITE, sge, 2, pwt_va(rem.buf.addr), rem.buf.rkey);
 	PWT_OK(pw_post_send(p.a.qp, &wr, &bad));
 	PWT_EXPECT_ERR(p.a.scq, ERR_WR_ID, PW_WC_LOC_LEN_ERR, p.a.qp->qp_num);
 	PWT_WAIT_STATE(p.a.qp, PW_QPS_ERR);
