@@ -63,6 +63,7 @@ struct pw_engine {
 	struct pw_eng_cmd *cmd_head, *cmd_tail;
 	/* QPs known to the engine; touched only by the token holder. */
 	struct pw_qp_i *qps;
+	unsigned nqps;		/* length of qps; token holder only */
 };
 
 int pw_engine_start(struct pw_engine *eng);

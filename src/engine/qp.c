@@ -433,8 +433,15 @@ int pw_post_send(struct pw_qp *ibqp, struct pw_send_wr *wr,
 	}
 	if (ret && bad_wr)
 		*bad_wr = wr;
-	/* doorbell: transmit now from this thread, no hand-off */
-	pw_tx_flush_locked(qp);
+	/*
+	 * Doorbell: transmit now from this thread, no hand-off. When the socket
+	 * is known full (EPOLLOUT armed) the engine's EPOLLOUT sends instead:
+	 * retrying here would only push the few KiB freed so far (many small
+	 * sendmsg calls per large message, and lock ping-pong with the engine),
+	 * while the kernel signals EPOLLOUT once half the send buffer is free.
+	 */
+	if (!qp->want_out)
+		pw_tx_flush_locked(qp);
 	pthread_mutex_unlock(&qp->lock);
 	return ret;
 }

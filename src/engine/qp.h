@@ -29,13 +29,17 @@
 #define PW_RX_STAGING		(64 * 1024)
 #define PW_RX_BUDGET		(1024 * 1024)	/* bytes per QP per wakeup */
 /*
- * ACK coalescing: a request with ACK_REQ (a signalled WR, or a requester
- * whose send queue is half full) is ACKed at the end of the receive batch;
- * others wait for PW_ACK_COALESCE requests or PW_ACK_DELAY_NS, whichever
- * comes first, or ride on a READ/ATOMIC response or NAK.
+ * ACK coalescing: a request with ACK_REQ (a signalled WR, or every
+ * max(1, sq_max / PW_ACK_REQ_DIV)-th unsignalled one, so that a full send
+ * queue always has ACKs coming back) is ACKed at the end of the receive
+ * batch; others wait for PW_ACK_COALESCE requests or PW_ACK_DELAY_NS,
+ * whichever comes first, or ride on a READ/ATOMIC response or NAK. The
+ * delay is only a safety net: with 1 MiB messages arriving every ~250 us a
+ * shorter one would ACK every message and wake the requester for nothing.
  */
 #define PW_ACK_COALESCE		64
-#define PW_ACK_DELAY_NS		200000ull
+#define PW_ACK_REQ_DIV		4
+#define PW_ACK_DELAY_NS		1000000ull
 
 /* send queue entry: a posted send WR, kept until acknowledged */
 struct pw_wqe {
@@ -147,6 +151,7 @@ struct pw_qp_i {
 	struct pw_sge *sq_sge;
 	uint8_t *sq_inline;
 	uint32_t sq_cap, sq_max;
+	uint32_t req_no_ackreq;	/* lock: requests sent since the last ACK_REQ */
 	uint32_t sq_head;	/* oldest WQE not yet completed */
 	uint32_t sq_next;	/* next WQE to transmit */
 	uint32_t sq_tail;	/* next free slot */

@@ -47,12 +47,17 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 	h.opcode = wire_op(w->opcode);
 	/*
 	 * Ask for a prompt ACK when the application waits for one (signalled)
-	 * or when the send queue is half full and needs slots back; otherwise
-	 * the responder coalesces ACKs.
+	 * and on every quarter of the send queue, so that slots come back
+	 * before it fills (PW_ACK_REQ_DIV); otherwise the responder coalesces.
+	 * Asking whenever the queue is merely half full, as a bandwidth test
+	 * keeps it, would cost an ACK and a requester wakeup per message.
 	 */
-	h.flags = (w->signaled ||
-		   (qp->sq_tail - qp->sq_head) * 2 > qp->sq_max ? PW_WF_ACK_REQ : 0) |
-		  (w->solicited ? PW_WF_SOLICITED : 0);
+	h.flags = w->solicited ? PW_WF_SOLICITED : 0;
+	if (w->signaled ||
+	    ++qp->req_no_ackreq >= PW_MAX(1u, qp->sq_max / PW_ACK_REQ_DIV)) {
+		h.flags |= PW_WF_ACK_REQ;
+		qp->req_no_ackreq = 0;
+	}
 	h.psn = w->psn;
 	h.rkey = w->rkey;
 	h.raddr = w->raddr;
