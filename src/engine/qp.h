@@ -28,6 +28,8 @@
 #define PW_DEF_RNR_TIMER_US	200
 #define PW_RX_STAGING		(64 * 1024)
 #define PW_RX_BUDGET		(1024 * 1024)	/* bytes per QP per wakeup */
+#define PW_RX_LOWAT_MIN		(64 * 1024)	/* payload left that raises SO_RCVLOWAT */
+#define PW_RX_LOWAT_MAX		(1024 * 1024)	/* highest wake threshold (rx.c) */
 /*
  * ACK coalescing: a request with ACK_REQ (a signalled WR, or every
  * max(1, sq_max / PW_ACK_REQ_DIV)-th unsignalled one, so that a full send
@@ -108,6 +110,7 @@ struct pw_rx {
 	uint32_t trailer_syn;	/* completer: READ_RESP trailer */
 	bool dead;		/* protocol error: discard until EOF */
 	bool drained;		/* the last read came back short: socket empty */
+	int lowat;		/* SO_RCVLOWAT in force (0 or 1: the default) */
 	bool eof;
 };
 

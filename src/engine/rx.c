@@ -261,6 +261,29 @@ static void msg_finish(struct pw_qp_i *qp)
 		pw_comp_finish(qp);
 }
 
+/*
+ * In the middle of a large payload, ask the kernel not to wake us before
+ * the rest of it (up to PW_RX_LOWAT_MAX) is there: SO_RCVLOWAT, which
+ * EPOLLIN honours too. Each wakeup then places a big piece with one
+ * recvmsg, and the sender's softirq pays for fewer wakeups (measured,
+ * docs/performance.md). Safe because the peer is committed to sending the
+ * rest of a message whose header arrived; EOF and errors wake us
+ * regardless. Back to 1 for headers and small payloads.
+ */
+static void set_lowat(struct pw_qp_i *qp)
+{
+	struct pw_rx *rx = &qp->rx;
+	int want = 1;
+
+	if (rx->state == RX_DATA && !rx->dead && !rx->eof && !avail(rx) &&
+	    rx->left >= PW_RX_LOWAT_MIN)
+		want = (int)PW_MIN(rx->left, (uint64_t)PW_RX_LOWAT_MAX);
+	if (want == (rx->lowat ? rx->lowat : 1))
+		return;
+	if (setsockopt(qp->fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want)) == 0)
+		rx->lowat = want;
+}
+
 void pw_rx_process(struct pw_qp_i *qp)
 {
 	struct pw_rx *rx = &qp->rx;
@@ -333,6 +356,7 @@ void pw_rx_process(struct pw_qp_i *qp)
 		}
 	}
 out:
+	set_lowat(qp);
 	/* one flush per batch: this is where ACKs coalesce */
 	pthread_mutex_lock(&qp->lock);
 	pw_tx_flush_locked(qp);
