@@ -243,14 +243,18 @@ measure_pagewire() {
 	local s
 	pw_bw pw_write_odp write_bw --mr=odp
 	pw_bw pw_write_pinned write_bw --mr=pinned
+	# ODP against pinned, paired in one run (the acceptance figure)
+	pw_bw pw_pair write_bw --mr=odp --vs-pinned
 	pw_bw pw_read_odp read_bw --mr=odp
 	for s in $TABLE_SIZES; do
 		run_one pw_write_odp_busy pw "$s" "s$s" "$PERF" write_bw --loopback --json -s "$s" -n "$(iters_for "$s")" --mr=odp --busy-poll
 		run_one pw_send_odp pw "$s" "s$s" "$PERF" send_bw --loopback --json -s "$s" -n "$(iters_for "$s")" --mr=odp
 	done
-	run_one pw_write_odp pw 8 lat "$PERF" write_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=odp
+	# --baseline: the raw-TCP ping-pong of the same invocation, just before
+	run_one pw_write_odp pw 8 lat "$PERF" write_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=odp --baseline
 	run_one pw_write_pinned pw 8 lat "$PERF" write_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=pinned
-	run_one pw_write_odp_busy pw 8 lat "$PERF" write_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=odp --busy-poll
+	run_one pw_pair pw 8 lat "$PERF" write_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=odp --vs-pinned
+	run_one pw_write_odp_busy pw 8 lat "$PERF" write_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=odp --busy-poll --baseline
 	run_one pw_send_odp pw 8 lat "$PERF" send_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=odp
 	# 64 QPs writing 64 KiB concurrently (aggregate; the 1-QP figure is pw_write_odp at 64K)
 	run_one pw_write_odp_q64 pw 65536 q64 "$PERF" write_bw --loopback --json -s 64K -q 64 --mr=odp

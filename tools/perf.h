@@ -141,6 +141,7 @@ struct perf_opts {
 	bool busy_poll;
 	bool loopback;
 	bool baseline;
+	bool vs_pinned;
 	const char *host;
 };
 
@@ -174,6 +175,7 @@ struct perf_wire_info {
 	uint16_t tcp_port;	/* server: its --baseline listener, 0 = none */
 	uint32_t tx_depth;
 	uint32_t rkey;
+	uint32_t rkey_pinned;	/* --vs-pinned: pinned MR over the same buffer */
 	uint64_t size;
 	uint64_t iters;
 	uint64_t seed;		/* pattern seed of this side's data area */
@@ -185,7 +187,22 @@ struct perf_wire_info {
 #define PERF_WF_ALL_SIZES	(1u << 0)
 #define PERF_WF_ITERS_SET	(1u << 1)
 #define PERF_WF_BASELINE	(1u << 2)	/* client: run the TCP baseline */
-#define PERF_WIRE_INFO_LEN	72
+#define PERF_WF_VS_PINNED	(1u << 3)	/* client: paired ODP/pinned run */
+#define PERF_WIRE_INFO_LEN	76
+
+/*
+ * --vs-pinned: a paired measurement. Each side registers a second, pinned
+ * MR over the same buffer, and the run alternates between the MR under
+ * test (kind 0) and the pinned one (kind 1) in blocks of consecutive
+ * messages, so that both kinds see the same machine load. Separate runs
+ * on this shared 2-core machine differ by 20% and more from one minute to
+ * the next, far more than the difference being measured.
+ */
+#define PERF_PAIR_LAT_BLOCK	64
+static inline unsigned int perf_pair_kind(uint64_t msg, uint64_t block)
+{
+	return (unsigned int)((msg / block) & 1);
+}
 
 /* One completion record of a bw run: when @msgs messages were done. */
 struct perf_rec {
@@ -218,6 +235,7 @@ struct perf_run;
  * @area:   bytes of each of the data and rx areas (page multiple)
  * @mr:     this endpoint's MR (NULL with --mr=implicit)
  * @lkey:   lkey to use for local SGEs (own MR or the implicit one)
+ * @mr_pinned/@lkey_pinned: --vs-pinned: the pinned MR over the same buffer
  * @peer:   what the peer sent at connect time
  * @seed:   pattern seed of our data area
  * @recvs_posted: receives posted so far (data receives come first)
@@ -242,6 +260,8 @@ struct perf_ep {
 	uint8_t *ctrl;
 	struct pw_mr *mr;
 	uint32_t lkey;
+	struct pw_mr *mr_pinned;	/* --vs-pinned only */
+	uint32_t lkey_pinned;
 	struct cq_waiter cqw;
 	struct pw_qp *qp;
 	struct pw_qp_init_attr attr;
@@ -320,6 +340,18 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 unsigned int perf_cq_mod(unsigned int window);
 unsigned int perf_window(const struct perf_run *run);
 enum perf_test perf_baseline_of(enum perf_test t);
+uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);
+
+/* The local and remote keys of pair kind @kind (0 unless --vs-pinned). */
+static inline uint32_t perf_lkey(const struct perf_ep *ep, unsigned int kind)
+{
+	return kind ? ep->lkey_pinned : ep->lkey;
+}
+
+static inline uint32_t perf_peer_rkey(const struct perf_ep *ep, unsigned int kind)
+{
+	return kind ? ep->peer.rkey_pinned : ep->peer.rkey;
+}
 
 /* perf_conn.c */
 void perf_wire_encode(const struct perf_wire_info *w,

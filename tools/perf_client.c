@@ -69,12 +69,26 @@ struct bw_qp {
  * pw_post_send call). Every cq_mod-th WR and the last one are signaled.
  */
 static int bw_post_window(struct perf_ep *ep, struct bw_qp *q,
-			  struct pw_send_wr *chain, uint64_t iters,
-			  unsigned int window, unsigned int cq_mod,
-			  unsigned int inline_flag)
+			  struct pw_send_wr *chain, struct pw_sge *sges,
+			  uint64_t iters, unsigned int window,
+			  unsigned int cq_mod, unsigned int inline_flag,
+			  uint64_t pair_block)
 {
 	uint64_t room = window - (q->posted - q->completed);
 	uint64_t left = iters - q->posted;
+
+	/*
+	 * --vs-pinned: a block starts only once the previous one completed,
+	 * so that each block is timed alone (perf_report.c).
+	 */
+	if (pair_block) {
+		uint64_t end = (q->posted / pair_block + 1) * pair_block;
+
+		if (q->posted % pair_block == 0 && q->completed < q->posted)
+			return 0;
+		if (end - q->posted < left)
+			left = end - q->posted;
+	}
 	unsigned int n = (unsigned int)(room < left ? room : left);
 	struct pw_send_wr *bad = NULL;
 	int err;
@@ -83,10 +97,20 @@ static int bw_post_window(struct perf_ep *ep, struct bw_qp *q,
 		return 0;
 	for (unsigned int j = 0; j < n; j++) {
 		uint64_t id = q->posted + j;
-		bool sig = (id + 1) % cq_mod == 0 || id + 1 == iters;
+		bool sig = (id + 1) % cq_mod == 0 || id + 1 == iters ||
+			   (pair_block && (id + 1) % pair_block == 0);
 
 		chain[j] = q->wr;
 		chain[j].wr_id = id;
+		if (pair_block) {
+			/* --vs-pinned: this message's MR kind, both ends */
+			unsigned int kind = perf_pair_kind(id, pair_block);
+
+			sges[j] = q->sge;
+			sges[j].lkey = perf_lkey(ep, kind);
+			chain[j].sg_list = &sges[j];
+			chain[j].wr.rdma.rkey = perf_peer_rkey(ep, kind);
+		}
 		chain[j].send_flags = inline_flag | (sig ? PW_SEND_SIGNALED : 0);
 		chain[j].next = j + 1 < n ? &chain[j + 1] : NULL;
 	}
@@ -123,6 +147,8 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 	unsigned int cq_mod = perf_cq_mod(window);
 	unsigned int qps = run->qps, left = qps, rr = 0;
 	struct pw_send_wr *chain;
+	struct pw_sge *sges;
+	uint64_t pair_block = run->o->vs_pinned ? perf_pair_bw_block(run, s) : 0;
 	struct bw_qp *q;
 	bool active[PERF_MAX_QPS];
 	uint64_t t0;
@@ -130,7 +156,8 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 
 	q = calloc(qps, sizeof(*q));
 	chain = calloc(window, sizeof(*chain));
-	if (!q || !chain) {
+	sges = calloc(window, sizeof(*sges));
+	if (!q || !chain || !sges) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -139,7 +166,9 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 		struct perf_step *st = &ep->steps[s];
 		struct pw_send_wr *wr = &q[i].wr;
 
-		st->recs = calloc(iters / cq_mod + 2, sizeof(*st->recs));
+		/* one per signaled WR: every cq_mod-th, the last, block ends */
+		st->recs = calloc(iters / cq_mod + 2 + (pair_block ? 17 : 0),
+				  sizeof(*st->recs));
 		if (!st->recs) {
 			err = -ENOMEM;
 			goto out;
@@ -184,8 +213,9 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 
 			if (!active[i])
 				continue;
-			err = bw_post_window(&run->eps[i], &q[i], chain, iters,
-					     window, cq_mod, inline_flag);
+			err = bw_post_window(&run->eps[i], &q[i], chain, sges,
+					     iters, window, cq_mod, inline_flag,
+					     pair_block);
 			if (err)
 				goto out;
 		}
@@ -240,6 +270,7 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 					    "the last RDMA READ result");
 	}
 out:
+	free(sges);
 	free(chain);
 	free(q);
 	return err;
@@ -291,6 +322,13 @@ static int client_pingpong_step(struct perf_ep *ep, unsigned int s)
 			return err;
 		wr.imm_data = (uint32_t)i;
 		wr.send_flags = inline_flag;
+		if (run->o->vs_pinned) {
+			/* --vs-pinned: the server picks the same kind from imm */
+			unsigned int kind = perf_pair_kind(i, PERF_PAIR_LAT_BLOCK);
+
+			sge.lkey = perf_lkey(ep, kind);
+			wr.wr.rdma.rkey = perf_peer_rkey(ep, kind);
+		}
 
 		uint64_t t0 = tool_now_ns();
 

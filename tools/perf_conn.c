@@ -41,7 +41,7 @@
 #include "tool_util.h"
 
 #define PERF_WIRE_MAGIC		0x46505750u	/* "PWPF" little-endian */
-#define PERF_WIRE_VERSION	1
+#define PERF_WIRE_VERSION	2
 /* How long the loopback server waits for its client to show up. */
 #define PERF_LOOPBACK_ACCEPT_MS	30000
 
@@ -95,6 +95,7 @@ void perf_wire_encode(const struct perf_wire_info *w,
 	tool_put64(out + 48, w->data_addr);
 	tool_put64(out + 56, w->rx_addr);
 	tool_put64(out + 64, w->area_len);
+	tool_put32(out + 72, w->rkey_pinned);
 }
 
 /**
@@ -123,6 +124,7 @@ int perf_wire_decode(const uint8_t *buf, uint32_t len, struct perf_wire_info *w)
 	w->data_addr = tool_get64(buf + 48);
 	w->rx_addr = tool_get64(buf + 56);
 	w->area_len = tool_get64(buf + 64);
+	w->rkey_pinned = tool_get32(buf + 72);
 	if (w->test >= PERF_TEST_COUNT || w->mr >= PERF_MR_COUNT ||
 	    w->atomic >= PERF_ATOMIC_COUNT || w->qps == 0 ||
 	    w->qps > PERF_MAX_QPS || w->qp_index >= w->qps ||
@@ -246,6 +248,29 @@ int perf_ep_map_buffer(struct perf_ep *ep)
 	return 0;
 }
 
+/*
+ * --vs-pinned: a second, pinned MR over the same buffer (overlapping MRs
+ * are allowed, as in verbs). Its pages are then resident, which is what
+ * "ODP with resident pages against pinned" compares.
+ */
+static int ep_setup_pinned_pair(struct perf_ep *ep)
+{
+	struct perf_run *run = ep->run;
+	int err;
+
+	if (!run->o->vs_pinned)
+		return 0;
+	ep->mr_pinned = pw_reg_mr(run->pd, ep->buf, ep->buf_len,
+				  mr_access(PERF_MR_PINNED));
+	if (!ep->mr_pinned) {
+		err = -errno;
+		fail_lib("pw_reg_mr(pinned, --vs-pinned)", err);
+		return err;
+	}
+	ep->lkey_pinned = ep->mr_pinned->lkey;
+	return 0;
+}
+
 /* Map and register the [data | rx | ctrl] buffer of @ep. */
 static int ep_setup_buffer(struct perf_ep *ep)
 {
@@ -256,7 +281,7 @@ static int ep_setup_buffer(struct perf_ep *ep)
 		return err;
 	if (run->implicit_mr) {
 		ep->lkey = run->implicit_mr->lkey;
-		return 0;
+		return ep_setup_pinned_pair(ep);
 	}
 	ep->mr = pw_reg_mr(run->pd, ep->buf, ep->buf_len, mr_access(run->o->mr));
 	if (!ep->mr) {
@@ -265,7 +290,7 @@ static int ep_setup_buffer(struct perf_ep *ep)
 		return err;
 	}
 	ep->lkey = ep->mr->lkey;
-	return 0;
+	return ep_setup_pinned_pair(ep);
 }
 
 static uint32_t ep_rkey(const struct perf_ep *ep)
@@ -308,6 +333,9 @@ static void ep_wire_info(const struct perf_ep *ep, struct perf_wire_info *w)
 	w->tcp_port = run->server ? run->tcp_port : 0;
 	w->tx_depth = run->tx_depth;
 	w->rkey = ep_rkey(ep);
+	w->rkey_pinned = ep->mr_pinned ? ep->mr_pinned->rkey : 0;
+	if (!run->server && o->vs_pinned)
+		w->flags |= PERF_WF_VS_PINNED;
 	w->size = o->size;
 	w->iters = o->iters;
 	w->seed = ep->seed;
@@ -484,6 +512,12 @@ int perf_server_accept(struct perf_run *run)
 				perf_fail("the client runs --baseline; start this server with --baseline too");
 				return -EINVAL;
 			}
+			if (!(ep->peer.flags & PERF_WF_VS_PINNED) != !run->o->vs_pinned) {
+				perf_fail(run->o->vs_pinned ?
+					  "this server runs --vs-pinned but the client does not; give both the same options" :
+					  "the client runs --vs-pinned; start this server with --vs-pinned too");
+				return -EINVAL;
+			}
 		}
 		if (ep->peer.qp_index != i) {
 			perf_fail("QP %u: client sent QP index %u", i,
@@ -558,6 +592,10 @@ int perf_client_connect(struct perf_run *run, const char *host, uint16_t port)
 			perf_fail("the server offers no TCP baseline; start it with --baseline too");
 			return -EINVAL;
 		}
+		if (run->o->vs_pinned && !s->rkey_pinned) {
+			perf_fail("the server has no pinned MR to compare with; start it with --vs-pinned too");
+			return -EINVAL;
+		}
 		if (s->area_len < run->plan.max_size) {
 			perf_fail("server buffers hold %llu bytes, messages need %llu; start the server with the same -s/-a",
 				  (unsigned long long)s->area_len,
@@ -595,6 +633,12 @@ void perf_run_close(struct perf_run *run)
 			if (err)
 				fail_lib("pw_dereg_mr", err);
 			ep->mr = NULL;
+		}
+		if (ep->mr_pinned) {
+			err = pw_dereg_mr(ep->mr_pinned);
+			if (err)
+				fail_lib("pw_dereg_mr(pinned, --vs-pinned)", err);
+			ep->mr_pinned = NULL;
 		}
 		if (ep->buf) {
 			munmap(ep->buf, ep->buf_len);

@@ -104,6 +104,14 @@ static void usage(FILE *f)
 "                       JSON adds tcp_bw_MBps (and tcp_min_share,\n"
 "                       tcp_max_share), or tcp_lat_p50_us and\n"
 "                       tcp_lat_p99_us, and vs_tcp\n"
+"      --vs-pinned      write_bw, read_bw, write_lat with --mr=odp or\n"
+"                       implicit: both sides also register a pinned MR over\n"
+"                       the same buffer, and the run alternates between the\n"
+"                       two in blocks of messages (paired, same load); JSON\n"
+"                       adds pair_bw_MBps and pinned_bw_MBps with vs_pinned\n"
+"                       (ratio), or pair_lat_p50_us and pinned_lat_p50_us\n"
+"                       with vs_pinned_us (difference). A standalone server\n"
+"                       needs --vs-pinned too\n"
 "      --loopback       fork the server side on 127.0.0.1 and run the client\n"
 "      --json           one JSON object per result line on stdout (human\n"
 "                       text goes to stderr)\n"
@@ -149,6 +157,7 @@ enum {
 	OPT_BUSY_POLL,
 	OPT_LOOPBACK,
 	OPT_BASELINE,
+	OPT_VS_PINNED,
 };
 
 static const struct option long_opts[] = {
@@ -167,6 +176,7 @@ static const struct option long_opts[] = {
 	{ "busy-poll",	 no_argument,	    NULL, OPT_BUSY_POLL },
 	{ "loopback",	 no_argument,	    NULL, OPT_LOOPBACK },
 	{ "baseline",	 no_argument,	    NULL, OPT_BASELINE },
+	{ "vs-pinned",	 no_argument,	    NULL, OPT_VS_PINNED },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -272,6 +282,9 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		case OPT_BASELINE:
 			o->baseline = true;
 			break;
+		case OPT_VS_PINNED:
+			o->vs_pinned = true;
+			break;
 		case ':':
 			usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -314,6 +327,11 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 			test);
 		o->baseline = false;
 	}
+	if (o->vs_pinned && t != PERF_WRITE_BW && t != PERF_READ_BW &&
+	    t != PERF_WRITE_LAT)
+		usage_error("--vs-pinned is for write_bw, read_bw and write_lat");
+	if (o->vs_pinned && o->mr == PERF_MR_PINNED)
+		usage_error("--vs-pinned compares --mr=odp or implicit with pinned; this run is pinned already");
 	if (!o->size_set)
 		o->size = perf_default_size(o->test);
 	if (!o->iters_set)

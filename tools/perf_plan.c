@@ -165,3 +165,13 @@ unsigned int perf_window(const struct perf_run *run)
 		w = PERF_RD_ATOMIC;
 	return w;
 }
+
+/*
+ * --vs-pinned bandwidth: 16 blocks per size, eight of each kind. The
+ * client drains the pipeline at every block boundary (client_bw_all), so
+ * each block is timed on its own and no block mixes the two kinds.
+ */
+uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s)
+{
+	return (run->plan.iters[s] + 15) / 16;
+}

@@ -46,6 +46,9 @@ struct perf_result {
 	double min_share;
 	double max_share;
 	double per_qp_MBps[PERF_MAX_QPS];
+	/* --vs-pinned: the figure of the MR under test and of the pinned MR */
+	double pair_main;
+	double pair_pinned;
 };
 
 /* JSON has no nan/inf: anything non-finite becomes 0. */
@@ -217,6 +220,77 @@ static void compute_shares(const struct perf_run *run, unsigned int s,
 	}
 }
 
+/*
+ * --vs-pinned bandwidth: the client drains the pipeline between blocks
+ * and signals each block's last WR, so block b runs from the record that
+ * completed block b - 1 (or the start) to the one that completed it.
+ * Each kind's rate is the sum over QPs of its messages over its time.
+ */
+static void compute_pair_bw(const struct perf_run *run, unsigned int s,
+			    struct perf_result *r)
+{
+	uint64_t block = perf_pair_bw_block(run, s);
+	double rate[2] = { 0, 0 };
+
+	for (unsigned int i = 0; i < run->qps; i++) {
+		const struct perf_step *st = &run->eps[i].steps[s];
+		double t[2] = { 0, 0 }, m[2] = { 0, 0 };
+		uint64_t t0 = st->t_start, m0 = 0;
+
+		for (size_t k = 0; k < st->nrecs; k++) {
+			uint64_t t1 = st->recs[k].t_ns, m1 = st->recs[k].msgs;
+			unsigned int kind;
+
+			if (m1 % block && m1 != st->msgs)
+				continue;	/* inside a block */
+			if (m1 <= m0)
+				continue;
+			kind = perf_pair_kind(m0, block);
+			m[kind] += (double)(m1 - m0);
+			t[kind] += (double)(t1 - t0);
+			t0 = t1;
+			m0 = m1;
+		}
+		for (int j = 0; j < 2; j++)
+			if (t[j] > 0)
+				rate[j] += m[j] * (double)r->size / (t[j] / 1e9) / 1e6;
+	}
+	r->pair_main = rate[0];
+	r->pair_pinned = rate[1];
+}
+
+/* --vs-pinned latency: the p50 of each kind's samples. */
+static int compute_pair_lat(const struct perf_run *run, unsigned int s,
+			    struct perf_result *r, size_t nlat)
+{
+	double *v[2];
+	size_t n[2] = { 0, 0 };
+
+	v[0] = malloc(nlat * sizeof(double));
+	v[1] = malloc(nlat * sizeof(double));
+	if (!v[0] || !v[1]) {
+		free(v[0]);
+		free(v[1]);
+		return -1;
+	}
+	for (unsigned int i = 0; i < run->qps; i++) {
+		const struct perf_step *st = &run->eps[i].steps[s];
+
+		for (size_t k = 0; k < st->nlat; k++) {
+			unsigned int kind = perf_pair_kind(k, PERF_PAIR_LAT_BLOCK);
+
+			v[kind][n[kind]++] = st->lat_us[k];
+		}
+	}
+	for (int j = 0; j < 2; j++)
+		qsort(v[j], n[j], sizeof(double), cmp_double);
+	r->pair_main = n[0] ? percentile(v[0], n[0], 0.50) : 0.0;
+	r->pair_pinned = n[1] ? percentile(v[1], n[1], 0.50) : 0.0;
+	free(v[0]);
+	free(v[1]);
+	return 0;
+}
+
 static int compute(const struct perf_run *run, unsigned int s,
 		   struct perf_result *r)
 {
@@ -248,10 +322,14 @@ static int compute(const struct perf_run *run, unsigned int s,
 		/* A window shorter than the run cannot be slower on average. */
 		r->bw_peak_MBps = peak > r->bw_MBps ? peak : r->bw_MBps;
 		compute_shares(run, s, t0, r);
+		if (run->o->vs_pinned)
+			compute_pair_bw(run, s, r);
 		return 0;
 	}
 	if (!nlat)
 		return 0;
+	if (run->o->vs_pinned && compute_pair_lat(run, s, r, nlat))
+		return -1;
 	lat = malloc(nlat * sizeof(*lat));
 	if (!lat)
 		return -1;
@@ -410,6 +488,14 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 	else if (b)
 		fprintf(f, "%-22.2f%.3f", b->lat_p50, vs_tcp(run, r, b));
 	fprintf(f, "\n");
+	if (run->o->vs_pinned && bw)
+		fprintf(f, "   paired with a pinned MR: %s %.2f MB/sec, pinned %.2f MB/sec, ratio %.3f\n",
+			perf_mr_names[run->o->mr], r->pair_main, r->pair_pinned,
+			r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0);
+	else if (run->o->vs_pinned)
+		fprintf(f, "   paired with a pinned MR: %s p50 %.2f us, pinned p50 %.2f us, difference %+.2f us\n",
+			perf_mr_names[run->o->mr], r->pair_main, r->pair_pinned,
+			r->pair_main - r->pair_pinned);
 	fflush(f);
 }
 
@@ -467,6 +553,16 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 		       finite_or_zero(b->lat_p50), finite_or_zero(b->lat_p99));
 	if (b)
 		printf(",\"vs_tcp\":%.4f", finite_or_zero(vs_tcp(run, r, b)));
+	if (o->vs_pinned && t->bw)
+		printf(",\"pair_bw_MBps\":%.3f,\"pinned_bw_MBps\":%.3f,"
+		       "\"vs_pinned\":%.4f", finite_or_zero(r->pair_main),
+		       finite_or_zero(r->pair_pinned),
+		       r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0);
+	else if (o->vs_pinned)
+		printf(",\"pair_lat_p50_us\":%.3f,\"pinned_lat_p50_us\":%.3f,"
+		       "\"vs_pinned_us\":%.3f", finite_or_zero(r->pair_main),
+		       finite_or_zero(r->pair_pinned),
+		       finite_or_zero(r->pair_main - r->pair_pinned));
 	printf("}\n");
 	fflush(stdout);
 }

@@ -143,6 +143,14 @@ static int serve_pingpong(struct perf_ep *ep, uint64_t k0, uint64_t k1)
 			return err;
 		sge.length = (uint32_t)size;
 		wr.imm_data = wc.imm_data;
+		if (write && ep->run->o->vs_pinned) {
+			/* --vs-pinned: the kind the client chose for ping imm */
+			unsigned int kind = perf_pair_kind(wc.imm_data,
+							   PERF_PAIR_LAT_BLOCK);
+
+			sge.lkey = perf_lkey(ep, kind);
+			wr.wr.rdma.rkey = perf_peer_rkey(ep, kind);
+		}
 		wr.send_flags = size <= ep->attr.cap.max_inline_data ?
 				PW_SEND_INLINE : 0;
 		err = perf_post_tracked(ep, &wr, k + 1 == ep->data_recvs);

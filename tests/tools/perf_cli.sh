@@ -1,0 +1,66 @@
+#!/bin/sh
+# pagewire-perf's command-line contract, run for real on loopback:
+#   perf_cli.sh PAGEWIRE_PERF CASE
+# Every case checks exit codes and the JSON fields scripts rely on (values
+# are measurements, so only their presence and sanity are asserted).
+set -u
+PERF=$1
+CASE=$2
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# json_check FIELD... < JSON lines: every line has every FIELD, numeric > 0
+json_check() {
+	python3 -c '
+import json, sys
+fields = sys.argv[1:]
+lines = [l for l in sys.stdin if l.startswith("{")]
+if not lines:
+    sys.exit("no JSON line")
+for l in lines:
+    o = json.loads(l)
+    for f in fields:
+        if f not in o:
+            sys.exit("missing %s in %s" % (f, l.strip()))
+        if f.startswith("vs_pinned_us"):
+            continue          # a difference: any sign
+        if not (isinstance(o[f], (int, float)) and o[f] > 0):
+            sys.exit("%s = %r is not a positive number" % (f, o[f]))
+print("%d line(s) ok" % len(lines))
+' "$@"
+}
+
+case $CASE in
+vs_pinned_bw)
+	out=$("$PERF" write_bw --loopback --json -s 64K -n 400 --vs-pinned) ||
+		fail "write_bw --vs-pinned exited $?"
+	echo "$out" | json_check bw_MBps pair_bw_MBps pinned_bw_MBps vs_pinned ||
+		fail "write_bw JSON"
+	out=$("$PERF" read_bw --loopback --json -s 4K -n 400 --mr=implicit --vs-pinned) ||
+		fail "read_bw --vs-pinned exited $?"
+	echo "$out" | json_check bw_MBps pair_bw_MBps pinned_bw_MBps vs_pinned ||
+		fail "read_bw JSON"
+	;;
+vs_pinned_lat)
+	out=$("$PERF" write_lat --loopback --json -n 512 --vs-pinned) ||
+		fail "write_lat --vs-pinned exited $?"
+	echo "$out" | json_check lat_p50_us pair_lat_p50_us pinned_lat_p50_us vs_pinned_us ||
+		fail "write_lat JSON"
+	;;
+vs_pinned_usage)
+	# a clear usage error (exit 2), never a run
+	for args in "write_bw --mr=pinned --vs-pinned" "send_bw --vs-pinned" \
+		    "atomic_lat --vs-pinned"; do
+		# shellcheck disable=SC2086
+		"$PERF" $args --loopback >/dev/null 2>/tmp/pw_cli_err.$$
+		rc=$?
+		[ $rc = 2 ] || fail "'$args' exited $rc, expected 2"
+		grep -q -- "--vs-pinned" /tmp/pw_cli_err.$$ ||
+			fail "'$args': the message does not name --vs-pinned"
+	done
+	rm -f /tmp/pw_cli_err.$$
+	;;
+*)
+	fail "unknown case $CASE"
+	;;
+esac
+echo "ok: $CASE"
