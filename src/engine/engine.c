@@ -30,6 +30,7 @@
 #define PW_DRIVE_LINGER_NS	1000000ull
 /* busy polling reads sockets directly up to this many QPs (run_batch) */
 #define PW_BUSY_DIRECT_QPS	4
+#define PW_BUSY_TIMER_PASSES	16
 
 static _Thread_local const struct pw_engine *tls_driving;
 
@@ -166,20 +167,16 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 		bool need_epoll = false;
 
 		for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next) {
-			bool out;
-
 			if (!qp->in_epoll)
 				continue;
-			pthread_mutex_lock(&qp->lock);
-			out = qp->want_out;
-			pthread_mutex_unlock(&qp->lock);
-			if (out || qp->rx.lowat > 1)
+			if (atomic_load_explicit(&qp->want_out, memory_order_relaxed) ||
+			    qp->rx.lowat > 1)
 				need_epoll = true;
 			else
 				qp_events(eng, qp, EPOLLIN);
 		}
 		if (!need_epoll)
-			goto out;
+			goto poll_out;
 	}
 	n = epoll_wait(eng->epfd, evs, 64, next_timeout_ms(eng, timeout_ms));
 	for (int i = 0; i < n; i++) {
@@ -195,8 +192,17 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 		}
 		qp_events(eng, qp, evs[i].events);
 	}
-out:
 	run_timers(eng);
+	run_cmds(eng);
+	return;
+poll_out:
+	/*
+	 * Timers are ms-grained: a busy poller reads the clock for them on
+	 * one pass in PW_BUSY_TIMER_PASSES, not on every one (clock_gettime
+	 * was 3% of a busy ping-pong).
+	 */
+	if (++eng->busy_passes % PW_BUSY_TIMER_PASSES == 0)
+		run_timers(eng);
 	run_cmds(eng);
 }
 
@@ -255,7 +261,7 @@ int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 	uint64_t deadline = timeout_ms <= 0 ? UINT64_MAX :
 			    pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	bool expected = false;
-	bool ok;
+	bool ok, stamp;
 
 	if (!atomic_compare_exchange_strong_explicit(&eng->app_driving, &expected,
 						     true, memory_order_acq_rel,
@@ -288,8 +294,16 @@ int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 		run_batch(eng, ms);
 	}
 	tls_driving = NULL;
+	/*
+	 * The linger clock (1 ms) needs no ns freshness: a busy poller, back
+	 * within microseconds, refreshes it on one pass in
+	 * PW_BUSY_TIMER_PASSES, any blocking drive every time.
+	 */
+	stamp = timeout_ms != 0 || eng->busy_passes % PW_BUSY_TIMER_PASSES == 0;
 	pthread_mutex_unlock(&eng->token);
-	atomic_store_explicit(&eng->last_drive_ns, pw_now_ns(), memory_order_release);
+	if (stamp)
+		atomic_store_explicit(&eng->last_drive_ns, pw_now_ns(),
+				      memory_order_release);
 	atomic_fetch_sub_explicit(&eng->drivers, 1, memory_order_acq_rel);
 	atomic_store_explicit(&eng->app_driving, false, memory_order_release);
 	return ok ? 1 : 0;

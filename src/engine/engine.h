@@ -64,6 +64,7 @@ struct pw_engine {
 	/* QPs known to the engine; touched only by the token holder. */
 	struct pw_qp_i *qps;
 	unsigned nqps;		/* length of qps; token holder only */
+	unsigned busy_passes;	/* busy polling passes; token holder only */
 };
 
 int pw_engine_start(struct pw_engine *eng);

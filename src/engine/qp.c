@@ -440,7 +440,7 @@ int pw_post_send(struct pw_qp *ibqp, struct pw_send_wr *wr,
 	 * sendmsg calls per large message, and lock ping-pong with the engine),
 	 * while the kernel signals EPOLLOUT once half the send buffer is free.
 	 */
-	if (!qp->want_out)
+	if (!atomic_load_explicit(&qp->want_out, memory_order_relaxed))
 		pw_tx_flush_locked(qp);
 	pthread_mutex_unlock(&qp->lock);
 	return ret;

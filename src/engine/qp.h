@@ -28,6 +28,8 @@
 #define PW_DEF_RNR_TIMER_US	200
 #define PW_RX_STAGING		(64 * 1024)
 #define PW_RX_BUDGET		(1024 * 1024)	/* bytes per QP per wakeup */
+#define PW_RX_BIG		(16 * 1024)	/* payload after which reads peek */
+#define PW_RX_PEEK		1024		/* staging read after a big payload */
 #define PW_RX_LOWAT_MIN		(64 * 1024)	/* payload left that raises SO_RCVLOWAT */
 #define PW_RX_LOWAT_MAX		(1024 * 1024)	/* highest wake threshold (rx.c) */
 /*
@@ -111,6 +113,8 @@ struct pw_rx {
 	bool dead;		/* protocol error: discard until EOF */
 	bool drained;		/* the last read came back short: socket empty */
 	int lowat;		/* SO_RCVLOWAT in force (0 or 1: the default) */
+	bool big;		/* the last message had a large payload (rx.c) */
+	bool backlog;		/* the last read got all it asked for */
 	bool eof;
 };
 
@@ -193,7 +197,11 @@ struct pw_qp_i {
 
 	struct pw_rx rx;
 	struct pw_tx tx;
-	bool want_out;		/* EPOLLOUT armed (lock) */
+	/*
+	 * EPOLLOUT armed: written under the lock; the busy-polling engine
+	 * reads it without (a stale value costs one pass, not correctness).
+	 */
+	atomic_bool want_out;
 	bool shut_wr;		/* write side shut down (lock) */
 	bool in_epoll;		/* progress thread */
 	struct pw_qp_i *eng_next;	/* engine list (progress thread) */

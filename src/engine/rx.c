@@ -71,9 +71,28 @@ void pw_rx_protocol_error(struct pw_qp_i *qp)
 }
 
 /* Read more into staging. Return bytes read, 0 if none for now, -1 at EOF. */
+/*
+ * How much of the socket a read into staging may take. When the socket is
+ * backlogged (the last read filled all it asked for) after a large
+ * payload, only about a header: the next message is likely large too, and
+ * whatever payload staging grabs must be copied again to its destination
+ * (measured: 64 QPs of 64 KiB WRITEs spent 6% in that copy; peeking took
+ * them from ~0.7x to ~1.0x the single-QP rate). When the reader keeps up,
+ * the whole staging buffer: a message and the next header in one call is
+ * worth more than the copy (one QP of 64 KiB WRITEs: ~4000 against ~3300
+ * MB/s with peeking). Small messages always use the whole buffer.
+ */
+static size_t staging_room(const struct pw_rx *rx)
+{
+	size_t room = PW_RX_STAGING - rx->tail;
+
+	return rx->big && rx->backlog && room > PW_RX_PEEK ? PW_RX_PEEK : room;
+}
+
 static ssize_t fill(struct pw_qp_i *qp)
 {
 	struct pw_rx *rx = &qp->rx;
+	size_t room;
 	ssize_t n;
 
 	if (rx->head == rx->tail) {
@@ -83,13 +102,14 @@ static ssize_t fill(struct pw_qp_i *qp)
 		rx->tail -= rx->head;
 		rx->head = 0;
 	}
+	room = staging_room(rx);
 	do {
-		n = recv(qp->fd, rx->buf + rx->tail, PW_RX_STAGING - rx->tail,
-			 MSG_DONTWAIT);
+		n = recv(qp->fd, rx->buf + rx->tail, room, MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
 	if (n > 0) {
 		/* short: the socket is empty, skip the EAGAIN round trip */
-		rx->drained = (uint32_t)n < PW_RX_STAGING - rx->tail;
+		rx->drained = (size_t)n < room;
+		rx->backlog = !rx->drained;
 		rx->tail += (uint32_t)n;
 		return n;
 	}
@@ -179,18 +199,19 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 		return fill(qp);
 	rx->head = rx->tail = 0;
 	iov[cnt].iov_base = rx->buf;
-	iov[cnt].iov_len = PW_RX_STAGING;
+	iov[cnt].iov_len = staging_room(rx);
 	mh.msg_iovlen = (size_t)cnt + 1;
 	do {
 		n = recvmsg(qp->fd, &mh, MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
 	pw_kiov_put(uses, nuses);
 	if (n > 0) {
-		size_t want = PW_RX_STAGING;
+		size_t want = iov[cnt].iov_len;
 
 		for (int i = 0; i < cnt; i++)
 			want += iov[i].iov_len;
 		rx->drained = (size_t)n < want;
+		rx->backlog = !rx->drained;
 		dlen = PW_MIN((uint64_t)n, rx->left);
 		dst_advance(rx, dlen);
 		rx->tail = (uint32_t)(n - (ssize_t)dlen);
@@ -234,6 +255,7 @@ static void msg_begin(struct pw_qp_i *qp)
 
 	rx->done = 0;
 	rx->left = rx->hdr.payload_len;
+	rx->big = rx->hdr.payload_len >= PW_RX_BIG;
 	rx->fault = false;
 	rx->trailer_syn = PW_SYN_OK;
 	rx->dst = DST_DISCARD;

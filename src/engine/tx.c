@@ -29,11 +29,11 @@ static void set_out_locked(struct pw_qp_i *qp, bool on)
 		.data.ptr = qp,
 	};
 
-	if (qp->want_out == on)
+	if (atomic_load_explicit(&qp->want_out, memory_order_relaxed) == on)
 		return;
 	/* ENOENT after EOF removed the fd: the peer is gone, nothing to wait for */
 	epoll_ctl(qp->ctx->engine.epfd, EPOLL_CTL_MOD, qp->fd, &ev);
-	qp->want_out = on;
+	atomic_store_explicit(&qp->want_out, on, memory_order_relaxed);
 }
 
 /* Choose the next message. Return false when there is nothing to send. */
