@@ -199,6 +199,7 @@ struct perf_wire_info {
  * the next, far more than the difference being measured.
  */
 #define PERF_PAIR_LAT_BLOCK	64
+#define PERF_PAIR_MIN_ITERS	512
 static inline unsigned int perf_pair_kind(uint64_t msg, uint64_t block)
 {
 	return (unsigned int)((msg / block) & 1);
@@ -341,6 +342,7 @@ unsigned int perf_cq_mod(unsigned int window);
 unsigned int perf_window(const struct perf_run *run);
 enum perf_test perf_baseline_of(enum perf_test t);
 uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);
+void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set);
 
 /* The local and remote keys of pair kind @kind (0 unless --vs-pinned). */
 static inline uint32_t perf_lkey(const struct perf_ep *ep, unsigned int kind)

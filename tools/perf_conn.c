@@ -456,6 +456,8 @@ int perf_server_adopt_client(struct perf_run *run,
 			  (unsigned long long)c->size);
 		return err;
 	}
+	if (c->flags & PERF_WF_VS_PINNED)
+		perf_plan_pair(&run->plan, o->test, c->flags & PERF_WF_ITERS_SET);
 	run->qps = c->qps;
 	run->tx_depth = c->tx_depth;
 	run->atomic = (enum perf_atomic_op)c->atomic;

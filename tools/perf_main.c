@@ -377,6 +377,8 @@ static struct perf_run *run_new(const struct perf_opts *o, bool server,
 		free(run);
 		return NULL;
 	}
+	if (o->vs_pinned)
+		perf_plan_pair(&run->plan, o->test, o->iters_set);
 	return run;
 }
 

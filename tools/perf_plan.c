@@ -167,6 +167,24 @@ unsigned int perf_window(const struct perf_run *run)
 }
 
 /*
+ * --vs-pinned bandwidth: at least PERF_PAIR_MIN_ITERS messages per size
+ * unless -n was given, so that each of the 16 blocks is long enough to
+ * time well (8 MiB messages get 128 by default: blocks of 8, a few ms
+ * each, where scheduling noise alone moved the ratio by 15%).
+ */
+void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set)
+{
+	if (iters_set || !perf_tests[t].bw)
+		return;
+	p->total_iters = 0;
+	for (unsigned int i = 0; i < p->n; i++) {
+		if (p->iters[i] < PERF_PAIR_MIN_ITERS)
+			p->iters[i] = PERF_PAIR_MIN_ITERS;
+		p->total_iters += p->iters[i];
+	}
+}
+
+/*
  * --vs-pinned bandwidth: 16 blocks per size, eight of each kind. The
  * client drains the pipeline at every block boundary (client_bw_all), so
  * each block is timed on its own and no block mixes the two kinds.
