@@ -236,6 +236,7 @@ void pw_cq_push(struct pw_cq_i *cq, const struct pw_wc *wc, bool solicited)
 	}
 	cq->ring[(cq->head + cq->count) & (cq->cap - 1)] = *wc;
 	cq->count++;
+	atomic_store_explicit(&cq->avail, cq->count, memory_order_release);
 	if (cq->armed && cq->ibcq.channel &&
 	    (cq->armed == PW_CQ_ARM_ALL || solicited ||
 	     wc->status != PW_WC_SUCCESS)) {
@@ -257,6 +258,7 @@ static int cq_pop(struct pw_cq_i *cq, int num_entries, struct pw_wc *wc)
 		cq->head = (cq->head + 1) & (cq->cap - 1);
 		cq->count--;
 	}
+	atomic_store_explicit(&cq->avail, cq->count, memory_order_release);
 	pthread_mutex_unlock(&cq->lock);
 	return n;
 }
@@ -264,12 +266,8 @@ static int cq_pop(struct pw_cq_i *cq, int num_entries, struct pw_wc *wc)
 static bool cq_nonempty(void *arg)
 {
 	struct pw_cq_i *cq = arg;
-	bool r;
 
-	pthread_mutex_lock(&cq->lock);
-	r = cq->count != 0;
-	pthread_mutex_unlock(&cq->lock);
-	return r;
+	return atomic_load_explicit(&cq->avail, memory_order_acquire) != 0;
 }
 
 int pw_poll_cq(struct pw_cq *ibcq, int num_entries, struct pw_wc *wc)
@@ -280,7 +278,8 @@ int pw_poll_cq(struct pw_cq *ibcq, int num_entries, struct pw_wc *wc)
 	if (!ibcq || num_entries < 0 || (num_entries && !wc))
 		return -EINVAL;
 	cq = to_cq(ibcq);
-	n = cq_pop(cq, num_entries, wc);
+	/* an empty CQ is told without its lock (the busy-poll loop) */
+	n = cq_nonempty(cq) ? cq_pop(cq, num_entries, wc) : 0;
 	/* PW_PROGRESS=busy: an empty poll runs one non-blocking engine pass */
 	if (!n && num_entries && ibcq->context->engine.busy &&
 	    pw_engine_drive(&ibcq->context->engine, 0, cq_nonempty, cq) > 0)

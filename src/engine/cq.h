@@ -23,6 +23,12 @@ struct pw_cq_i {
 	uint32_t cap;		/* entries allocated */
 	uint32_t head;		/* oldest entry */
 	uint32_t count;		/* entries in the ring */
+	/*
+	 * count as last published under the lock, read without it by a busy
+	 * poller's emptiness check (a stale 0 costs one more pass; a stale
+	 * non-zero only takes the lock).
+	 */
+	_Atomic uint32_t avail;
 	uint32_t committed;	/* sum of max WRs of attached QPs */
 	int armed;		/* 0, PW_CQ_ARM_ALL or PW_CQ_ARM_SOLICITED */
 	atomic_int users;	/* attached QPs */

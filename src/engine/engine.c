@@ -88,7 +88,11 @@ static void run_cmds(struct pw_engine *eng)
 {
 	struct pw_eng_cmd *c;
 
+	/* set under cmd_lock by run_cmd(); a stale false is seen next batch */
+	if (!atomic_load_explicit(&eng->cmd_queued, memory_order_acquire))
+		return;
 	pthread_mutex_lock(&eng->cmd_lock);
+	atomic_store_explicit(&eng->cmd_queued, false, memory_order_relaxed);
 	if (!eng->cmd_head) {
 		pthread_mutex_unlock(&eng->cmd_lock);
 		return;
@@ -389,6 +393,7 @@ static void run_cmd(struct pw_engine *eng, enum pw_eng_cmd_type type,
 	else
 		eng->cmd_head = &c;
 	eng->cmd_tail = &c;
+	atomic_store_explicit(&eng->cmd_queued, true, memory_order_release);
 	pthread_mutex_unlock(&eng->cmd_lock);
 	pw_engine_kick(eng);
 	pthread_mutex_lock(&eng->cmd_lock);

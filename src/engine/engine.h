@@ -61,6 +61,7 @@ struct pw_engine {
 	pthread_mutex_t cmd_lock;
 	pthread_cond_t cmd_cond;
 	struct pw_eng_cmd *cmd_head, *cmd_tail;
+	atomic_bool cmd_queued;	/* cmd_head non-empty, readable without cmd_lock */
 	/* QPs known to the engine; touched only by the token holder. */
 	struct pw_qp_i *qps;
 	unsigned nqps;		/* length of qps; token holder only */

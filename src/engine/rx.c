@@ -310,6 +310,9 @@ void pw_rx_process(struct pw_qp_i *qp)
 {
 	struct pw_rx *rx = &qp->rx;
 	ssize_t budget = PW_RX_BUDGET;
+	uint32_t avail0 = avail(rx);
+	enum pw_rx_state state0 = rx->state;
+	bool eof0 = rx->eof;
 	ssize_t n;
 
 	/*
@@ -378,6 +381,14 @@ void pw_rx_process(struct pw_qp_i *qp)
 		}
 	}
 out:
+	/*
+	 * Nothing read, nothing consumed: no ACK or response can be due from
+	 * this pass (timers send delayed ACKs). A busy poller's empty passes
+	 * skip the lock.
+	 */
+	if (budget == PW_RX_BUDGET && avail(rx) == avail0 &&
+	    rx->state == state0 && rx->eof == eof0)
+		return;
 	set_lowat(qp);
 	/* one flush per batch: this is where ACKs coalesce */
 	pthread_mutex_lock(&qp->lock);
