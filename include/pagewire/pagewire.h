@@ -294,6 +294,79 @@ struct pw_mr *pw_reg_mr(struct pw_pd *pd, void *addr, size_t length,
  */
 int pw_dereg_mr(struct pw_mr *mr);
 
+/* pw_advise_mr() advice, as ibv_advise_mr()'s */
+enum pw_advise_mr_advice {
+	PW_ADVISE_MR_ADVICE_PREFETCH		= 0,	/* for reading */
+	PW_ADVISE_MR_ADVICE_PREFETCH_WRITE	= 1,	/* for writing */
+};
+
+/* Wait until the pages are in the MR's page table (IBV_ADVISE_MR_FLAG_FLUSH). */
+#define PW_ADVISE_MR_FLAG_FLUSH	(1u << 0)
+
+/**
+ * pw_advise_mr() - fault pages of ODP MRs in ahead of use
+ * @pd:      protection domain of the MRs
+ * @advice:  PW_ADVISE_MR_ADVICE_PREFETCH or _PREFETCH_WRITE
+ * @flags:   0 (asynchronous: queued to the fault engine) or
+ *           PW_ADVISE_MR_FLAG_FLUSH (return when done)
+ * @sg_list: ranges, each naming its MR by lkey
+ * @num_sge: entries in @sg_list, >= 1
+ *
+ * Ops that later touch the ranges find the pages valid and take no fault
+ * (the fault counters of pw_query_stats() show it). Pinned MRs need no
+ * advice: their ranges are accepted and ignored.
+ *
+ * Return: 0; -EINVAL (bad advice or flags, an lkey that is not an MR of
+ * @pd, a range outside its MR); -EFAULT (FLUSH: no mapping in a range);
+ * -ENOMEM.
+ */
+int pw_advise_mr(struct pw_pd *pd, enum pw_advise_mr_advice advice,
+		 uint32_t flags, const struct pw_sge *sg_list, uint32_t num_sge);
+
+/* pw_query_stats(): fault latency histogram buckets (bucket i: < 2^i us) */
+#define PW_STATS_FAULT_HIST	16
+
+/**
+ * struct pw_stats - counters of a context, since pw_open()
+ * @faults:             faults resolved or failed by the fault engine
+ *                      (responder ops, and asynchronous pw_advise_mr())
+ * @fault_failed:       of those, with no mapping (remote access errors)
+ * @fault_pages:        pages populated for ops
+ * @fault_around_pages: pages populated ahead (fault-around)
+ * @fault_major:        faults that had to read pages in (swap, files)
+ * @fault_ns:           submit-to-resolved time, summed
+ * @stall_ns:           time QPs spent stalled (STALL policy), summed
+ * @fault_lat_hist:     faults by latency: bucket i counts < 2^i us, the
+ *                      last one everything slower
+ * @naks_sent, @naks_received, @retransmitted_bytes, @dropped_bytes:
+ *                      DROP policy counters (zero until it exists)
+ */
+struct pw_stats {
+	uint64_t faults;
+	uint64_t fault_failed;
+	uint64_t fault_pages;
+	uint64_t fault_around_pages;
+	uint64_t fault_major;
+	uint64_t fault_ns;
+	uint64_t stall_ns;
+	uint64_t fault_lat_hist[PW_STATS_FAULT_HIST];
+	uint64_t naks_sent;
+	uint64_t naks_received;
+	uint64_t retransmitted_bytes;
+	uint64_t dropped_bytes;
+};
+
+/**
+ * pw_query_stats() - read a context's counters
+ * @ctx:  the context
+ * @st:   filled in
+ * @size: sizeof(*st) as the caller was compiled (fields past it are not
+ *        written, so that old callers keep working when fields are added)
+ *
+ * Return: 0 or -EINVAL.
+ */
+int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size);
+
 /* ------------------------------------------------------------------ */
 /* Completion queues and channels                                      */
 /* ------------------------------------------------------------------ */

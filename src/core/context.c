@@ -34,8 +34,13 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	ret = pw_engine_start(&ctx->engine);
 	if (ret)
 		goto err_keys;
+	ret = pw_fault_start(&ctx->faults, &ctx->keys, &ctx->engine);
+	if (ret)
+		goto err_engine;
 	return ctx;
 
+err_engine:
+	pw_engine_stop(&ctx->engine);
 err_keys:
 	pw_keytable_destroy(&ctx->keys);
 err_free:
@@ -57,6 +62,7 @@ int pw_close(struct pw_context *ctx)
 		return -EBUSY;
 	}
 	pthread_mutex_unlock(&ctx->obj_lock);
+	pw_fault_stop(&ctx->faults);
 	pw_engine_stop(&ctx->engine);
 	pw_keytable_destroy(&ctx->keys);
 	pthread_mutex_destroy(&ctx->obj_lock);
@@ -102,5 +108,29 @@ int pw_dealloc_pd(struct pw_pd *ibpd)
 	ctx->npd--;
 	pthread_mutex_unlock(&ctx->obj_lock);
 	free(pd);
+	return 0;
+}
+
+int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
+{
+	const struct pw_fault_stats *f;
+	struct pw_stats s = { 0 };
+
+	if (!ctx || !st || !size)
+		return -EINVAL;
+	f = &ctx->faults.stats;
+	s.faults = atomic_load_explicit(&f->faults, memory_order_relaxed);
+	s.fault_failed = atomic_load_explicit(&f->failed, memory_order_relaxed);
+	s.fault_pages = atomic_load_explicit(&f->pages, memory_order_relaxed);
+	s.fault_around_pages = atomic_load_explicit(&f->around_pages,
+						    memory_order_relaxed);
+	s.fault_major = atomic_load_explicit(&f->major, memory_order_relaxed);
+	s.fault_ns = atomic_load_explicit(&f->fault_ns, memory_order_relaxed);
+	s.stall_ns = atomic_load_explicit(&f->stall_ns, memory_order_relaxed);
+	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
+		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
+							   memory_order_relaxed);
+	/* a caller built against a shorter struct gets its prefix */
+	memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
 	return 0;
 }

@@ -10,11 +10,13 @@
 
 #include "engine/engine.h"
 #include "mr/mr.h"
+#include "paging/fault.h"
 #include "util/util.h"
 
 struct pw_context {
 	struct pw_engine engine;
 	struct pw_keytable keys;
+	struct pw_fault_engine faults;	/* ODP faults, off the progress thread */
 	/*
 	 * obj_lock: protects the object counters below and the pinned-MR
 	 * list. Never taken on the data path.

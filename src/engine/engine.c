@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "core/context.h"
 #include "engine/engine.h"
 #include "engine/qp.h"
 
@@ -109,6 +110,7 @@ static void run_cmds(struct pw_engine *eng)
 
 			if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, qp->fd, &ev) == 0)
 				qp->in_epoll = true;
+			qp->in_engine = true;
 			qp->eng_next = eng->qps;
 			eng->qps = qp;
 			eng->nqps++;
@@ -116,6 +118,7 @@ static void run_cmds(struct pw_engine *eng)
 			if (qp->in_epoll)
 				epoll_ctl(eng->epfd, EPOLL_CTL_DEL, qp->fd, NULL);
 			qp->in_epoll = false;
+			qp->in_engine = false;
 			for (struct pw_qp_i **pp = &eng->qps; *pp; pp = &(*pp)->eng_next)
 				if (*pp == qp) {
 					*pp = qp->eng_next;
@@ -131,6 +134,16 @@ static void run_cmds(struct pw_engine *eng)
 
 static void qp_events(struct pw_engine *eng, struct pw_qp_i *qp, uint32_t e)
 {
+	/*
+	 * Errors and hang-ups are reported even with no interest set: while
+	 * a fault stalls the QP, stop watching (the fault's completion reads
+	 * the socket and finds the end) rather than spin on them.
+	 */
+	if (qp->rx_stalled && (e & (EPOLLERR | EPOLLHUP))) {
+		epoll_ctl(eng->epfd, EPOLL_CTL_DEL, qp->fd, NULL);
+		qp->in_epoll = false;
+		return;
+	}
 	if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
 		pw_rx_process(qp);
 	if (e & EPOLLOUT) {
@@ -196,6 +209,8 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 		}
 		qp_events(eng, qp, evs[i].events);
 	}
+	/* faults resolved off-thread: their QPs resume here (fault.c) */
+	pw_fault_reap(&container_of(eng, struct pw_context, engine)->faults);
 	run_timers(eng);
 	run_cmds(eng);
 	return;
@@ -205,6 +220,7 @@ poll_out:
 	 * one pass in PW_BUSY_TIMER_PASSES, not on every one (clock_gettime
 	 * was 3% of a busy ping-pong).
 	 */
+	pw_fault_reap(&container_of(eng, struct pw_context, engine)->faults);
 	if (++eng->busy_passes % PW_BUSY_TIMER_PASSES == 0)
 		run_timers(eng);
 	run_cmds(eng);

@@ -17,6 +17,7 @@
 
 #include "engine/cq.h"
 #include "mr/mr.h"
+#include "paging/fault.h"
 #include "util/util.h"
 #include "wire/wire.h"
 
@@ -204,6 +205,15 @@ struct pw_qp_i {
 	atomic_bool want_out;
 	bool shut_wr;		/* write side shut down (lock) */
 	bool in_epoll;		/* progress thread */
+	bool in_engine;		/* on the engine's list (token holder) */
+	/*
+	 * STALL (issue 4): a responder fault is pending; the socket is not
+	 * read, so TCP backpressure holds the sender. Set and cleared by the
+	 * token holder under the lock (the epoll interest depends on it).
+	 */
+	bool rx_stalled;
+	struct pw_fault fault;	/* the pending fault (token holder) */
+	uint64_t stall_start_ns;
 	struct pw_qp_i *eng_next;	/* engine list (progress thread) */
 };
 
@@ -261,6 +271,7 @@ enum pw_wc_status pw_syndrome_to_status(uint32_t syndrome);
 void pw_tx_flush_locked(struct pw_qp_i *qp);
 /* The stream can carry nothing more (cut mid-message, or dead): shut it. */
 void pw_tx_kill_locked(struct pw_qp_i *qp);
+void pw_qp_set_stall_locked(struct pw_qp_i *qp, bool on);
 
 /* requester.c */
 bool pw_req_next_locked(struct pw_qp_i *qp);

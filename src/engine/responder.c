@@ -17,6 +17,7 @@
 #include "core/context.h"
 #include "engine/qp.h"
 #include "mr/mr.h"
+#include "paging/pt.h"
 
 /*
  * Atomics are PW_ATOMIC_HCA: atomic with respect to every other pagewire
@@ -98,20 +99,77 @@ bool pw_resp_next_locked(struct pw_qp_i *qp)
 	return true;
 }
 
-/* Check (key, PD, access, bounds) for a remote access. Return a syndrome. */
+/*
+ * Check (key, PD, access, bounds) for a remote access. Return a syndrome.
+ * With @miss, an ODP MR's device page table is looked up too: *miss gets
+ * the first page the op needs that is not valid, or 0 when all are (no
+ * user page lives at address 0: mmap_min_addr).
+ */
 static uint32_t check_remote(struct pw_qp_i *qp, uint32_t rkey, uint64_t addr,
-			     uint64_t len, unsigned int access)
+			     uint64_t len, unsigned int access, uint64_t *miss)
 {
 	struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, rkey);
 	uint32_t syn = PW_SYN_OK;
 
+	if (miss)
+		*miss = 0;
 	if (!mr)
 		return PW_SYN_REMOTE_ACCESS;
 	if (mr->ibmr.pd != qp->ibqp.pd || !(mr->ibmr.access & access) ||
 	    !pw_mr_covers(mr, addr, len))
 		syn = PW_SYN_REMOTE_ACCESS;
+	else if (miss && mr->pt &&
+		 !pw_pt_lookup(mr->pt, addr, len, access == PW_ACCESS_REMOTE_WRITE,
+			       miss) && !*miss)
+		*miss = addr;
 	pw_mr_put(mr);
 	return syn;
+}
+
+/*
+ * The fault engine is done with this QP's fault (token holder). Resume
+ * reading where the stall began; a fault that found no mapping is a
+ * remote access error for the op, as an unmapped page always was.
+ */
+static void resp_fault_done(struct pw_fault *f)
+{
+	struct pw_qp_i *qp = container_of(f, struct pw_qp_i, fault);
+	struct pw_rx *rx = &qp->rx;
+
+	if (!qp->in_engine)
+		return;		/* destroyed meanwhile: pw_destroy_qp cancels */
+	pthread_mutex_lock(&qp->lock);
+	pw_qp_set_stall_locked(qp, false);
+	atomic_fetch_add_explicit(&qp->ctx->faults.stats.stall_ns,
+				  pw_now_ns() - qp->stall_start_ns,
+				  memory_order_relaxed);
+	if (f->err) {
+		rx->err_syn = PW_SYN_REMOTE_ACCESS;
+		rx->dst = DST_DISCARD;
+	}
+	pthread_mutex_unlock(&qp->lock);
+	pw_rx_process(qp);
+}
+
+/*
+ * STALL (seed: "the target must either stall or drop"): only this QP
+ * pauses. Its socket is not read until the fault is resolved, so TCP
+ * backpressure holds the sender; the data then goes straight into the
+ * populated pages. Called with the lock held.
+ */
+static void resp_stall_locked(struct pw_qp_i *qp, uint32_t key, uint64_t addr,
+			      uint64_t len, bool write)
+{
+	struct pw_fault *f = &qp->fault;
+
+	f->key = key;
+	f->addr = addr;
+	f->len = len;
+	f->write = write;
+	f->done = resp_fault_done;
+	qp->stall_start_ns = pw_now_ns();
+	pw_qp_set_stall_locked(qp, true);
+	pw_fault_submit(&qp->ctx->faults, f);
 }
 
 static void rnr_nak(struct pw_qp_i *qp)
@@ -135,7 +193,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 	struct pw_rx *rx = &qp->rx;
 	struct pw_hdr *h = &rx->hdr;
 	struct pw_rqe *r;
-	uint64_t total;
+	uint64_t total, miss;
 
 	rx->skip = false;
 	rx->err_syn = PW_SYN_OK;
@@ -175,7 +233,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		if (!h->payload_len)
 			break;
 		rx->err_syn = check_remote(qp, h->rkey, h->raddr, h->payload_len,
-					   PW_ACCESS_REMOTE_WRITE);
+					   PW_ACCESS_REMOTE_WRITE, &miss);
 		if (!rx->err_syn) {
 			rx->dst = DST_PLACE;
 			rx->iov[0].base = (void *)(uintptr_t)h->raddr;
@@ -184,6 +242,13 @@ void pw_resp_begin(struct pw_qp_i *qp)
 			rx->niov = 1;
 			rx->iov_idx = 0;
 			rx->iov_off = 0;
+			/* the first missing page may start before the op */
+			if (miss && miss < h->raddr)
+				miss = h->raddr;
+			if (miss)
+				resp_stall_locked(qp, h->rkey, miss,
+						  h->raddr + h->payload_len - miss,
+						  true);
 		}
 		break;
 	case PW_OP_SEND:
@@ -216,7 +281,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		if (h->read_len)
 			rx->err_syn = check_remote(qp, h->rkey, h->raddr,
 						   h->read_len,
-						   PW_ACCESS_REMOTE_READ);
+						   PW_ACCESS_REMOTE_READ, NULL);
 		break;
 	case PW_OP_ATOMIC_CS:
 	case PW_OP_ATOMIC_FA:
@@ -225,7 +290,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 			break;
 		}
 		rx->err_syn = check_remote(qp, h->rkey, h->raddr, 8,
-					   PW_ACCESS_REMOTE_ATOMIC);
+					   PW_ACCESS_REMOTE_ATOMIC, NULL);
 		break;
 	}
 out:

@@ -345,6 +345,9 @@ void pw_rx_process(struct pw_qp_i *qp)
 			msg_begin(qp);
 			break;
 		case RX_DATA:
+			/* STALL: nothing is placed or read until the fault is done */
+			if (qp->rx_stalled)
+				goto out;
 			if (!rx->left) {
 				if (rx->hdr.opcode == PW_OP_READ_RESP)
 					rx->state = RX_TRAILER;

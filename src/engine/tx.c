@@ -22,18 +22,38 @@
 #define ZERO_LEN (64 * 1024)
 static const uint8_t zeros[ZERO_LEN];
 
-static void set_out_locked(struct pw_qp_i *qp, bool on)
+/*
+ * The socket's epoll interest: input unless a fault stalls the QP (a
+ * level-triggered EPOLLIN we will not read would spin the engine), output
+ * while a message waits for send space.
+ */
+static void epoll_update_locked(struct pw_qp_i *qp, bool out)
 {
 	struct epoll_event ev = {
-		.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0),
+		.events = (qp->rx_stalled ? 0 : EPOLLIN | EPOLLRDHUP) |
+			  (out ? EPOLLOUT : 0),
 		.data.ptr = qp,
 	};
 
-	if (atomic_load_explicit(&qp->want_out, memory_order_relaxed) == on)
-		return;
 	/* ENOENT after EOF removed the fd: the peer is gone, nothing to wait for */
 	epoll_ctl(qp->ctx->engine.epfd, EPOLL_CTL_MOD, qp->fd, &ev);
+}
+
+static void set_out_locked(struct pw_qp_i *qp, bool on)
+{
+	if (atomic_load_explicit(&qp->want_out, memory_order_relaxed) == on)
+		return;
+	epoll_update_locked(qp, on);
 	atomic_store_explicit(&qp->want_out, on, memory_order_relaxed);
+}
+
+void pw_qp_set_stall_locked(struct pw_qp_i *qp, bool on)
+{
+	if (qp->rx_stalled == on)
+		return;
+	qp->rx_stalled = on;
+	epoll_update_locked(qp, atomic_load_explicit(&qp->want_out,
+						     memory_order_relaxed));
 }
 
 /* Choose the next message. Return false when there is nothing to send. */

@@ -16,6 +16,7 @@
 
 #include "core/context.h"
 #include "mr/mr.h"
+#include "paging/pt.h"
 #include "util/util.h"
 
 #define PW_ACCESS_ALL (PW_ACCESS_LOCAL_WRITE | PW_ACCESS_REMOTE_WRITE | \
@@ -206,6 +207,15 @@ struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
 	mr->start = implicit ? 0 : (uint64_t)(uintptr_t)addr;
 	mr->end = implicit ? UINT64_MAX : mr->start + length;
 
+	if (odp) {
+		/* O(1): only the root node; the tree grows as pages fault in */
+		mr->pt = pw_pt_create(mr->start, implicit ? 0 : length, implicit);
+		if (!mr->pt) {
+			ret = -errno;
+			pw_set_error("pw_reg_mr: no memory for the ODP page table");
+			goto err_free;
+		}
+	}
 	if (mr->pinned) {
 		pthread_mutex_lock(&ctx->obj_lock);
 		ret = pin_range_locked(ctx, mr);
@@ -227,6 +237,7 @@ err_unpin:
 	if (mr->pinned)
 		unpin(ctx, mr);
 err_free:
+	pw_pt_destroy(mr->pt);
 	free(mr);
 	errno = -ret;
 	return NULL;
@@ -246,6 +257,8 @@ int pw_dereg_mr(struct pw_mr *ibmr)
 	if (mr->pinned)
 		unpin(ctx, mr);
 	atomic_fetch_sub(&to_pd(ibmr->pd)->users, 1);
+	/* no use is left: no lookup or fault can reach the table now */
+	pw_pt_destroy(mr->pt);
 	free(mr);
 	return 0;
 }

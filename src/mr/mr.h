@@ -18,6 +18,8 @@
 
 #include <pagewire/pagewire.h>
 
+struct pw_pt;
+
 struct pw_mr_i {
 	struct pw_mr ibmr;
 	uint64_t start;		/* first byte covered */
@@ -25,6 +27,14 @@ struct pw_mr_i {
 	bool pinned;
 	bool implicit;
 	atomic_int uses;	/* placement steps in progress */
+	/*
+	 * ODP (explicit or implicit): the device page table (paging/pt.h);
+	 * NULL for a pinned MR. fault_next/fault_ahead: where the last fault
+	 * ended and how far it populated ahead (fault-around, fault.c).
+	 */
+	struct pw_pt *pt;
+	_Atomic uint64_t fault_next;
+	_Atomic uint64_t fault_ahead;
 	struct pw_mr_i *pin_next; /* context's list of pinned MRs (ctx->mr_lock) */
 };
 

@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault engine (see fault.h). One worker thread: on 2 cores a second
+ * one would only compete with the progress thread, and MADV_POPULATE_*
+ * over a whole range is already one system call per fault.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "engine/engine.h"
+#include "mr/mr.h"
+#include "paging/fault.h"
+#include "paging/pt.h"
+#include "util/util.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ	22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
+
+/*
+ * Fault-around: a fault that starts where the previous one of the MR
+ * ended is a sequential stream, and the worker populates ahead of it,
+ * doubling from PW_FAULT_AROUND_MIN up to PW_FAULT_AROUND_MAX (mlx5's
+ * ODP prefetch bound is 4 MiB), so the next ops find their pages valid.
+ */
+#define PW_FAULT_AROUND_MIN	(64 * 1024)
+#define PW_FAULT_AROUND_MAX	(4 * 1024 * 1024)
+
+static uint64_t page_down(uint64_t a)
+{
+	return a & ~(PW_PT_PAGE_SIZE - 1);
+}
+
+static uint64_t page_up(uint64_t a)
+{
+	return a > UINT64_MAX - (PW_PT_PAGE_SIZE - 1) ? page_down(a) :
+	       page_down(a + PW_PT_PAGE_SIZE - 1);
+}
+
+static uint64_t majflt(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) == 0 ? (uint64_t)ru.ru_majflt : 0;
+}
+
+/*
+ * Populate one page-aligned range and publish it in @pt, never over an
+ * invalidation that raced with the population (mmu_interval_notifier's
+ * read_begin / read_retry discipline).
+ */
+static int populate_range(struct pw_pt *pt, uint64_t a, uint64_t len,
+			  bool write)
+{
+	for (;;) {
+		uint64_t seq = pw_pt_read_begin(pt);
+		int ret;
+
+		if (madvise((void *)(uintptr_t)a, len,
+			    write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ)) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			/*
+			 * EINVAL: a mapping madvise cannot populate (VM_IO,
+			 * PFNMAP) or a kernel older than 5.14. Mark it valid
+			 * anyway: placement then faults in place, as it did
+			 * before this engine, and EFAULT still ends in a
+			 * remote access error. Everything else (ENOMEM: no
+			 * mapping, EFAULT: SIGBUS/SIGSEGV territory, a
+			 * read-only mapping for write) is "no mapping there".
+			 */
+			if (errno != EINVAL)
+				return -EFAULT;
+		}
+		pw_pt_lock(pt);
+		if (pw_pt_read_retry(pt, seq)) {
+			pw_pt_unlock(pt);
+			continue;
+		}
+		ret = pw_pt_set_valid_locked(pt, a, len, write);
+		pw_pt_unlock(pt);
+		return ret == -EINVAL ? -EFAULT : ret;
+	}
+}
+
+int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
+		      uint64_t len, bool write, uint64_t *around)
+{
+	struct pw_mr_i *mr = pw_mr_get(fe->keys, key);
+	uint64_t a, end, ahead = 0, next;
+	int ret;
+
+	*around = 0;
+	if (!mr)
+		return -EFAULT;
+	if (!mr->pt || !len || !pw_mr_covers(mr, addr, len)) {
+		/* pinned: nothing to fault; outside the MR: no access */
+		ret = mr->pt && len ? -EFAULT : 0;
+		pw_mr_put(mr);
+		return ret;
+	}
+	a = page_down(addr);
+	end = page_up(addr + len);
+	next = atomic_load_explicit(&mr->fault_next, memory_order_relaxed);
+	if (next && next == a) {
+		ahead = atomic_load_explicit(&mr->fault_ahead, memory_order_relaxed);
+		ahead = ahead ? PW_MIN(ahead * 2, (uint64_t)PW_FAULT_AROUND_MAX) :
+			PW_FAULT_AROUND_MIN;
+	}
+	if (ahead) {
+		uint64_t mr_end = mr->implicit ? page_down(UINT64_MAX) :
+				  page_down(mr->end);
+		uint64_t e = end + ahead > end ? end + ahead : end;
+
+		if (e > mr_end)
+			e = mr_end > end ? mr_end : end;
+		/* a hole past the op is not the op's failure: retry without */
+		ret = populate_range(mr->pt, a, e - a, write);
+		if (ret == 0) {
+			*around = (e - end) / PW_PT_PAGE_SIZE;
+			end = e;
+			goto out;
+		}
+	}
+	ret = populate_range(mr->pt, a, end - a, write);
+out:
+	if (ret == 0) {
+		atomic_store_explicit(&mr->fault_next, end, memory_order_relaxed);
+		atomic_store_explicit(&mr->fault_ahead, ahead, memory_order_relaxed);
+	}
+	pw_mr_put(mr);
+	return ret;
+}
+
+static void account(struct pw_fault_engine *fe, const struct pw_fault *f,
+		    uint64_t around, bool major)
+{
+	struct pw_fault_stats *s = &fe->stats;
+	uint64_t ns = pw_now_ns() - f->t_submit_ns, us = ns / 1000;
+	unsigned int b = 0;
+
+	while (b + 1 < PW_FAULT_HIST && us >= (1ull << b))
+		b++;
+	atomic_fetch_add_explicit(&s->faults, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->fault_ns, ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->lat_hist[b], 1, memory_order_relaxed);
+	if (f->err) {
+		atomic_fetch_add_explicit(&s->failed, 1, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&s->pages,
+				  (page_up(f->addr + f->len) - page_down(f->addr)) /
+				  PW_PT_PAGE_SIZE, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->around_pages, around, memory_order_relaxed);
+	if (major)
+		atomic_fetch_add_explicit(&s->major, 1, memory_order_relaxed);
+}
+
+static void *worker_main(void *arg)
+{
+	struct pw_fault_engine *fe = arg;
+
+	pthread_mutex_lock(&fe->lock);
+	for (;;) {
+		struct pw_fault *f;
+		uint64_t around, maj;
+
+		while (!fe->head && !fe->stop)
+			pthread_cond_wait(&fe->cond, &fe->lock);
+		if (fe->stop)
+			break;
+		f = fe->head;
+		fe->head = f->next;
+		if (!fe->head)
+			fe->tail = NULL;
+		f->state = PW_FAULT_RUNNING;
+		pthread_mutex_unlock(&fe->lock);
+
+		maj = majflt();
+		f->err = pw_fault_populate(fe, f->key, f->addr, f->len, f->write,
+					   &around);
+		account(fe, f, around, majflt() > maj);
+
+		pthread_mutex_lock(&fe->lock);
+		if (f->cancelled) {
+			f->state = PW_FAULT_IDLE;
+			pthread_cond_broadcast(&fe->cond);
+			continue;
+		}
+		f->state = PW_FAULT_DONE;
+		f->next = NULL;
+		if (fe->done_tail)
+			fe->done_tail->next = f;
+		else
+			fe->done_head = f;
+		fe->done_tail = f;
+		atomic_store_explicit(&fe->done_pending, true, memory_order_release);
+		pthread_mutex_unlock(&fe->lock);
+		pw_engine_kick(fe->eng);
+		pthread_mutex_lock(&fe->lock);
+	}
+	pthread_mutex_unlock(&fe->lock);
+	return NULL;
+}
+
+int pw_fault_start(struct pw_fault_engine *fe, struct pw_keytable *keys,
+		   struct pw_engine *eng)
+{
+	int ret;
+
+	fe->keys = keys;
+	fe->eng = eng;
+	pthread_mutex_init(&fe->lock, NULL);
+	pthread_cond_init(&fe->cond, NULL);
+	ret = -pthread_create(&fe->thread, NULL, worker_main, fe);
+	if (ret) {
+		pthread_cond_destroy(&fe->cond);
+		pthread_mutex_destroy(&fe->lock);
+		return ret;
+	}
+	fe->started = true;
+	return 0;
+}
+
+static void free_owned(struct pw_fault **head)
+{
+	while (*head) {
+		struct pw_fault *f = *head;
+
+		*head = f->next;
+		if (f->owned)
+			free(f);
+	}
+}
+
+void pw_fault_stop(struct pw_fault_engine *fe)
+{
+	if (!fe->started)
+		return;
+	pthread_mutex_lock(&fe->lock);
+	fe->stop = true;
+	pthread_cond_broadcast(&fe->cond);
+	pthread_mutex_unlock(&fe->lock);
+	pthread_join(fe->thread, NULL);
+	/*
+	 * QPs cancelled theirs before; what is left is asynchronous advice
+	 * nobody waits for (pw_advise_mr()), owned by us.
+	 */
+	free_owned(&fe->head);
+	free_owned(&fe->done_head);
+	fe->tail = fe->done_tail = NULL;
+	pthread_cond_destroy(&fe->cond);
+	pthread_mutex_destroy(&fe->lock);
+	fe->started = false;
+}
+
+void pw_fault_submit(struct pw_fault_engine *fe, struct pw_fault *f)
+{
+	f->t_submit_ns = pw_now_ns();
+	f->err = 0;
+	f->next = NULL;
+	pthread_mutex_lock(&fe->lock);
+	f->cancelled = false;
+	f->state = PW_FAULT_QUEUED;
+	if (fe->tail)
+		fe->tail->next = f;
+	else
+		fe->head = f;
+	fe->tail = f;
+	pthread_cond_broadcast(&fe->cond);
+	pthread_mutex_unlock(&fe->lock);
+}
+
+void pw_fault_reap(struct pw_fault_engine *fe)
+{
+	if (!atomic_load_explicit(&fe->done_pending, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&fe->lock);
+	while (fe->done_head) {
+		struct pw_fault *f = fe->done_head;
+
+		fe->done_head = f->next;
+		if (!fe->done_head)
+			fe->done_tail = NULL;
+		bool owned = f->owned;
+
+		f->state = PW_FAULT_REAPING;
+		pthread_mutex_unlock(&fe->lock);
+		f->done(f);	/* an owned fault is freed here: no canceller */
+		pthread_mutex_lock(&fe->lock);
+		if (!owned) {
+			f->state = PW_FAULT_IDLE;
+			pthread_cond_broadcast(&fe->cond);
+		}
+	}
+	atomic_store_explicit(&fe->done_pending, false, memory_order_relaxed);
+	pthread_mutex_unlock(&fe->lock);
+}
+
+/* Unlink @f from the singly linked list *head / *tail, if it is there. */
+static bool unlink_fault(struct pw_fault **head, struct pw_fault **tail,
+			 struct pw_fault *f)
+{
+	struct pw_fault *prev = NULL;
+
+	for (struct pw_fault *p = *head; p; prev = p, p = p->next) {
+		if (p != f)
+			continue;
+		if (prev)
+			prev->next = p->next;
+		else
+			*head = p->next;
+		if (*tail == p)
+			*tail = prev;
+		return true;
+	}
+	return false;
+}
+
+void pw_fault_cancel(struct pw_fault_engine *fe, struct pw_fault *f)
+{
+	if (!fe->started)
+		return;
+	pthread_mutex_lock(&fe->lock);
+	for (;;) {
+		if (f->state == PW_FAULT_QUEUED) {
+			unlink_fault(&fe->head, &fe->tail, f);
+			f->state = PW_FAULT_IDLE;
+		} else if (f->state == PW_FAULT_DONE) {
+			unlink_fault(&fe->done_head, &fe->done_tail, f);
+			f->state = PW_FAULT_IDLE;
+		} else if (f->state == PW_FAULT_RUNNING) {
+			f->cancelled = true;
+		}
+		if (f->state == PW_FAULT_IDLE)
+			break;
+		pthread_cond_wait(&fe->cond, &fe->lock);
+	}
+	pthread_mutex_unlock(&fe->lock);
+}

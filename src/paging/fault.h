@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault engine: resolves responder (and later local) page faults of
+ * on-demand-paging MRs off the progress thread.
+ *
+ * The progress thread never waits for a page (issue 4, seed: "the target
+ * must either stall or drop"). When an op needs pages that the MR's device
+ * page table does not hold, the QP hands a struct pw_fault to this engine
+ * and, under STALL, stops reading its socket: TCP backpressure holds the
+ * sender, every other QP keeps running. A worker thread populates the
+ * range with MADV_POPULATE_WRITE / MADV_POPULATE_READ (plus fault-around
+ * for sequential streams), marks the pages valid under the page table's
+ * read_begin / read_retry discipline, and hands the fault back to the
+ * progress engine, whose token holder runs the QP's done callback.
+ */
+#ifndef PW_PAGING_FAULT_H
+#define PW_PAGING_FAULT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pw_engine;
+struct pw_keytable;
+
+enum pw_fault_state {
+	PW_FAULT_IDLE,		/* not submitted, or finished and reaped */
+	PW_FAULT_QUEUED,
+	PW_FAULT_RUNNING,	/* the worker populates it */
+	PW_FAULT_DONE,		/* waiting for the engine to reap it */
+	PW_FAULT_REAPING,	/* its done callback runs */
+};
+
+/**
+ * struct pw_fault - one fault request, embedded in its owner (a QP)
+ * @key:   the MR's key; the worker looks it up again (the MR may be gone)
+ * @addr/@len: the bytes the op needs
+ * @write: populate for write
+ * @done:  run by the progress engine's token holder once the fault is
+ *         resolved (@err 0) or failed (@err -EFAULT: no mapping there, or
+ *         the MR is gone)
+ */
+struct pw_fault {
+	uint32_t key;
+	bool write;
+	uint64_t addr;
+	uint64_t len;
+	void (*done)(struct pw_fault *f);
+	int err;
+	uint64_t t_submit_ns;
+	bool owned;	/* heap-allocated, freed by @done or at stop (advice) */
+	/* private to fault.c, under the engine's lock */
+	enum pw_fault_state state;
+	bool cancelled;
+	struct pw_fault *next;
+};
+
+/* fault latency histogram: bucket i counts faults of < 2^i us (last: more) */
+#define PW_FAULT_HIST	16
+
+/**
+ * struct pw_fault_stats - counters, read without a lock (relaxed atomics)
+ */
+struct pw_fault_stats {
+	atomic_uint_fast64_t faults;	/* requests resolved or failed */
+	atomic_uint_fast64_t failed;	/* of those, no mapping / MR gone */
+	atomic_uint_fast64_t pages;	/* pages populated for the ops */
+	atomic_uint_fast64_t around_pages; /* pages populated ahead */
+	atomic_uint_fast64_t major;	/* faults that had to read pages in */
+	atomic_uint_fast64_t fault_ns;	/* submit to done, summed */
+	atomic_uint_fast64_t stall_ns;	/* QPs stalled (STALL), summed */
+	atomic_uint_fast64_t lat_hist[PW_FAULT_HIST];
+};
+
+struct pw_fault_engine {
+	pthread_t thread;
+	bool started;
+	/*
+	 * lock: protects the request queue, the done list, every request's
+	 * state and the stop flag. cond: wakes the worker (new work, stop)
+	 * and cancellers (a request changed state).
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct pw_fault *head, *tail;
+	struct pw_fault *done_head, *done_tail;
+	atomic_bool done_pending;	/* done_head non-empty, read lock-free */
+	bool stop;
+	struct pw_keytable *keys;
+	struct pw_engine *eng;
+	struct pw_fault_stats stats;
+};
+
+/**
+ * pw_fault_start() - start the worker thread
+ * @fe:   the engine (zeroed by the caller's context allocation)
+ * @keys: the context's key table (MRs are looked up by key)
+ * @eng:  the progress engine to kick when a fault completes
+ *
+ * Return: 0 or -errno.
+ */
+int pw_fault_start(struct pw_fault_engine *fe, struct pw_keytable *keys,
+		   struct pw_engine *eng);
+
+/* Stop and join the worker. Every request must have been cancelled. */
+void pw_fault_stop(struct pw_fault_engine *fe);
+
+/* Queue @f (state IDLE). Its done callback runs later on the token holder. */
+void pw_fault_submit(struct pw_fault_engine *fe, struct pw_fault *f);
+
+/*
+ * Token holder: run the done callbacks of finished requests. Cheap when
+ * there are none (one atomic load).
+ */
+void pw_fault_reap(struct pw_fault_engine *fe);
+
+/*
+ * Take @f back, whatever its state: dequeue it, or wait for the worker
+ * or a running callback to finish with it. After this returns the owner
+ * may free @f; its callback will not run (again). Must not be called by
+ * the token holder from a done callback, nor with locks the callback
+ * takes held.
+ */
+void pw_fault_cancel(struct pw_fault_engine *fe, struct pw_fault *f);
+
+/*
+ * Populate [addr, addr + len) of the MR with key @key for @write and mark
+ * it valid in the MR's page table. Synchronous; used by the worker and by
+ * pw_advise_mr(). Return 0, -EFAULT (no mapping, or the MR is gone) or
+ * -ENOMEM.
+ */
+int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
+		      uint64_t len, bool write, uint64_t *around);
+
+#endif /* PW_PAGING_FAULT_H */
