@@ -99,77 +99,144 @@ bool pw_resp_next_locked(struct pw_qp_i *qp)
 	return true;
 }
 
-/*
- * Check (key, PD, access, bounds) for a remote access. Return a syndrome.
- * With @miss, an ODP MR's device page table is looked up too: *miss gets
- * the first page the op needs that is not valid, or 0 when all are (no
- * user page lives at address 0: mmap_min_addr).
- */
+/* Check (key, PD, access, bounds) for a remote access. Return a syndrome. */
 static uint32_t check_remote(struct pw_qp_i *qp, uint32_t rkey, uint64_t addr,
-			     uint64_t len, unsigned int access, uint64_t *miss)
+			     uint64_t len, unsigned int access)
 {
 	struct pw_mr_i *mr = pw_mr_get(&qp->ctx->keys, rkey);
 	uint32_t syn = PW_SYN_OK;
 
-	if (miss)
-		*miss = 0;
 	if (!mr)
 		return PW_SYN_REMOTE_ACCESS;
 	if (mr->ibmr.pd != qp->ibqp.pd || !(mr->ibmr.access & access) ||
 	    !pw_mr_covers(mr, addr, len))
 		syn = PW_SYN_REMOTE_ACCESS;
-	else if (miss && mr->pt &&
-		 !pw_pt_lookup(mr->pt, addr, len, access == PW_ACCESS_REMOTE_WRITE,
-			       miss) && !*miss)
-		*miss = addr;
 	pw_mr_put(mr);
 	return syn;
 }
 
 /*
+ * Is [a, a + l) of the MR with key @key missing from its page table? An
+ * MR without one (pinned), or gone (placement reports that), never is.
+ * On a miss, *f gets the part from the first missing page on.
+ */
+static bool range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
+		       uint64_t l, bool write, struct pw_fault *f)
+{
+	struct pw_mr_i *mr;
+	uint64_t m;
+	bool hit = false;
+
+	if (!l)
+		return false;
+	mr = pw_mr_get(&qp->ctx->keys, key);
+	if (!mr)
+		return false;
+	if (mr->pt && pw_mr_covers(mr, a, l) &&
+	    !pw_pt_lookup(mr->pt, a, l, write, &m)) {
+		/* the first missing page may start before the range */
+		if (m < a)
+			m = a;
+		f->key = key;
+		f->addr = m;
+		f->len = a + l - m;
+		f->write = write;
+		hit = true;
+	}
+	pw_mr_put(mr);
+	return hit;
+}
+
+/*
+ * The first range the current request needs that is not in its ODP MR's
+ * page table: the target range of a WRITE, READ or atomic, or the part of
+ * the receive buffers a SEND fills. Filled into @f.
+ */
+static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f)
+{
+	struct pw_rx *rx = &qp->rx;
+	const struct pw_hdr *h = &rx->hdr;
+	uint64_t need = h->payload_len;
+
+	switch (h->opcode) {
+	case PW_OP_READ_REQ:
+		return range_miss(qp, h->rkey, h->raddr, h->read_len, false, f);
+	case PW_OP_ATOMIC_CS:
+	case PW_OP_ATOMIC_FA:
+		return range_miss(qp, h->rkey, h->raddr, 8, true, f);
+	default:
+		if (rx->dst != DST_PLACE)
+			return false;
+		for (int i = 0; i < rx->niov && need; i++) {
+			uint64_t l = PW_MIN((uint64_t)rx->iov[i].len, need);
+
+			if (range_miss(qp, rx->iov[i].key,
+				       (uint64_t)(uintptr_t)rx->iov[i].base, l,
+				       true, f))
+				return true;
+			need -= l;
+		}
+		return false;
+	}
+}
+
+static void resp_fault_done(struct pw_fault *f);
+
+/*
+ * STALL (seed: "the target must either stall or drop"): when the current
+ * request needs pages its ODP MR's page table lacks, only this QP pauses.
+ * Its socket is not read until the fault engine has them, so TCP
+ * backpressure holds the sender; the data then goes straight into the
+ * populated pages, and a READ response or atomic runs on valid pages.
+ * Return true when the QP stalled. Called with the lock held.
+ */
+static bool resp_fault_check_locked(struct pw_qp_i *qp)
+{
+	struct pw_fault *f = &qp->fault;
+
+	if (qp->rx.err_syn || qp->rx.skip || !resp_find_miss(qp, f))
+		return false;
+	f->done = resp_fault_done;
+	if (!qp->rx_stalled)
+		qp->stall_start_ns = pw_now_ns();
+	pw_qp_set_stall_locked(qp, true);
+	pw_fault_submit(&qp->ctx->faults, f);
+	return true;
+}
+
+/*
  * The fault engine is done with this QP's fault (token holder). Resume
- * reading where the stall began; a fault that found no mapping is a
- * remote access error for the op, as an unmapped page always was.
+ * where the stall began, after faulting the next range the op needs, if
+ * any (a SEND may span several receive buffers); a fault that found no
+ * mapping is a remote access error for the op, as an unmapped page
+ * always was.
  */
 static void resp_fault_done(struct pw_fault *f)
 {
 	struct pw_qp_i *qp = container_of(f, struct pw_qp_i, fault);
 	struct pw_rx *rx = &qp->rx;
+	bool to_recv = rx->hdr.opcode == PW_OP_SEND ||
+		       rx->hdr.opcode == PW_OP_SEND_IMM;
 
 	if (!qp->in_engine)
 		return;		/* destroyed meanwhile: pw_destroy_qp cancels */
 	pthread_mutex_lock(&qp->lock);
+	if (f->err) {
+		/* as a fault while placing (pw_resp_finish) */
+		rx->err_syn = to_recv ? PW_SYN_REMOTE_OP : PW_SYN_REMOTE_ACCESS;
+		if (to_recv)
+			rx->recv_status = PW_WC_LOC_PROT_ERR;
+		rx->dst = DST_DISCARD;
+	} else if (resp_fault_check_locked(qp)) {
+		pthread_mutex_unlock(&qp->lock);
+		return;
+	}
 	pw_qp_set_stall_locked(qp, false);
 	atomic_fetch_add_explicit(&qp->ctx->faults.stats.stall_ns,
 				  pw_now_ns() - qp->stall_start_ns,
 				  memory_order_relaxed);
-	if (f->err) {
-		rx->err_syn = PW_SYN_REMOTE_ACCESS;
-		rx->dst = DST_DISCARD;
-	}
 	pthread_mutex_unlock(&qp->lock);
 	pw_rx_process(qp);
-}
-
-/*
- * STALL (seed: "the target must either stall or drop"): only this QP
- * pauses. Its socket is not read until the fault is resolved, so TCP
- * backpressure holds the sender; the data then goes straight into the
- * populated pages. Called with the lock held.
- */
-static void resp_stall_locked(struct pw_qp_i *qp, uint32_t key, uint64_t addr,
-			      uint64_t len, bool write)
-{
-	struct pw_fault *f = &qp->fault;
-
-	f->key = key;
-	f->addr = addr;
-	f->len = len;
-	f->write = write;
-	f->done = resp_fault_done;
-	qp->stall_start_ns = pw_now_ns();
-	pw_qp_set_stall_locked(qp, true);
-	pw_fault_submit(&qp->ctx->faults, f);
 }
 
 static void rnr_nak(struct pw_qp_i *qp)
@@ -193,7 +260,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 	struct pw_rx *rx = &qp->rx;
 	struct pw_hdr *h = &rx->hdr;
 	struct pw_rqe *r;
-	uint64_t total, miss;
+	uint64_t total;
 
 	rx->skip = false;
 	rx->err_syn = PW_SYN_OK;
@@ -233,7 +300,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		if (!h->payload_len)
 			break;
 		rx->err_syn = check_remote(qp, h->rkey, h->raddr, h->payload_len,
-					   PW_ACCESS_REMOTE_WRITE, &miss);
+					   PW_ACCESS_REMOTE_WRITE);
 		if (!rx->err_syn) {
 			rx->dst = DST_PLACE;
 			rx->iov[0].base = (void *)(uintptr_t)h->raddr;
@@ -243,12 +310,6 @@ void pw_resp_begin(struct pw_qp_i *qp)
 			rx->iov_idx = 0;
 			rx->iov_off = 0;
 			/* the first missing page may start before the op */
-			if (miss && miss < h->raddr)
-				miss = h->raddr;
-			if (miss)
-				resp_stall_locked(qp, h->rkey, miss,
-						  h->raddr + h->payload_len - miss,
-						  true);
 		}
 		break;
 	case PW_OP_SEND:
@@ -281,7 +342,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		if (h->read_len)
 			rx->err_syn = check_remote(qp, h->rkey, h->raddr,
 						   h->read_len,
-						   PW_ACCESS_REMOTE_READ, NULL);
+						   PW_ACCESS_REMOTE_READ);
 		break;
 	case PW_OP_ATOMIC_CS:
 	case PW_OP_ATOMIC_FA:
@@ -290,9 +351,11 @@ void pw_resp_begin(struct pw_qp_i *qp)
 			break;
 		}
 		rx->err_syn = check_remote(qp, h->rkey, h->raddr, 8,
-					   PW_ACCESS_REMOTE_ATOMIC, NULL);
+					   PW_ACCESS_REMOTE_ATOMIC);
 		break;
 	}
+	/* an ODP target or receive buffer not in its page table: STALL */
+	resp_fault_check_locked(qp);
 out:
 	pthread_mutex_unlock(&qp->lock);
 }

@@ -322,7 +322,105 @@ static void t_advise(const char *arg)
 	pwt_pair_close(&p);
 }
 
+/*
+ * Every other responder op on ODP pages the page table does not hold:
+ * READ of data the target wrote itself (resident, but never seen by the
+ * page table), READ of untouched pages (zeros), FETCH_ADD and CMP_SWAP on
+ * an untouched word, a SEND into an untouched receive buffer spanning two
+ * SGEs. Each faults (counted) and returns exact data.
+ */
+static void t_ops_fresh(const char *arg)
+{
+	const size_t len = 64 * PWT_KIB;
+	struct pwt_pair p;
+	struct pwt_img sink, src, tgt, rbuf, ssrc;
+	uint64_t f0, *res;
+	struct pw_sge sg[2];
+	struct pw_recv_wr rwr = { 0 }, *bad;
+
+	(void)arg;
+	pwt_pair_open(&p, NULL);
+	pwt_img_alloc(&sink, &p.a, 2 * len, PWT_PINNED, 0);
+	pwt_img_alloc(&src, &p.b, 2 * len, PWT_ODP, 0);
+	pwt_img_alloc(&tgt, &p.b, 4096, PWT_ODP, 0);
+	pwt_img_alloc(&rbuf, &p.b, 2 * len, PWT_ODP, 0);
+	pwt_img_alloc_src(&ssrc, &p.a, len, PWT_PINNED, 31);
+
+	/* READ of data the target wrote locally: faults, then exact bytes */
+	pwt_fill(src.buf.addr, len, 32);
+	pwt_fill(src.want, len, 32);
+	f0 = faults(p.b.ctx);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_READ, 1, sink.buf.addr,
+			     (uint32_t)len, sink.buf.lkey, pwt_va(src.buf.addr),
+			     src.buf.rkey, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 1, PW_WC_RDMA_READ, (uint32_t)len, p.a.qp->qp_num);
+	PWT_MEMEQ(sink.buf.addr, src.want, len);
+	PWT_ASSERT(faults(p.b.ctx) > f0);
+
+	/* READ of untouched pages: zeros */
+	memset(sink.buf.addr, 0xee, len);
+	f0 = faults(p.b.ctx);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_READ, 2, sink.buf.addr,
+			     (uint32_t)len, sink.buf.lkey,
+			     pwt_va(src.buf.addr + len), src.buf.rkey,
+			     PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 2, PW_WC_RDMA_READ, (uint32_t)len, p.a.qp->qp_num);
+	PWT_ZERO(sink.buf.addr, len);
+	PWT_ASSERT(faults(p.b.ctx) > f0);
+
+	/* atomics on an untouched word */
+	res = (uint64_t *)(void *)(sink.buf.addr + len);
+	f0 = faults(p.b.ctx);
+	PWT_OK(pwt_post_atomic(p.a.qp, PW_WR_ATOMIC_FETCH_AND_ADD, 3, res,
+			       sink.buf.lkey, pwt_va(tgt.buf.addr + 64),
+			       tgt.buf.rkey, 5, 0, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 3, PW_WC_FETCH_ADD, 8, p.a.qp->qp_num);
+	PWT_EQ(*res, 0u);
+	PWT_ASSERT(faults(p.b.ctx) > f0);
+	PWT_OK(pwt_post_atomic(p.a.qp, PW_WR_ATOMIC_CMP_AND_SWP, 4, res,
+			       sink.buf.lkey, pwt_va(tgt.buf.addr + 64),
+			       tgt.buf.rkey, 5, 77, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 4, PW_WC_COMP_SWAP, 8, p.a.qp->qp_num);
+	PWT_EQ(*res, 5u);
+	{
+		uint64_t v;
+
+		memcpy(&v, tgt.buf.addr + 64, 8);
+		PWT_EQ(v, 77u);
+	}
+
+	/* SEND into an untouched receive buffer, two SGEs */
+	sg[0].addr = pwt_va(rbuf.buf.addr + 100);
+	sg[0].length = (uint32_t)(len / 2);
+	sg[0].lkey = rbuf.buf.lkey;
+	sg[1].addr = pwt_va(rbuf.buf.addr + len + 300);
+	sg[1].length = (uint32_t)(len / 2 + 100);
+	sg[1].lkey = rbuf.buf.lkey;
+	rwr.wr_id = 9;
+	rwr.sg_list = sg;
+	rwr.num_sge = 2;
+	PWT_OK(pw_post_recv(p.b.qp, &rwr, &bad));
+	f0 = faults(p.b.ctx);
+	PWT_OK(pwt_post_send1(p.a.qp, PW_WR_SEND, 5, ssrc.buf.addr,
+			      (uint32_t)len, ssrc.buf.lkey, 0, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 5, PW_WC_SEND, (uint32_t)len, p.a.qp->qp_num);
+	PWT_EXPECT_RECV(p.b.rcq, 9, PW_WC_RECV, (uint32_t)len, false, 0,
+			p.b.qp->qp_num);
+	PWT_MEMEQ(rbuf.buf.addr + 100, ssrc.want, len / 2);
+	PWT_MEMEQ(rbuf.buf.addr + len + 300, ssrc.want + len / 2, len / 2);
+	PWT_ASSERTF(faults(p.b.ctx) >= f0 + 2, "SEND over two untouched SGEs: %llu faults",
+		    (unsigned long long)(faults(p.b.ctx) - f0));
+
+	pwt_img_free(&ssrc);
+	pwt_img_free(&rbuf);
+	pwt_img_free(&tgt);
+	pwt_img_free(&src);
+	pwt_img_free(&sink);
+	pwt_pair_close(&p);
+}
+
 static const struct pwt_case cases[] = {
+	{ "ops_fresh", t_ops_fresh },
 	{ "advise", t_advise },
 	{ "write_fresh", t_write_fresh },
 	{ "write_stream", t_write_stream },
