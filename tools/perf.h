@@ -142,6 +142,8 @@ struct perf_opts {
 	bool loopback;
 	bool baseline;
 	bool vs_pinned;
+	bool mr_set;
+	bool local_reg;		/* the local test 'reg' */
 	const char *host;
 };
 
@@ -342,6 +344,9 @@ unsigned int perf_cq_mod(unsigned int window);
 unsigned int perf_window(const struct perf_run *run);
 enum perf_test perf_baseline_of(enum perf_test t);
 uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);
+
+/* perf_reg.c: the local test 'reg' (registration cost against size) */
+int perf_reg_run(const struct perf_opts *o);
 void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set);
 
 /* The local and remote keys of pair kind @kind (0 unless --vs-pinned). */

@@ -24,7 +24,7 @@
 #include "perf.h"
 #include "tool_util.h"
 
-#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat"
+#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat reg"
 
 /* How long --loopback waits for its server after the client finished. */
 #define LOOPBACK_REAP_MS	30000
@@ -56,6 +56,10 @@ static void usage(FILE *f)
 "              answers one byte at the end (verified); MB/sec as write_bw\n"
 "  tcp_lat     baseline: TCP ping-pong of -s bytes, half the round trip\n"
 "              (as write_lat)\n"
+"  reg         local, no peer: pw_reg_mr + pw_dereg_mr cost against size\n"
+"              (4K .. 1G pinned, .. 1T odp; implicit), median of -n (default:\n"
+"              1000, pinned ~1 GiB worth); -s one size, --mr one kind. JSON:\n"
+"              mr, size, iters, reg_us, reg_min_us, dereg_us (or error)\n"
 "\n"
 "Options:\n"
 "  -s, --size=SIZE      message size, K/M/G suffixes (powers of 2);\n"
@@ -246,6 +250,7 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 			usage(stdout);
 			exit(0);
 		case OPT_MR:
+			o->mr_set = true;
 			if (!strcmp(optarg, "pinned"))
 				o->mr = PERF_MR_PINNED;
 			else if (!strcmp(optarg, "odp"))
@@ -303,6 +308,13 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 	}
 	if (!test)
 		usage_error("no TEST given (" TEST_NAMES ")");
+	if (!strcmp(test, "reg")) {
+		/* local: no peer, no connection options */
+		if (o->host || o->loopback || o->baseline || o->vs_pinned)
+			usage_error("reg is local: no SERVER_HOST, --loopback, --baseline or --vs-pinned");
+		o->local_reg = true;
+		return;
+	}
 	int t = perf_test_by_name(test);
 
 	if (t < 0)
@@ -680,6 +692,8 @@ int main(int argc, char **argv)
 	struct perf_opts o;
 
 	parse_args(argc, argv, &o);
+	if (o.local_reg)
+		return perf_reg_run(&o);
 	if (o.loopback)
 		return run_loopback(&o);
 	if (o.host)

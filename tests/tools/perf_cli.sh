@@ -46,6 +46,17 @@ vs_pinned_lat)
 	echo "$out" | json_check lat_p50_us pair_lat_p50_us pinned_lat_p50_us vs_pinned_us ||
 		fail "write_lat JSON"
 	;;
+reg)
+	# one line per (mr, size) with reg_us; ODP registration of 1 TiB works
+	out=$("$PERF" reg --json -s 1M -n 5) || fail "reg exited $?"
+	[ "$(echo "$out" | grep -c '"test":"reg"')" = 3 ] ||
+		fail "reg -s 1M: expected 3 lines (pinned, odp, implicit): $out"
+	echo "$out" | json_check size iters reg_us reg_min_us dereg_us || fail "reg JSON"
+	out=$("$PERF" reg --json --mr=odp -n 5) || fail "reg --mr=odp exited $?"
+	echo "$out" | grep -q '"mr":"odp","size":1099511627776' || fail "reg odp 1T: $out"
+	"$PERF" reg --loopback >/dev/null 2>&1
+	[ $? = 2 ] || fail "reg --loopback must be a usage error (2)"
+	;;
 vs_pinned_usage)
 	# a clear usage error (exit 2), never a run
 	for args in "write_bw --mr=pinned --vs-pinned" "send_bw --vs-pinned" \
