@@ -77,8 +77,28 @@ enum perf_test {
 	/* Plain TCP sockets, no pagewire at all: the baselines. */
 	PERF_TCP_BW,
 	PERF_TCP_LAT,
+	/* demand paging (issue 4) */
+	PERF_FAULT_LAT,
 	PERF_TEST_COUNT
 };
+
+/*
+ * fault_lat layout of the target's area: PERF_FAULT_RESIDENT pages written
+ * first (then resident and valid), then one fresh page per iteration every
+ * other page (a gap, so that no fault looks sequential and fault-around
+ * stays out of the measurement).
+ */
+#define PERF_FAULT_RESIDENT	64
+#define PERF_FAULT_PAGE		4096
+static inline uint64_t perf_fault_resident_off(uint64_t i)
+{
+	return (i % PERF_FAULT_RESIDENT) * PERF_FAULT_PAGE;
+}
+
+static inline uint64_t perf_fault_fresh_off(uint64_t i)
+{
+	return (PERF_FAULT_RESIDENT + 2 * i) * PERF_FAULT_PAGE;
+}
 
 enum perf_mr_mode {
 	PERF_MR_PINNED,
@@ -218,6 +238,7 @@ struct perf_rec {
  * @t_start/@t_end: first post and last completion (CLOCK_MONOTONIC ns)
  * @msgs:  messages completed
  * @lat_us: latency samples (lat tests), @nlat of them
+ * @lat2_us: fault_lat: samples of the resident pages, @nlat of them
  * @recs:  completion records (bw tests), @nrecs of them
  */
 struct perf_step {
@@ -225,6 +246,7 @@ struct perf_step {
 	uint64_t t_end;
 	uint64_t msgs;
 	double *lat_us;
+	double *lat2_us;	/* fault_lat: the resident-page samples */
 	size_t nlat;
 	struct perf_rec *recs;
 	size_t nrecs;

@@ -438,6 +438,78 @@ static int client_read_lat_step(struct perf_ep *ep, unsigned int s)
 			     "the last RDMA READ result");
 }
 
+/*
+ * fault_lat: 8-byte signalled WRITEs, one at a time, alternately to a
+ * resident page of the target (written once before the run, so valid in
+ * its page table) and to a page nobody has touched. Both take the same
+ * path except for the responder's fault, so the difference of the two
+ * distributions, measured in the same run, is what a fault adds.
+ */
+static int client_fault_lat_step(struct perf_ep *ep, unsigned int s)
+{
+	struct perf_run *run = ep->run;
+	struct perf_step *st = &ep->steps[s];
+	uint64_t iters = run->plan.iters[s], base = 0;
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	int err;
+
+	for (unsigned int k = 0; k < s; k++)
+		base += run->plan.iters[k];
+	st->lat_us = calloc(iters, sizeof(*st->lat_us));
+	st->lat2_us = calloc(iters, sizeof(*st->lat2_us));
+	if (!st->lat_us || !st->lat2_us)
+		return -ENOMEM;
+	memset(&wr, 0, sizeof(wr));
+	sge.addr = (uint64_t)(uintptr_t)ep->data;
+	sge.length = 8;
+	sge.lkey = ep->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = PW_WR_RDMA_WRITE;
+	wr.send_flags = PW_SEND_SIGNALED | PW_SEND_INLINE;
+	wr.wr.rdma.rkey = ep->peer.rkey;
+
+	/* the resident pages: written (faulted in) before the clock runs */
+	for (uint64_t i = 0; s == 0 && i < PERF_FAULT_RESIDENT; i++) {
+		wr.wr_id = i;
+		wr.wr.rdma.remote_addr = ep->peer.rx_addr + perf_fault_resident_off(i);
+		err = post_one(ep, &wr);
+		if (!err)
+			err = wait_one(ep, i, "RDMA_WRITE (resident page)");
+		if (err)
+			return err;
+	}
+	st->t_start = tool_now_ns();
+	for (uint64_t i = 0; i < iters; i++) {
+		uint64_t t0;
+
+		wr.wr_id = i;
+		wr.wr.rdma.remote_addr = ep->peer.rx_addr + perf_fault_resident_off(i);
+		t0 = tool_now_ns();
+		err = post_one(ep, &wr);
+		if (!err)
+			err = wait_one(ep, i, "RDMA_WRITE (resident page)");
+		if (err)
+			return err;
+		st->lat2_us[i] = ns_to_us(tool_now_ns() - t0);
+
+		wr.wr.rdma.remote_addr = ep->peer.rx_addr +
+					 perf_fault_fresh_off(base + i);
+		t0 = tool_now_ns();
+		err = post_one(ep, &wr);
+		if (!err)
+			err = wait_one(ep, i, "RDMA_WRITE (fresh page)");
+		if (err)
+			return err;
+		st->lat_us[i] = ns_to_us(tool_now_ns() - t0);
+	}
+	st->t_end = tool_now_ns();
+	st->nlat = iters;
+	st->msgs = 2 * iters;
+	return 0;
+}
+
 /* The atomic target's initial value: the first 8 bytes of the pattern. */
 static uint64_t atomic_initial(uint64_t seed)
 {
@@ -547,6 +619,8 @@ static int client_step(struct perf_ep *ep, unsigned int s)
 		return client_pingpong_step(ep, s);
 	case PERF_READ_LAT:
 		return client_read_lat_step(ep, s);
+	case PERF_FAULT_LAT:
+		return client_fault_lat_step(ep, s);
 	case PERF_ATOMIC_LAT:
 		return client_atomic_step(ep, s);
 	default:

@@ -648,6 +648,7 @@ void perf_run_close(struct perf_run *run)
 		}
 		for (unsigned int s = 0; s < PERF_MAX_SIZES; s++) {
 			free(ep->steps[s].lat_us);
+			free(ep->steps[s].lat2_us);
 			free(ep->steps[s].recs);
 			ep->steps[s].lat_us = NULL;
 			ep->steps[s].recs = NULL;

@@ -24,7 +24,7 @@
 #include "perf.h"
 #include "tool_util.h"
 
-#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat reg"
+#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat fault_lat reg"
 
 /* How long --loopback waits for its server after the client finished. */
 #define LOOPBACK_REAP_MS	30000
@@ -56,6 +56,11 @@ static void usage(FILE *f)
 "              answers one byte at the end (verified); MB/sec as write_bw\n"
 "  tcp_lat     baseline: TCP ping-pong of -s bytes, half the round trip\n"
 "              (as write_lat)\n"
+"  fault_lat   8-byte signalled WRITEs alternately to a resident page and to\n"
+"              a page never touched (the server's buffer must be ODP, the\n"
+"              default): full operation times; JSON adds resident_p50_us,\n"
+"              resident_p99_us, added_p50_us, added_p99_us (what a\n"
+"              responder fault adds, same run)\n"
 "  reg         local, no peer: pw_reg_mr + pw_dereg_mr cost against size\n"
 "              (4K .. 1G pinned, .. 1T odp; implicit), median of -n (default:\n"
 "              1000, pinned ~1 GiB worth); -s one size, --mr one kind. JSON:\n"
@@ -324,6 +329,10 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		usage_error("--loopback runs its own server; give no SERVER_HOST");
 	if (o->host && o->port == 0)
 		usage_error("-p 0 only makes sense for a server");
+	if (t == PERF_FAULT_LAT && (o->baseline || o->vs_pinned))
+		usage_error("fault_lat measures its own baseline (resident pages); no --baseline or --vs-pinned");
+	if (t == PERF_FAULT_LAT && o->size_set && o->size != 8)
+		usage_error("fault_lat writes 8 bytes; no -s");
 	if (t == PERF_ATOMIC_LAT && o->size_set && o->size != 8) {
 		/*
 		 * As perftest's atomic tests: the size is fixed by the

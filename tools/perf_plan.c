@@ -49,6 +49,10 @@ const struct perf_test_info perf_tests[PERF_TEST_COUNT] = {
 		.name = "tcp_lat", .title = "TCP Latency Test (plain sockets)",
 		.half_rtt = true, .tcp = true,
 	},
+	/* 8-byte WRITEs to fresh pages against resident ones, same run */
+	[PERF_FAULT_LAT] = {
+		.name = "fault_lat", .title = "Responder Fault Latency Test",
+	},
 };
 
 const char *const perf_mr_names[PERF_MR_COUNT] = {
@@ -113,8 +117,11 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 		    struct perf_plan *p)
 {
 	memset(p, 0, sizeof(*p));
-	if (t == PERF_ATOMIC_LAT) {
-		/* Atomics are 8 bytes by definition (IBA, pagewire.h). */
+	if (t == PERF_ATOMIC_LAT || t == PERF_FAULT_LAT) {
+		/*
+		 * Atomics are 8 bytes by definition (IBA, pagewire.h);
+		 * fault_lat measures 8-byte WRITEs.
+		 */
 		if (!all_sizes && size != 8)
 			return -EINVAL;
 		p->size[p->n++] = 8;
@@ -132,6 +139,9 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 		if (p->size[i] > p->max_size)
 			p->max_size = p->size[i];
 	}
+	/* fault_lat: the target area holds every fresh page (untouched) */
+	if (t == PERF_FAULT_LAT)
+		p->max_size = perf_fault_fresh_off(p->total_iters);
 	return 0;
 }
 

@@ -49,6 +49,9 @@ struct perf_result {
 	/* --vs-pinned: the figure of the MR under test and of the pinned MR */
 	double pair_main;
 	double pair_pinned;
+	/* fault_lat: the resident pages' p50 and p99 (lat_* are the fresh) */
+	double res_p50;
+	double res_p99;
 };
 
 /* JSON has no nan/inf: anything non-finite becomes 0. */
@@ -291,6 +294,30 @@ static int compute_pair_lat(const struct perf_run *run, unsigned int s,
 	return 0;
 }
 
+/* fault_lat: percentiles of the resident-page samples. */
+static int compute_resident(const struct perf_run *run, unsigned int s,
+			    struct perf_result *r, size_t nlat)
+{
+	double *v = malloc(nlat * sizeof(double));
+	size_t k = 0;
+
+	if (!v)
+		return -1;
+	for (unsigned int i = 0; i < run->qps; i++) {
+		const struct perf_step *st = &run->eps[i].steps[s];
+
+		if (st->lat2_us) {
+			memcpy(v + k, st->lat2_us, st->nlat * sizeof(double));
+			k += st->nlat;
+		}
+	}
+	qsort(v, k, sizeof(double), cmp_double);
+	r->res_p50 = k ? percentile(v, k, 0.50) : 0.0;
+	r->res_p99 = k ? percentile(v, k, 0.99) : 0.0;
+	free(v);
+	return 0;
+}
+
 static int compute(const struct perf_run *run, unsigned int s,
 		   struct perf_result *r)
 {
@@ -329,6 +356,8 @@ static int compute(const struct perf_run *run, unsigned int s,
 	if (!nlat)
 		return 0;
 	if (run->o->vs_pinned && compute_pair_lat(run, s, r, nlat))
+		return -1;
+	if (run->o->test == PERF_FAULT_LAT && compute_resident(run, s, r, nlat))
 		return -1;
 	lat = malloc(nlat * sizeof(*lat));
 	if (!lat)
@@ -488,6 +517,10 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 	else if (b)
 		fprintf(f, "%-22.2f%.3f", b->lat_p50, vs_tcp(run, r, b));
 	fprintf(f, "\n");
+	if (run->o->test == PERF_FAULT_LAT)
+		fprintf(f, "   fresh pages p50 %.2f / p99 %.2f us, resident p50 %.2f / p99 %.2f us: a fault adds %.2f us (p50), %.2f us (p99)\n",
+			r->lat_p50, r->lat_p99, r->res_p50, r->res_p99,
+			r->lat_p50 - r->res_p50, r->lat_p99 - r->res_p99);
 	if (run->o->vs_pinned && bw)
 		fprintf(f, "   paired with a pinned MR: %s %.2f MB/sec, pinned %.2f MB/sec, ratio %.3f\n",
 			perf_mr_names[run->o->mr], r->pair_main, r->pair_pinned,
@@ -541,6 +574,12 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 	}
 	if (o->test == PERF_ATOMIC_LAT)
 		printf(",\"atomic\":\"%s\"", perf_atomic_names[run->atomic]);
+	if (o->test == PERF_FAULT_LAT)
+		printf(",\"resident_p50_us\":%.3f,\"resident_p99_us\":%.3f,"
+		       "\"added_p50_us\":%.3f,\"added_p99_us\":%.3f",
+		       finite_or_zero(r->res_p50), finite_or_zero(r->res_p99),
+		       finite_or_zero(r->lat_p50 - r->res_p50),
+		       finite_or_zero(r->lat_p99 - r->res_p99));
 	if (b && t->bw)
 		printf(",\"tcp_bw_MBps\":%.3f,\"tcp_bw_peak_MBps\":%.3f,"
 		       "\"tcp_min_share\":%.4f,\"tcp_max_share\":%.4f",

@@ -240,6 +240,37 @@ static int server_verify(struct perf_ep *ep, uint64_t *detail)
 			return -EIO;
 		}
 		return 0;
+	case PERF_FAULT_LAT: {
+		/*
+		 * Every page written holds the client's first 8 pattern bytes
+		 * at its start; everything else is still zero.
+		 */
+		uint64_t end = perf_fault_fresh_off(p->total_iters);
+		uint8_t want[8];
+
+		pattern_fill(want, sizeof(want), ep->peer.seed, 0);
+		for (uint64_t off = 0; off < end; off += PERF_FAULT_PAGE) {
+			bool written = off < perf_fault_fresh_off(0) ||
+				       (off - perf_fault_fresh_off(0)) %
+				       (2 * PERF_FAULT_PAGE) == 0;
+			const uint8_t *pg = ep->rx + off;
+
+			if (written && memcmp(pg, want, 8)) {
+				perf_fail("QP %u: fault_lat: page at offset %llu lacks the written bytes",
+					  ep->idx, (unsigned long long)off);
+				*detail = off + 1;
+				return -EIO;
+			}
+			for (uint64_t k = written ? 8 : 0; k < PERF_FAULT_PAGE; k++)
+				if (pg[k]) {
+					perf_fail("QP %u: fault_lat: stray byte at offset %llu",
+						  ep->idx, (unsigned long long)(off + k));
+					*detail = off + k + 1;
+					return -EIO;
+				}
+		}
+		return 0;
+	}
 	case PERF_READ_BW:
 	case PERF_READ_LAT:
 		/* READs must leave the source untouched. */

@@ -57,6 +57,17 @@ reg)
 	"$PERF" reg --loopback >/dev/null 2>&1
 	[ $? = 2 ] || fail "reg --loopback must be a usage error (2)"
 	;;
+fault_lat)
+	# fresh pages against resident ones in one run; the server verifies
+	# every page (written bytes exact, the rest zero) before it exits 0
+	out=$("$PERF" fault_lat --loopback --json -n 300) || fail "fault_lat exited $?"
+	echo "$out" | json_check lat_p50_us resident_p50_us resident_p99_us ||
+		fail "fault_lat JSON"
+	echo "$out" | grep -q '"added_p50_us":' || fail "fault_lat: no added_p50_us"
+	echo "$out" | grep -q '"added_p99_us":' || fail "fault_lat: no added_p99_us"
+	"$PERF" fault_lat --loopback --baseline >/dev/null 2>&1
+	[ $? = 2 ] || fail "fault_lat --baseline must be a usage error (2)"
+	;;
 vs_pinned_usage)
 	# a clear usage error (exit 2), never a run
 	for args in "write_bw --mr=pinned --vs-pinned" "send_bw --vs-pinned" \
