@@ -89,7 +89,10 @@ static void usage(FILE *f)
 "      --mr=MODE        how both sides register buffers: pinned (populate +\n"
 "                       mlock), odp (PW_ACCESS_ON_DEMAND, default) or\n"
 "                       implicit (one ODP key for the whole address space)\n"
-"      --policy=P       responder fault policy; only 'stall' exists today\n"
+"      --policy=P       responder fault policy of both sides' QPs: stall\n"
+"                       (default: the faulting QP stops reading) or drop\n"
+"                       (discard, NAK PAGE_FAULT, the requester resends);\n"
+"                       notify is not available yet\n"
 "      --first-touch    (not available yet)\n"
 "      --busy-poll      poll the CQ in a loop (TCP tests: recv() with\n"
 "                       MSG_DONTWAIT in a loop), on both sides; also sets\n"
@@ -267,15 +270,15 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 					    optarg);
 			break;
 		case OPT_POLICY:
-			if (!strcmp(optarg, "drop") || !strcmp(optarg, "notify")) {
+			if (!strcmp(optarg, "notify")) {
 				fprintf(stderr, PERF_PROG ": policy %s is not available yet\n",
 					optarg);
 				exit(PERF_EXIT_USAGE);
 			}
-			if (strcmp(optarg, "stall"))
+			if (strcmp(optarg, "stall") && strcmp(optarg, "drop"))
 				usage_error("--policy: unknown policy '%s' (stall, drop, notify)",
 					    optarg);
-			o->policy = "stall";
+			o->policy = !strcmp(optarg, "drop") ? "drop" : "stall";
 			break;
 		case OPT_FIRST_TOUCH:
 			fprintf(stderr, PERF_PROG ": --first-touch is not available yet\n");

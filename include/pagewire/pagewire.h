@@ -50,8 +50,25 @@ struct pw_listener;
  *
  * A NULL attr gives the defaults.
  */
+/*
+ * Responder fault policies (issue 4; the seed's "stall or drop"): what a
+ * QP does when a remote op needs ODP pages not in the MR's page table.
+ */
+enum pw_fault_policy {
+	PW_FAULT_POLICY_DEFAULT	= 0,	/* QP: the context's; context: STALL */
+	PW_FAULT_STALL		= 1,	/* stop reading this QP until resolved */
+	PW_FAULT_DROP		= 2,	/* discard, NAK, the requester resends */
+};
+
+/**
+ * struct pw_context_attr - pw_open() attributes (zero them first)
+ * @flags:        0
+ * @fault_policy: enum pw_fault_policy for the context's QPs; 0 takes the
+ *                environment's PW_FAULT_POLICY=stall|drop, else STALL
+ */
 struct pw_context_attr {
 	uint32_t flags;
+	uint32_t fault_policy;
 };
 
 /** struct pw_pd - protection domain */
@@ -338,8 +355,11 @@ int pw_advise_mr(struct pw_pd *pd, enum pw_advise_mr_advice advice,
  * @stall_ns:           time QPs spent stalled (STALL policy), summed
  * @fault_lat_hist:     faults by latency: bucket i counts < 2^i us, the
  *                      last one everything slower
- * @naks_sent, @naks_received, @retransmitted_bytes, @dropped_bytes:
- *                      DROP policy counters (zero until it exists)
+ * @naks_sent:          PAGE_FAULT NAKs our responders sent (DROP policy)
+ * @naks_received:      PAGE_FAULT NAKs our requesters got
+ * @retransmitted_bytes: payload our requesters sent again after them
+ * @dropped_bytes:      payload our responders read and discarded (after a
+ *                      PAGE_FAULT or RNR NAK, until the resend arrives)
  */
 struct pw_stats {
 	uint64_t faults;
@@ -437,6 +457,12 @@ struct pw_qp_cap {
  *                1..6 that many, 7 = infinite (IBA), PW_RNR_RETRY_NONE =
  *                fail on the first RNR NAK
  * @min_rnr_timer_us: wait before an RNR retry; 0 = default 200 us
+ * @fault_policy: enum pw_fault_policy for faults this QP's responder takes;
+ *                0 = the context's. DROP falls back to STALL with a peer
+ *                that cannot handle PAGE_FAULT NAKs.
+ * @retry_cnt:    resends after PAGE_FAULT NAKs (the peer's DROP policy)
+ *                before the WR fails with PW_WC_RETRY_EXC_ERR: 0 = default
+ *                (7), 1..7, or PW_RNR_RETRY_NONE for none
  *
  * Numeric fields left at zero take the documented defaults; the values in
  * effect are written back into @cap by pw_connect()/pw_accept().
@@ -451,6 +477,8 @@ struct pw_qp_init_attr {
 	uint32_t max_dest_rd_atomic;
 	int rnr_retry;
 	uint32_t min_rnr_timer_us;
+	uint32_t fault_policy;
+	int retry_cnt;
 };
 
 /**

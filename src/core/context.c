@@ -13,8 +13,9 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	uint32_t qpn;
 	int ret;
 
-	if (attr && attr->flags) {
-		pw_set_error("pw_open: unknown flags 0x%x", attr->flags);
+	if (attr && (attr->flags || attr->fault_policy > PW_FAULT_DROP)) {
+		pw_set_error("pw_open: unknown flags 0x%x or fault policy %u",
+			     attr->flags, attr->fault_policy);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -25,6 +26,13 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 		return NULL;
 	}
 	pthread_mutex_init(&ctx->obj_lock, NULL);
+	ctx->fault_policy = attr ? attr->fault_policy : 0;
+	if (!ctx->fault_policy) {
+		const char *e = getenv("PW_FAULT_POLICY");
+
+		ctx->fault_policy = e && !strcmp(e, "drop") ? PW_FAULT_DROP :
+				    PW_FAULT_STALL;
+	}
 	ret = pw_keytable_init(&ctx->keys);
 	if (ret)
 		goto err_free;
@@ -127,6 +135,13 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 	s.fault_major = atomic_load_explicit(&f->major, memory_order_relaxed);
 	s.fault_ns = atomic_load_explicit(&f->fault_ns, memory_order_relaxed);
 	s.stall_ns = atomic_load_explicit(&f->stall_ns, memory_order_relaxed);
+	s.naks_sent = atomic_load_explicit(&f->naks_sent, memory_order_relaxed);
+	s.naks_received = atomic_load_explicit(&f->naks_received,
+					       memory_order_relaxed);
+	s.retransmitted_bytes = atomic_load_explicit(&f->retransmitted_bytes,
+						     memory_order_relaxed);
+	s.dropped_bytes = atomic_load_explicit(&f->dropped_bytes,
+					       memory_order_relaxed);
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

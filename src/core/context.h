@@ -25,6 +25,7 @@ struct pw_context {
 	int npd, ncq, nchannel, nlistener;
 	struct pw_mr_i *pinned;	/* pinned MRs, for overlap-aware munlock */
 	atomic_uint next_qpn;
+	uint32_t fault_policy;	/* enum pw_fault_policy: the QPs' default */
 };
 
 struct pw_pd_i {

@@ -157,6 +157,7 @@ static void fill_conn(struct pw_wire_conn *c, struct pw_qp_i *qp,
 	memset(c, 0, sizeof(*c));
 	c->min_version = PW_WIRE_VERSION;
 	c->max_version = PW_WIRE_VERSION;
+	c->features = PW_WIRE_FEAT_FAULT_NAK;
 	c->qpn = qp->ibqp.qp_num;
 	c->max_rd_atomic = attr->max_rd_atomic;
 	c->max_dest_rd_atomic = attr->max_dest_rd_atomic;
@@ -174,6 +175,8 @@ static void go_live(struct pw_qp_i *qp, int fd, uint32_t my_psn,
 	qp->next_psn = my_psn;
 	qp->exp_psn = h->psn;
 	qp->ibqp.dest_qp_num = peer->qpn;
+	/* a feature is in use when both sides set it (docs/wire.md §12) */
+	qp->features = peer->features & PW_WIRE_FEAT_FAULT_NAK;
 	if (peer->max_dest_rd_atomic && peer->max_dest_rd_atomic < qp->rd_max)
 		qp->rd_max = peer->max_dest_rd_atomic;
 	memcpy(qp->ibqp.peer_private_data, peer->pdata, peer->pdata_len);

@@ -37,9 +37,11 @@ static bool retire_before_locked(struct pw_qp_i *qp, uint32_t psn)
 		}
 		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
 		qp->sq_head++;
-		/* progress resets the RNR budget, as rxe does */
+		/* progress resets the RNR budget, as rxe does, and the fault one */
 		qp->rnr_left = qp->rnr_retry == 0 || qp->rnr_retry == 7 ? -1 :
 			       qp->rnr_retry == PW_RNR_RETRY_NONE ? 0 : qp->rnr_retry;
+		qp->fault_left = qp->retry_cnt;
+		qp->fault_backoff = 0;
 	}
 	return true;
 }
@@ -55,11 +57,49 @@ static struct pw_wqe *head_for(struct pw_qp_i *qp, uint32_t psn)
 	return w->psn == psn ? w : NULL;
 }
 
+/*
+ * The peer's DROP policy refused @w with PAGE_FAULT: go back to it after
+ * the hint, doubled for every further PAGE_FAULT without progress, until
+ * retry_cnt runs out (IBA's transport retry counter: RETRY_EXC_ERR).
+ */
+static void on_fault_nak_locked(struct pw_qp_i *qp, const struct pw_hdr *h)
+{
+	struct pw_fault_stats *st = &qp->ctx->faults.stats;
+	uint64_t us, resent = 0;
+
+	atomic_fetch_add_explicit(&st->naks_received, 1, memory_order_relaxed);
+	if (qp->fault_left == 0) {
+		pw_qp_error_locked(qp, PW_WC_RETRY_EXC_ERR);
+		return;
+	}
+	qp->fault_left--;
+	/* what was sent from the NAKed request on goes out again */
+	for (uint32_t i = qp->sq_head; i != qp->sq_next; i++) {
+		const struct pw_wqe *x = pw_sq_at(qp, i);
+
+		if (!pw_wqe_is_rd(x))
+			resent += x->length;
+	}
+	atomic_fetch_add_explicit(&st->retransmitted_bytes, resent,
+				  memory_order_relaxed);
+	qp->sq_next = qp->sq_head;
+	qp->rd_out = 0;
+	us = (h->retry_us ? h->retry_us : 1) << PW_MIN(qp->fault_backoff, 12);
+	if (us > PW_MAX_RNR_US)
+		us = PW_MAX_RNR_US;
+	qp->fault_backoff++;
+	qp->retry_at_ns = pw_now_ns() + us * 1000;
+}
+
 static void on_nak_locked(struct pw_qp_i *qp, struct pw_wqe *w,
 			  const struct pw_hdr *h)
 {
 	uint64_t us;
 
+	if (h->syndrome == PW_SYN_PAGE_FAULT) {
+		on_fault_nak_locked(qp, h);
+		return;
+	}
 	if (h->syndrome != PW_SYN_RNR) {
 		pw_qp_error_locked(qp, pw_syndrome_to_status(h->syndrome));
 		return;

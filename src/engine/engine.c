@@ -40,10 +40,15 @@ bool pw_engine_driving(const struct pw_engine *eng)
 	return tls_driving == eng;
 }
 
-static int next_timeout_ms(struct pw_engine *eng, int cap_ms)
+/*
+ * How long a batch may sleep, in ns (< 0: forever): until the first timer
+ * (RNR and PAGE_FAULT resends, delayed ACK) or @cap_ms. Timers are
+ * sub-millisecond (a PAGE_FAULT hint is ~20 us), hence epoll_pwait2().
+ */
+static int64_t next_timeout_ns(struct pw_engine *eng, int cap_ms)
 {
 	uint64_t now, first = UINT64_MAX;
-	int ms;
+	int64_t cap = cap_ms < 0 ? -1 : (int64_t)cap_ms * 1000000;
 
 	if (cap_ms == 0)
 		return 0;	/* a polling pass: no clock read needed */
@@ -54,10 +59,29 @@ static int next_timeout_ms(struct pw_engine *eng, int cap_ms)
 			first = qp->ack_at_ns;
 	}
 	if (first == UINT64_MAX)
-		return cap_ms;
+		return cap;
 	now = pw_now_ns();
-	ms = first <= now ? 0 : (int)((first - now + 999999) / 1000000);
-	return cap_ms < 0 || ms < cap_ms ? ms : cap_ms;
+	if (first <= now)
+		return 0;
+	return cap < 0 || (int64_t)(first - now) < cap ? (int64_t)(first - now) : cap;
+}
+
+static int wait_events(struct pw_engine *eng, struct epoll_event *evs, int n,
+		       int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+	int r;
+
+	if (ns < 0)
+		return epoll_wait(eng->epfd, evs, n, -1);
+	if (!eng->no_pwait2) {
+		r = epoll_pwait2(eng->epfd, evs, n, &ts, NULL);
+		if (r >= 0 || errno != ENOSYS)
+			return r;
+		eng->no_pwait2 = true;	/* kernel < 5.11: ms resolution */
+	}
+	return epoll_wait(eng->epfd, evs, n,
+			  (int)PW_MIN((ns + 999999) / 1000000, (int64_t)INT32_MAX));
 }
 
 static void run_timers(struct pw_engine *eng)
@@ -195,7 +219,7 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 		if (!need_epoll)
 			goto poll_out;
 	}
-	n = epoll_wait(eng->epfd, evs, 64, next_timeout_ms(eng, timeout_ms));
+	n = wait_events(eng, evs, 64, next_timeout_ns(eng, timeout_ms));
 	for (int i = 0; i < n; i++) {
 		struct pw_qp_i *qp = evs[i].data.ptr;
 

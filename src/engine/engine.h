@@ -66,6 +66,7 @@ struct pw_engine {
 	struct pw_qp_i *qps;
 	unsigned nqps;		/* length of qps; token holder only */
 	unsigned busy_passes;	/* busy polling passes; token holder only */
+	bool no_pwait2;		/* epoll_pwait2 is ENOSYS; token holder only */
 };
 
 int pw_engine_start(struct pw_engine *eng);

@@ -33,8 +33,10 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	    cap->max_inline_data > PW_MAX_INLINE_DATA ||
 	    attr->max_rd_atomic > PW_MAX_RD_ATOMIC ||
 	    attr->max_dest_rd_atomic > PW_MAX_RD_ATOMIC ||
-	    attr->rnr_retry < PW_RNR_RETRY_NONE || attr->rnr_retry > 7) {
-		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, rnr_retry -1..7)",
+	    attr->rnr_retry < PW_RNR_RETRY_NONE || attr->rnr_retry > 7 ||
+	    attr->retry_cnt < PW_RNR_RETRY_NONE || attr->retry_cnt > 7 ||
+	    attr->fault_policy > PW_FAULT_DROP) {
+		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, rnr_retry and retry_cnt -1..7, fault_policy 0..2)",
 			     PW_MAX_QP_WR, PW_MAX_SGE, PW_MAX_INLINE_DATA);
 		errno = EINVAL;
 		return NULL;
@@ -71,6 +73,12 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	/* IBA: 7 means retry forever; 0 here is "default", i.e. 7 */
 	qp->rnr_left = attr->rnr_retry == 0 || attr->rnr_retry == 7 ? -1 :
 		       attr->rnr_retry == PW_RNR_RETRY_NONE ? 0 : attr->rnr_retry;
+	/* PAGE_FAULT resends: IBA's retry_cnt, never infinite (7 = seven) */
+	qp->retry_cnt = attr->retry_cnt == 0 ? 7 :
+			attr->retry_cnt == PW_RNR_RETRY_NONE ? 0 : attr->retry_cnt;
+	qp->fault_left = qp->retry_cnt;
+	qp->fault_policy = attr->fault_policy ? attr->fault_policy :
+			   ctx->fault_policy;
 
 	qp->sq = calloc(qp->sq_cap, sizeof(*qp->sq));
 	qp->sq_sge = calloc((size_t)qp->sq_cap * qp->max_send_sge, sizeof(*qp->sq_sge));

@@ -167,6 +167,16 @@ struct pw_qp_i {
 	uint32_t rd_out;	/* READ/ATOMIC sent, response pending */
 	uint32_t rd_max;	/* min(our max_rd_atomic, peer's max_dest) */
 	int rnr_left;		/* RNR retries left; < 0: infinite */
+	int fault_left;		/* PAGE_FAULT resends left (lock) */
+	int fault_backoff;	/* PAGE_FAULT NAKs in a row: the backoff shift (lock) */
+	/*
+	 * DROP (token holder): a range whose background fault found no
+	 * mapping; the resent request gets a remote access error instead of
+	 * another PAGE_FAULT NAK.
+	 */
+	uint32_t drop_fail_key;
+	uint64_t drop_fail_addr;
+	bool drop_pending;	/* DROP: the background fault is in flight */
 	uint64_t retry_at_ns;	/* transmit paused until (RNR timer); written
 				 * only by the progress thread, under lock */
 
@@ -194,6 +204,9 @@ struct pw_qp_i {
 	uint32_t max_send_sge, max_recv_sge, max_inline;
 	bool sq_sig_all;
 	int rnr_retry;
+	int retry_cnt;		/* PAGE_FAULT resends allowed */
+	uint32_t fault_policy;	/* enum pw_fault_policy: STALL or DROP */
+	uint32_t features;	/* PW_WIRE_FEAT_* both sides set */
 	uint32_t min_rnr_timer_us;
 
 	struct pw_rx rx;

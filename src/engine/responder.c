@@ -182,6 +182,73 @@ static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f)
 
 static void resp_fault_done(struct pw_fault *f);
 
+/* DROP: the background fault is done; the resent request will find out. */
+static void drop_fault_done(struct pw_fault *f)
+{
+	struct pw_qp_i *qp = container_of(f, struct pw_qp_i, fault);
+
+	qp->drop_pending = false;
+	if (!qp->in_engine)
+		return;
+	if (f->err) {
+		qp->drop_fail_key = f->key;
+		qp->drop_fail_addr = f->addr;
+	}
+}
+
+/*
+ * DROP (the seed's other answer): read and discard the request's payload,
+ * NAK it with PAGE_FAULT and a retry-after hint, and fault the pages in
+ * the background, so that the resent request finds them valid. Everything
+ * the requester sent after it is dropped too until the resend arrives
+ * (go-back-N keeps RC ordering). Called with the lock held; @f holds the
+ * missing range. Return true when the request was NAKed.
+ */
+static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
+{
+	struct pw_fault *f = &qp->fault;
+	struct pw_rx *rx = &qp->rx;
+	struct pw_fault_stats *st = &qp->ctx->faults.stats;
+	uint64_t us = PW_MIN(20 + miss->len / 4096, (uint64_t)10000);
+	struct pw_resp r = { .op = PW_OP_NAK, .psn = rx->hdr.psn,
+			     .syndrome = PW_SYN_PAGE_FAULT, .val = us };
+
+	if (qp->drop_fail_key == miss->key && qp->drop_fail_addr == miss->addr) {
+		/* it was faulted in the background and nothing is mapped */
+		bool to_recv = rx->hdr.opcode == PW_OP_SEND ||
+			       rx->hdr.opcode == PW_OP_SEND_IMM;
+
+		qp->drop_fail_key = 0;
+		rx->err_syn = to_recv ? PW_SYN_REMOTE_OP : PW_SYN_REMOTE_ACCESS;
+		if (to_recv)
+			rx->recv_status = PW_WC_LOC_PROT_ERR;
+		rx->dst = DST_DISCARD;
+		return false;
+	}
+	if (!pw_resp_push_locked(qp, &r)) {
+		pw_qp_fatal_nak_locked(qp, r.psn, PW_SYN_INVALID_REQ,
+				       PW_WC_FATAL_ERR);
+		return true;
+	}
+	qp->nak_drop = true;
+	rx->skip = true;
+	rx->dst = DST_DISCARD;
+	atomic_fetch_add_explicit(&st->naks_sent, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->dropped_bytes, rx->hdr.payload_len,
+				  memory_order_relaxed);
+	/* one background fault at a time; a resend during it is NAKed again */
+	if (!qp->drop_pending) {
+		f->key = miss->key;
+		f->addr = miss->addr;
+		f->len = miss->len;
+		f->write = miss->write;
+		f->done = drop_fault_done;
+		qp->drop_pending = true;
+		pw_fault_submit(&qp->ctx->faults, f);
+	}
+	return true;
+}
+
 /*
  * STALL (seed: "the target must either stall or drop"): when the current
  * request needs pages its ODP MR's page table lacks, only this QP pauses.
@@ -194,8 +261,20 @@ static bool resp_fault_check_locked(struct pw_qp_i *qp)
 {
 	struct pw_fault *f = &qp->fault;
 
-	if (qp->rx.err_syn || qp->rx.skip || !resp_find_miss(qp, f))
+	struct pw_fault miss;
+
+	if (qp->rx.err_syn || qp->rx.skip || !resp_find_miss(qp, &miss))
 		return false;
+	/* DROP needs a peer that understands PAGE_FAULT; else STALL */
+	if (qp->fault_policy == PW_FAULT_DROP &&
+	    (qp->features & PW_WIRE_FEAT_FAULT_NAK)) {
+		resp_drop_locked(qp, &miss);
+		return false;
+	}
+	f->key = miss.key;
+	f->addr = miss.addr;
+	f->len = miss.len;
+	f->write = miss.write;
 	f->done = resp_fault_done;
 	if (!qp->rx_stalled)
 		qp->stall_start_ns = pw_now_ns();
@@ -270,6 +349,9 @@ void pw_resp_begin(struct pw_qp_i *qp)
 	if (qp->nak_drop) {
 		if (h->psn != qp->exp_psn) {
 			rx->skip = true;	/* sent before our NAK arrived */
+			atomic_fetch_add_explicit(&qp->ctx->faults.stats.dropped_bytes,
+						  h->payload_len,
+						  memory_order_relaxed);
 			return;
 		}
 		qp->nak_drop = false;

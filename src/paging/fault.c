@@ -262,10 +262,10 @@ void pw_fault_stop(struct pw_fault_engine *fe)
 
 void pw_fault_submit(struct pw_fault_engine *fe, struct pw_fault *f)
 {
+	pthread_mutex_lock(&fe->lock);
 	f->t_submit_ns = pw_now_ns();
 	f->err = 0;
 	f->next = NULL;
-	pthread_mutex_lock(&fe->lock);
 	f->cancelled = false;
 	f->state = PW_FAULT_QUEUED;
 	if (fe->tail)
@@ -294,7 +294,8 @@ void pw_fault_reap(struct pw_fault_engine *fe)
 		pthread_mutex_unlock(&fe->lock);
 		f->done(f);	/* an owned fault is freed here: no canceller */
 		pthread_mutex_lock(&fe->lock);
-		if (!owned) {
+		/* unless the callback submitted it again (the op's next range) */
+		if (!owned && f->state == PW_FAULT_REAPING) {
 			f->state = PW_FAULT_IDLE;
 			pthread_cond_broadcast(&fe->cond);
 		}

@@ -70,6 +70,11 @@ struct pw_fault_stats {
 	atomic_uint_fast64_t major;	/* faults that had to read pages in */
 	atomic_uint_fast64_t fault_ns;	/* submit to done, summed */
 	atomic_uint_fast64_t stall_ns;	/* QPs stalled (STALL), summed */
+	/* DROP policy */
+	atomic_uint_fast64_t naks_sent;	/* PAGE_FAULT NAKs of our responders */
+	atomic_uint_fast64_t naks_received; /* ... that our requesters got */
+	atomic_uint_fast64_t retransmitted_bytes; /* payload our requesters resent */
+	atomic_uint_fast64_t dropped_bytes; /* payload our responders discarded */
 	atomic_uint_fast64_t lat_hist[PW_FAULT_HIST];
 };
 

@@ -79,7 +79,20 @@ enum pw_wire_syndrome {
 	PW_SYN_INVALID_REQ	= 3,	/* malformed or unsupported request */
 	PW_SYN_REMOTE_ACCESS	= 4,	/* key, PD, access right or bounds */
 	PW_SYN_REMOTE_OP	= 5,	/* responder could not complete the op */
-	PW_SYN_MAX		= 6,
+	/*
+	 * DROP policy (issue 4): the target pages were not in the responder's
+	 * page table; the request and everything after it were dropped, the
+	 * fault is being resolved. Resend from this PSN after op1 us. Sent
+	 * only to a peer that set PW_WIRE_FEAT_FAULT_NAK.
+	 */
+	PW_SYN_PAGE_FAULT	= 6,
+	PW_SYN_MAX		= 7,
+};
+
+/* Connection feature bits (struct pw_wire_conn.features). */
+enum pw_wire_feature {
+	/* understands NAK PAGE_FAULT: its responder may use DROP on us */
+	PW_WIRE_FEAT_FAULT_NAK	= 1u << 0,
 };
 
 /* Message classes of the opcode table. */

@@ -159,7 +159,7 @@ static int model_hdr(const uint8_t *p, size_t len)
 	imm = (uint32_t)le(p + 28, 4);
 	if (p[3] == 0x14 && imm > 2147483648u)
 		return -EMSGSIZE;
-	if (p[3] == 0x21 && (imm == 0 || imm >= 6))
+	if (p[3] == 0x21 && (imm == 0 || imm >= 7))	/* syndromes 1..6 */
 		return -EBADMSG;
 	return 0;
 }
@@ -186,7 +186,7 @@ static int model_trailer(const uint8_t *p, size_t len)
 {
 	if (len < 8)
 		return -ENODATA;
-	if (le(p, 4) >= 6 || le(p + 4, 4))
+	if (le(p, 4) >= 7 || le(p + 4, 4))
 		return -EBADMSG;
 	return 0;
 }

@@ -31,7 +31,7 @@ OP = {
 }
 ACK_REQ, SOLICITED = 0x1, 0x2
 SYN = {"OK": 0, "RNR": 1, "PSN_SEQ": 2, "INVALID_REQ": 3,
-       "REMOTE_ACCESS": 4, "REMOTE_OP": 5}
+       "REMOTE_ACCESS": 4, "REMOTE_OP": 5, "PAGE_FAULT": 6}
 
 # The 48-byte header, little-endian:
 # magic0 magic1 version opcode flags reserved psn rkey raddr payload_len
@@ -105,7 +105,7 @@ def corpus():
         if val:
             f["ok-nak-" + name.lower()] = hdr(
                 OP["NAK"], psn=101, imm=val,
-                op1=200 if name == "RNR" else 0)
+                op1=200 if name in ("RNR", "PAGE_FAULT") else 0)
     f["ok-read_resp-16"] = read_resp(bytes(range(16)), psn=11)
     f["ok-read_resp-0"] = read_resp(b"", psn=12)
     f["ok-read_resp-access"] = read_resp(b"\0" * 16, SYN["REMOTE_ACCESS"])
@@ -134,7 +134,7 @@ def corpus():
     f["bad-EBADMSG-flags"] = hdr(OP["WRITE"], flags=0x4)
     f["bad-EBADMSG-reserved"] = hdr(OP["ACK"], reserved=0x100)
     f["bad-EBADMSG-nak-syn0"] = hdr(OP["NAK"], imm=0)
-    f["bad-EBADMSG-nak-syn6"] = hdr(OP["NAK"], imm=6)
+    f["bad-EBADMSG-nak-syn7"] = hdr(OP["NAK"], imm=7)
     f["bad-EMSGSIZE-write-2g1"] = hdr(OP["WRITE"], (1 << 31) + 1)
     f["bad-EMSGSIZE-ack-payload"] = hdr(OP["ACK"], 1) + b"\0"
     f["bad-EMSGSIZE-read_len"] = hdr(OP["READ_REQ"], imm=(1 << 31) + 1)
@@ -154,7 +154,7 @@ def corpus():
     f["bad-EBADMSG-conn-minmax"] = cm("CONNECT_REQ",
                                       conn(min_version=2, max_version=1))
     f["bad-EBADMSG-conn-min0"] = cm("CONNECT_REQ", conn(min_version=0))
-    f["bad-EBADMSG-trailer-syn6"] = read_resp(b"abcd", syn=6)
+    f["bad-EBADMSG-trailer-syn7"] = read_resp(b"abcd", syn=7)
     f["bad-EBADMSG-trailer-reserved"] = (
         hdr(OP["READ_RESP"], 12) + b"abcd" + trailer(0, 1))
 

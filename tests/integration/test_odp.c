@@ -419,7 +419,139 @@ static void t_ops_fresh(const char *arg)
 	pwt_pair_close(&p);
 }
 
+static void drop_pair(struct pwt_pair *p)
+{
+	struct pwt_pair_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.b_attr.fault_policy = PW_FAULT_DROP;
+	pwt_pair_open(p, &o);
+}
+
+/*
+ * DROP: a WRITE into untouched ODP pages is NAKed with PAGE_FAULT, its
+ * payload discarded, the pages faulted in the background; the requester
+ * resends and the WRITE lands exactly once. The counters of both sides
+ * show the NAK, the resent and the discarded bytes.
+ */
+static void t_drop_write(const char *arg)
+{
+	const size_t len = PWT_MIB;
+	struct pwt_pair p;
+	struct pwt_img src, dst;
+	struct pw_stats sa, sb;
+
+	(void)arg;
+	drop_pair(&p);
+	pwt_img_alloc_src(&src, &p.a, len, PWT_PINNED, 41);
+	pwt_img_alloc(&dst, &p.b, len, PWT_ODP, 0);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 1, src.buf.addr,
+			     (uint32_t)len, src.buf.lkey, pwt_va(dst.buf.addr),
+			     dst.buf.rkey, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 1, PW_WC_RDMA_WRITE, (uint32_t)len,
+		      p.a.qp->qp_num);
+	memcpy(dst.want, src.want, len);
+	PWT_IMG_CHECK(&dst);
+	PWT_OK(pw_query_stats(p.a.ctx, &sa, sizeof(sa)));
+	PWT_OK(pw_query_stats(p.b.ctx, &sb, sizeof(sb)));
+	PWT_ASSERTF(sb.naks_sent >= 1 && sa.naks_received == sb.naks_sent,
+		    "NAKs sent %llu, received %llu",
+		    (unsigned long long)sb.naks_sent,
+		    (unsigned long long)sa.naks_received);
+	PWT_ASSERT(sa.retransmitted_bytes >= len);
+	PWT_ASSERT(sb.dropped_bytes >= len);
+	PWT_EQ(sb.stall_ns, 0u);	/* DROP never stalls */
+	pwt_img_free(&dst);
+	pwt_img_free(&src);
+	pwt_pair_close(&p);
+}
+
+/*
+ * DROP keeps RC ordering: WRITE then SEND, four times, each WRITE into
+ * fresh ODP pages (NAKed and resent, together with the SEND behind it).
+ * When a SEND's receive completes, its WRITE's data must be in place.
+ */
+static void t_drop_order(const char *arg)
+{
+	enum { N = 4 };
+	const size_t len = 256 * PWT_KIB;
+	struct pwt_pair p;
+	struct pwt_img src, dst, msg, rbuf;
+
+	(void)arg;
+	drop_pair(&p);
+	pwt_img_alloc_src(&src, &p.a, N * len, PWT_PINNED, 42);
+	pwt_img_alloc_src(&msg, &p.a, 64, PWT_PINNED, 43);
+	pwt_img_alloc(&dst, &p.b, N * len, PWT_ODP, 0);
+	pwt_img_alloc(&rbuf, &p.b, N * 64, PWT_PINNED, 0);
+	for (int i = 0; i < N; i++)
+		PWT_OK(pwt_post_recv1(p.b.qp, (uint64_t)i, rbuf.buf.addr + i * 64,
+				      64, rbuf.buf.lkey));
+	for (int i = 0; i < N; i++) {
+		PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 100 + (uint64_t)i,
+				     src.buf.addr + i * len, (uint32_t)len,
+				     src.buf.lkey, pwt_va(dst.buf.addr + i * len),
+				     dst.buf.rkey, 0));
+		PWT_OK(pwt_post_send1(p.a.qp, PW_WR_SEND, 200 + (uint64_t)i,
+				      msg.buf.addr, 64, msg.buf.lkey, 0,
+				      PW_SEND_SIGNALED));
+	}
+	for (int i = 0; i < N; i++) {
+		PWT_EXPECT_RECV(p.b.rcq, (uint64_t)i, PW_WC_RECV, 64, false, 0,
+				p.b.qp->qp_num);
+		/* the WRITE posted before this SEND has landed, all of it */
+		PWT_MEMEQ(dst.buf.addr + i * len, src.want + i * len, len);
+	}
+	for (int i = 0; i < N; i++)
+		PWT_EXPECT_OK(p.a.scq, 200 + (uint64_t)i, PW_WC_SEND, 64,
+			      p.a.qp->qp_num);
+	memcpy(dst.want, src.want, N * len);
+	PWT_IMG_CHECK(&dst);
+	for (int i = 0; i < N; i++)
+		PWT_MEMEQ(rbuf.buf.addr + i * 64, msg.want, 64);
+	pwt_img_free(&rbuf);
+	pwt_img_free(&dst);
+	pwt_img_free(&msg);
+	pwt_img_free(&src);
+	pwt_pair_close(&p);
+}
+
+/*
+ * DROP into a hole: NAKed, faulted in the background, nothing mapped:
+ * the resend completes with a remote access error, nothing else changes.
+ */
+static void t_drop_hole(const char *arg)
+{
+	const size_t pg = 4096;
+	struct pwt_pair p;
+	struct pwt_img src;
+	struct pw_mr *mr;
+	uint8_t *base;
+
+	(void)arg;
+	drop_pair(&p);
+	pwt_img_alloc_src(&src, &p.a, pg, PWT_PINNED, 44);
+	base = pwt_map(3 * pg);
+	mr = pw_reg_mr(p.b.pd, base, 3 * pg, PWT_ACCESS_ALL | PW_ACCESS_ON_DEMAND);
+	PWT_NONNULL(mr);
+	pwt_unmap(base + pg, pg);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 7, src.buf.addr, 64,
+			     src.buf.lkey, pwt_va(base + pg + 8), mr->rkey,
+			     PW_SEND_SIGNALED));
+	PWT_EXPECT_ERR(p.a.scq, 7, PW_WC_REM_ACCESS_ERR, p.a.qp->qp_num);
+	PWT_ZERO(base, pg);
+	PWT_ZERO(base + 2 * pg, pg);
+	PWT_OK(pw_dereg_mr(mr));
+	pwt_unmap(base, pg);
+	pwt_unmap(base + 2 * pg, pg);
+	pwt_img_free(&src);
+	pwt_pair_close(&p);
+}
+
 static const struct pwt_case cases[] = {
+	{ "drop_write", t_drop_write },
+	{ "drop_order", t_drop_order },
+	{ "drop_hole", t_drop_hole },
 	{ "ops_fresh", t_ops_fresh },
 	{ "advise", t_advise },
 	{ "write_fresh", t_write_fresh },

@@ -68,6 +68,18 @@ fault_lat)
 	"$PERF" fault_lat --loopback --baseline >/dev/null 2>&1
 	[ $? = 2 ] || fail "fault_lat --baseline must be a usage error (2)"
 	;;
+policy)
+	# both responder policies move data that the server verifies
+	for pol in stall drop; do
+		out=$("$PERF" write_bw --loopback --json -s 256K -n 64 --policy=$pol) ||
+			fail "write_bw --policy=$pol exited $?"
+		echo "$out" | grep -q "\"policy\":\"$pol\"" || fail "policy $pol not reported"
+		out=$("$PERF" fault_lat --loopback --json -n 100 --policy=$pol) ||
+			fail "fault_lat --policy=$pol exited $?"
+	done
+	"$PERF" write_bw --loopback --policy=bogus >/dev/null 2>&1
+	[ $? = 2 ] || fail "--policy=bogus must be a usage error (2)"
+	;;
 vs_pinned_usage)
 	# a clear usage error (exit 2), never a run
 	for args in "write_bw --mr=pinned --vs-pinned" "send_bw --vs-pinned" \

@@ -490,7 +490,7 @@ static void test_reject_bad_fields(void)
 		}
 	}
 
-	/* NAK syndrome: 1..5 valid; OK (0) and >= 6 invalid. */
+	/* NAK syndrome: 1..6 valid; OK (0) and >= 7 invalid. */
 	for (uint32_t s = 0; s < 300; s++) {
 		struct pw_hdr v = valid_hdr(PW_OP_NAK), h;
 		uint8_t b[PW_WIRE_HDR_LEN];
@@ -498,7 +498,7 @@ static void test_reject_bad_fields(void)
 		v.syndrome = s;
 		encode(&v, b);
 		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h),
-			 (s >= 1 && s <= 5) ? 0 : -EBADMSG);
+			 (s >= 1 && s <= 6) ? 0 : -EBADMSG);
 	}
 	{
 		const uint32_t bad[] = { 0x100, 0x10000, 0x1000000, 0x80000000u,
@@ -787,7 +787,7 @@ static void test_trailer(void)
 	}
 	/* Unknown syndromes. */
 	{
-		const uint32_t bad[] = { 6, 7, 255, 256, 0x10000, 0x80000000u,
+		const uint32_t bad[] = { 7, 8, 255, 256, 0x10000, 0x80000000u,
 					 0xFFFFFFFFu };
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			pw_wire_encode_trailer(bad[i], t);
@@ -1422,6 +1422,7 @@ static void test_optable(void)
 			{ PW_SYN_INVALID_REQ, "INVALID_REQ" },
 			{ PW_SYN_REMOTE_ACCESS, "REMOTE_ACCESS" },
 			{ PW_SYN_REMOTE_OP, "REMOTE_OP" },
+			{ PW_SYN_PAGE_FAULT, "PAGE_FAULT" },
 		};
 
 		n = read_table("flags", rows, MAX_ROWS);
