@@ -263,8 +263,18 @@ static bool resp_fault_check_locked(struct pw_qp_i *qp)
 
 	struct pw_fault miss;
 
-	if (qp->rx.err_syn || qp->rx.skip || !resp_find_miss(qp, &miss))
+	if (qp->rx.err_syn || qp->rx.skip)
 		return false;
+	/*
+	 * Small faults that cannot need I/O are resolved on the spot (the
+	 * op's ranges in order: a SEND may span several buffers).
+	 */
+	for (int i = 0;; i++) {
+		if (!resp_find_miss(qp, &miss))
+			return false;
+		if (i > PW_MAX_SGE || !pw_fault_try_inline(&qp->ctx->faults, &miss))
+			break;
+	}
 	/* DROP needs a peer that understands PAGE_FAULT; else STALL */
 	if (qp->fault_policy == PW_FAULT_DROP &&
 	    (qp->features & PW_WIRE_FEAT_FAULT_NAK)) {

@@ -35,6 +35,13 @@ struct pw_mr_i {
 	struct pw_pt *pt;
 	_Atomic uint64_t fault_next;
 	_Atomic uint64_t fault_ahead;
+	/*
+	 * Inline faults (fault.c): a private anonymous VMA inside the MR, as
+	 * the fault worker last read it from /proc/self/maps. Under the page
+	 * table's lock.
+	 */
+	uint64_t anon_start;
+	uint64_t anon_end;
 	struct pw_mr_i *pin_next; /* context's list of pinned MRs (ctx->mr_lock) */
 };
 

@@ -5,7 +5,11 @@
  * over a whole range is already one system call per fault.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -89,6 +93,8 @@ static int populate_range(struct pw_pt *pt, uint64_t a, uint64_t len,
 	}
 }
 
+static void learn_vma(struct pw_mr_i *mr, uint64_t addr);
+
 int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
 		      uint64_t len, bool write, uint64_t *around)
 {
@@ -133,9 +139,107 @@ out:
 	if (ret == 0) {
 		atomic_store_explicit(&mr->fault_next, end, memory_order_relaxed);
 		atomic_store_explicit(&mr->fault_ahead, ahead, memory_order_relaxed);
+		if (fe->pagemap_fd >= 0)
+			learn_vma(mr, addr);
 	}
 	pw_mr_put(mr);
 	return ret;
+}
+
+/*
+ * Remember the private anonymous, writable mapping around @addr, clipped
+ * to the MR, for pw_fault_try_inline(). Read from /proc/self/maps, on the
+ * worker only (tens of us: never on the progress thread), and only when
+ * @addr is outside what the MR already remembers. A mapping that changes
+ * later is forgotten by invalidations (issue 5's notifier); until then
+ * the cost of a stale entry is a fault taken in the data copy.
+ */
+static void learn_vma(struct pw_mr_i *mr, uint64_t addr)
+{
+	uint64_t lo = 0, hi = 0, s, e, inode;
+	char line[512], perms[8], path[256];
+	FILE *f;
+
+	pw_pt_lock(mr->pt);
+	s = mr->anon_start;
+	e = mr->anon_end;
+	pw_pt_unlock(mr->pt);
+	if (addr >= s && addr < e)
+		return;
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		int n;
+
+		path[0] = 0;
+		n = sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %" SCNu64 " %255s",
+			   &s, &e, perms, &inode, path);
+		if (n < 4 || addr < s || addr >= e)
+			continue;
+		/* private, writable, no file, not a kernel special mapping */
+		if (perms[1] == 'w' && perms[3] == 'p' && inode == 0 &&
+		    (!path[0] || !strcmp(path, "[heap]") || !strcmp(path, "[stack]"))) {
+			lo = s;
+			hi = e;
+		}
+		break;
+	}
+	fclose(f);
+	if (hi) {
+		if (!mr->implicit) {
+			lo = PW_MAX(lo, page_down(mr->start));
+			hi = PW_MIN(hi, page_up(mr->end));
+		}
+		pw_pt_lock(mr->pt);
+		mr->anon_start = lo;
+		mr->anon_end = hi;
+		pw_pt_unlock(mr->pt);
+	}
+}
+
+bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f)
+{
+	uint64_t a = page_down(f->addr), end = page_up(f->addr + f->len);
+	uint64_t ent[PW_FAULT_INLINE_MAX / PW_PT_PAGE_SIZE + 1];
+	size_t n = (size_t)((end - a) / PW_PT_PAGE_SIZE);
+	struct pw_mr_i *mr;
+	bool ok = false;
+
+	if (fe->pagemap_fd < 0 || !f->len || f->len > PW_FAULT_INLINE_MAX ||
+	    n > sizeof(ent) / sizeof(ent[0]))
+		return false;
+	mr = pw_mr_get(fe->keys, f->key);
+	if (!mr)
+		return false;
+	if (!mr->pt)
+		goto out;
+	pw_pt_lock(mr->pt);
+	if (a >= mr->anon_start && end <= mr->anon_end &&
+	    pread(fe->pagemap_fd, ent, n * sizeof(ent[0]),
+		  (off_t)(a / PW_PT_PAGE_SIZE * sizeof(ent[0]))) ==
+	    (ssize_t)(n * sizeof(ent[0]))) {
+		ok = true;
+		/* bit 62: swapped out: bringing it back may need I/O */
+		for (size_t i = 0; i < n && ok; i++)
+			ok = !(ent[i] & (UINT64_C(1) << 62));
+		if (ok)
+			ok = pw_pt_set_valid_locked(mr->pt, a, end - a, f->write) == 0;
+	}
+	pw_pt_unlock(mr->pt);
+	if (ok) {
+		atomic_fetch_add_explicit(&fe->stats.inline_faults, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&fe->stats.faults, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&fe->stats.pages, n,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&fe->stats.lat_hist[0], 1,
+					  memory_order_relaxed);
+	}
+out:
+	pw_mr_put(mr);
+	return ok;
 }
 
 static void account(struct pw_fault_engine *fe, const struct pw_fault *f,
@@ -216,10 +320,15 @@ int pw_fault_start(struct pw_fault_engine *fe, struct pw_keytable *keys,
 
 	fe->keys = keys;
 	fe->eng = eng;
+	/* present/swapped bits are readable without privilege (PFNs are not) */
+	fe->pagemap_fd = getenv("PW_FAULT_INLINE") && !strcmp(getenv("PW_FAULT_INLINE"), "off") ?
+			 -1 : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&fe->lock, NULL);
 	pthread_cond_init(&fe->cond, NULL);
 	ret = -pthread_create(&fe->thread, NULL, worker_main, fe);
 	if (ret) {
+		if (fe->pagemap_fd >= 0)
+			close(fe->pagemap_fd);
 		pthread_cond_destroy(&fe->cond);
 		pthread_mutex_destroy(&fe->lock);
 		return ret;
@@ -255,6 +364,9 @@ void pw_fault_stop(struct pw_fault_engine *fe)
 	free_owned(&fe->head);
 	free_owned(&fe->done_head);
 	fe->tail = fe->done_tail = NULL;
+	if (fe->pagemap_fd >= 0)
+		close(fe->pagemap_fd);
+	fe->pagemap_fd = -1;
 	pthread_cond_destroy(&fe->cond);
 	pthread_mutex_destroy(&fe->lock);
 	fe->started = false;

@@ -68,6 +68,7 @@ struct pw_fault_stats {
 	atomic_uint_fast64_t pages;	/* pages populated for the ops */
 	atomic_uint_fast64_t around_pages; /* pages populated ahead */
 	atomic_uint_fast64_t major;	/* faults that had to read pages in */
+	atomic_uint_fast64_t inline_faults; /* resolved on the spot (no I/O possible) */
 	atomic_uint_fast64_t fault_ns;	/* submit to done, summed */
 	atomic_uint_fast64_t stall_ns;	/* QPs stalled (STALL), summed */
 	/* DROP policy */
@@ -94,6 +95,7 @@ struct pw_fault_engine {
 	bool stop;
 	struct pw_keytable *keys;
 	struct pw_engine *eng;
+	int pagemap_fd;		/* /proc/self/pagemap, or -1: no inline faults */
 	struct pw_fault_stats stats;
 };
 
@@ -128,6 +130,19 @@ void pw_fault_reap(struct pw_fault_engine *fe);
  * takes held.
  */
 void pw_fault_cancel(struct pw_fault_engine *fe, struct pw_fault *f);
+
+/*
+ * The fast path of a small fault, on the calling (progress) thread: if
+ * the range lies in a private anonymous mapping of the MR (as the worker
+ * last saw it) and /proc/self/pagemap shows no page of it swapped out,
+ * nothing can need I/O: a missing page is a zero-fill minor fault that
+ * the kernel takes during the data copy itself. The pages are marked
+ * valid at once and true is returned; otherwise false (use the worker).
+ */
+bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f);
+
+/* Inline attempts are for faults of at most this many bytes. */
+#define PW_FAULT_INLINE_MAX	(64 * 1024)
 
 /*
  * Populate [addr, addr + len) of the MR with key @key for @write and mark
