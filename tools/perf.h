@@ -49,7 +49,7 @@
 #define PERF_RX_DEPTH		512
 /* Size of the ctrl area and of each control message slot. */
 #define PERF_CTRL_AREA		4096
-#define PERF_CTRL_SLOT		64
+#define PERF_CTRL_SLOT		256
 /*
  * Latency loops and the control handshake signal every PERF_LAT_SIGNAL-th
  * send and the last one: a signaled send completion wakes a blocked
@@ -162,6 +162,8 @@ struct perf_opts {
 	bool loopback;
 	bool baseline;
 	bool vs_pinned;
+	bool first_touch;
+	bool stats;
 	bool mr_set;
 	bool local_reg;		/* the local test 'reg' */
 	const char *host;
@@ -210,6 +212,7 @@ struct perf_wire_info {
 #define PERF_WF_ITERS_SET	(1u << 1)
 #define PERF_WF_BASELINE	(1u << 2)	/* client: run the TCP baseline */
 #define PERF_WF_VS_PINNED	(1u << 3)	/* client: paired ODP/pinned run */
+#define PERF_WF_FIRST_TOUCH	(1u << 4)	/* client: fresh target pages */
 #define PERF_WIRE_INFO_LEN	76
 
 /*
@@ -225,6 +228,17 @@ struct perf_wire_info {
 static inline unsigned int perf_pair_kind(uint64_t msg, uint64_t block)
 {
 	return (unsigned int)((msg / block) & 1);
+}
+
+/*
+ * --first-touch pairs the same way: kind 0 blocks write to target pages
+ * nobody has touched (message k to slot k + 1, never reused), kind 1
+ * blocks to the resident slot 0, so that the run measures both.
+ */
+static inline uint64_t perf_first_touch_off(uint64_t msg, uint64_t size,
+					    uint64_t block)
+{
+	return perf_pair_kind(msg, block) ? 0 : (msg + 1) * size;
 }
 
 /* One completion record of a bw run: when @msgs messages were done. */
@@ -291,6 +305,7 @@ struct perf_ep {
 	struct pw_qp *qp;
 	struct pw_qp_init_attr attr;
 	struct perf_wire_info peer;
+	struct pw_stats peer_stats;	/* the server's, from its RESULT */
 	uint64_t seed;
 	uint64_t recvs_posted;
 	uint64_t data_recvs;
@@ -370,6 +385,7 @@ uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);
 /* perf_reg.c: the local test 'reg' (registration cost against size) */
 int perf_reg_run(const struct perf_opts *o);
 void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set);
+void perf_plan_first_touch(struct perf_plan *p);
 
 /* The local and remote keys of pair kind @kind (0 unless --vs-pinned). */
 static inline uint32_t perf_lkey(const struct perf_ep *ep, unsigned int kind)

@@ -102,7 +102,11 @@ static int bw_post_window(struct perf_ep *ep, struct bw_qp *q,
 
 		chain[j] = q->wr;
 		chain[j].wr_id = id;
-		if (pair_block) {
+		if (pair_block && ep->run->o->first_touch) {
+			/* --first-touch: a fresh slot, or the resident one */
+			chain[j].wr.rdma.remote_addr = ep->peer.rx_addr +
+				perf_first_touch_off(id, q->sge.length, pair_block);
+		} else if (pair_block) {
 			/* --vs-pinned: this message's MR kind, both ends */
 			unsigned int kind = perf_pair_kind(id, pair_block);
 
@@ -148,7 +152,8 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 	unsigned int qps = run->qps, left = qps, rr = 0;
 	struct pw_send_wr *chain;
 	struct pw_sge *sges;
-	uint64_t pair_block = run->o->vs_pinned ? perf_pair_bw_block(run, s) : 0;
+	uint64_t pair_block = run->o->vs_pinned || run->o->first_touch ?
+			      perf_pair_bw_block(run, s) : 0;
 	struct bw_qp *q;
 	bool active[PERF_MAX_QPS];
 	uint64_t t0;

@@ -338,6 +338,8 @@ static void ep_wire_info(const struct perf_ep *ep, struct perf_wire_info *w)
 	w->rkey_pinned = ep->mr_pinned ? ep->mr_pinned->rkey : 0;
 	if (!run->server && o->vs_pinned)
 		w->flags |= PERF_WF_VS_PINNED;
+	if (!run->server && o->first_touch)
+		w->flags |= PERF_WF_FIRST_TOUCH;
 	w->size = o->size;
 	w->iters = o->iters;
 	w->seed = ep->seed;
@@ -458,8 +460,10 @@ int perf_server_adopt_client(struct perf_run *run,
 			  (unsigned long long)c->size);
 		return err;
 	}
-	if (c->flags & PERF_WF_VS_PINNED)
+	if (c->flags & (PERF_WF_VS_PINNED | PERF_WF_FIRST_TOUCH))
 		perf_plan_pair(&run->plan, o->test, c->flags & PERF_WF_ITERS_SET);
+	if (c->flags & PERF_WF_FIRST_TOUCH)
+		perf_plan_first_touch(&run->plan);
 	run->qps = c->qps;
 	run->tx_depth = c->tx_depth;
 	run->atomic = (enum perf_atomic_op)c->atomic;
@@ -514,6 +518,10 @@ int perf_server_accept(struct perf_run *run)
 			if ((ep->peer.flags & PERF_WF_BASELINE) &&
 			    !run->tcp_port) {
 				perf_fail("the client runs --baseline; start this server with --baseline too");
+				return -EINVAL;
+			}
+			if (!(ep->peer.flags & PERF_WF_FIRST_TOUCH) != !run->o->first_touch) {
+				perf_fail("the client and this server differ in --first-touch; give both the same options");
 				return -EINVAL;
 			}
 			if (!(ep->peer.flags & PERF_WF_VS_PINNED) != !run->o->vs_pinned) {

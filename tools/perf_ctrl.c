@@ -25,6 +25,8 @@
  *     4   4 type: 1 = DONE, 2 = RESULT
  *     8   8 RESULT: 0 = verified, else a PERF_RES_* code
  *    16   8 RESULT: detail (first mismatching byte offset + 1, value...)
+ *    24  96 RESULT: the server context's counters (pw_query_stats), 12
+ *           u64 in the order of ctrl_stats[]; zero in DONE
  */
 #include <errno.h>
 #include <string.h>
@@ -33,7 +35,8 @@
 #include "tool_util.h"
 
 #define PERF_CTRL_MAGIC		0x54435750u	/* "PWCT" little-endian */
-#define PERF_CTRL_MSG_LEN	24
+#define PERF_CTRL_NSTATS	12
+#define PERF_CTRL_MSG_LEN	(24 + 8 * PERF_CTRL_NSTATS)
 #define PERF_CTRL_DONE		1
 #define PERF_CTRL_RESULT	2
 /* The linger receive, posted after the control receive (never consumed). */
@@ -278,17 +281,36 @@ int perf_drain_sends(struct perf_ep *ep, int timeout_ms)
 	return 0;
 }
 
+/* The counters a RESULT carries, in wire order. */
+static uint64_t *ctrl_stat(struct pw_stats *s, int i)
+{
+	uint64_t *f[PERF_CTRL_NSTATS] = {
+		&s->faults, &s->fault_failed, &s->fault_pages,
+		&s->fault_around_pages, &s->fault_major, &s->fault_ns,
+		&s->stall_ns, &s->naks_sent, &s->naks_received,
+		&s->retransmitted_bytes, &s->dropped_bytes, &s->fault_inline,
+	};
+
+	return f[i];
+}
+
 /* SEND a control message from the ctrl area's first slot. */
 static int ctrl_send(struct perf_ep *ep, uint32_t type, uint64_t a, uint64_t b)
 {
 	struct pw_send_wr wr;
 	struct pw_sge sge;
+	struct pw_stats st;
 
+	_Static_assert(PERF_CTRL_MSG_LEN <= PERF_CTRL_SLOT, "ctrl slot too small");
 	memset(ep->ctrl, 0, PERF_CTRL_SLOT);
 	tool_put32(ep->ctrl, PERF_CTRL_MAGIC);
 	tool_put32(ep->ctrl + 4, type);
 	tool_put64(ep->ctrl + 8, a);
 	tool_put64(ep->ctrl + 16, b);
+	if (type == PERF_CTRL_RESULT &&
+	    pw_query_stats(ep->run->ctx, &st, sizeof(st)) == 0)
+		for (int i = 0; i < PERF_CTRL_NSTATS; i++)
+			tool_put64(ep->ctrl + 24 + 8 * i, *ctrl_stat(&st, i));
 	sge.addr = (uint64_t)(uintptr_t)ep->ctrl;
 	sge.length = PERF_CTRL_MSG_LEN;
 	sge.lkey = ep->lkey;
@@ -329,6 +351,9 @@ static int ctrl_wait(struct perf_ep *ep, uint32_t type, int timeout_ms,
 	}
 	*a = tool_get64(m + 8);
 	*b = tool_get64(m + 16);
+	if (type == PERF_CTRL_RESULT)
+		for (int i = 0; i < PERF_CTRL_NSTATS; i++)
+			*ctrl_stat(&ep->peer_stats, i) = tool_get64(m + 24 + 8 * i);
 	return 0;
 }
 

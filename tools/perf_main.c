@@ -93,7 +93,12 @@ static void usage(FILE *f)
 "                       (default: the faulting QP stops reading) or drop\n"
 "                       (discard, NAK PAGE_FAULT, the requester resends);\n"
 "                       notify is not available yet\n"
-"      --first-touch    (not available yet)\n"
+"      --first-touch    write_bw, one size, ODP: blocks of messages to target\n"
+"                       pages nobody has touched (each message its own\n"
+"                       slot) alternate with blocks to a resident slot, in\n"
+"                       one run; JSON adds first_touch_bw_MBps,\n"
+"                       resident_bw_MBps and vs_resident. A standalone\n"
+"                       server needs --first-touch too\n"
 "      --busy-poll      poll the CQ in a loop (TCP tests: recv() with\n"
 "                       MSG_DONTWAIT in a loop), on both sides; also sets\n"
 "                       PW_PROGRESS=busy before pw_open(), which asks the\n"
@@ -116,6 +121,10 @@ static void usage(FILE *f)
 "                       JSON adds tcp_bw_MBps (and tcp_min_share,\n"
 "                       tcp_max_share), or tcp_lat_p50_us and\n"
 "                       tcp_lat_p99_us, and vs_tcp\n"
+"      --stats          pagewire tests: JSON adds a stats object with the\n"
+"                       demand-paging counters (pw_query_stats) of the\n"
+"                       client's and of the server's context at the end of\n"
+"                       the run; the human output prints them too\n"
 "      --vs-pinned      write_bw, read_bw, write_lat with --mr=odp or\n"
 "                       implicit: both sides also register a pinned MR over\n"
 "                       the same buffer, and the run alternates between the\n"
@@ -170,6 +179,7 @@ enum {
 	OPT_LOOPBACK,
 	OPT_BASELINE,
 	OPT_VS_PINNED,
+	OPT_STATS,
 };
 
 static const struct option long_opts[] = {
@@ -189,6 +199,7 @@ static const struct option long_opts[] = {
 	{ "loopback",	 no_argument,	    NULL, OPT_LOOPBACK },
 	{ "baseline",	 no_argument,	    NULL, OPT_BASELINE },
 	{ "vs-pinned",	 no_argument,	    NULL, OPT_VS_PINNED },
+	{ "stats",	 no_argument,	    NULL, OPT_STATS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -281,8 +292,8 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 			o->policy = !strcmp(optarg, "drop") ? "drop" : "stall";
 			break;
 		case OPT_FIRST_TOUCH:
-			fprintf(stderr, PERF_PROG ": --first-touch is not available yet\n");
-			exit(PERF_EXIT_USAGE);
+			o->first_touch = true;
+			break;
 		case OPT_JSON:
 			o->json = true;
 			break;
@@ -297,6 +308,9 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 			break;
 		case OPT_VS_PINNED:
 			o->vs_pinned = true;
+			break;
+		case OPT_STATS:
+			o->stats = true;
 			break;
 		case ':':
 			usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -354,6 +368,9 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 	if (o->vs_pinned && t != PERF_WRITE_BW && t != PERF_READ_BW &&
 	    t != PERF_WRITE_LAT)
 		usage_error("--vs-pinned is for write_bw, read_bw and write_lat");
+	if (o->first_touch && (t != PERF_WRITE_BW || o->all_sizes ||
+			       o->vs_pinned || o->mr == PERF_MR_PINNED || o->qps > 1))
+		usage_error("--first-touch is for write_bw with one size (-s), one QP and an ODP MR, without --vs-pinned");
 	if (o->vs_pinned && o->mr == PERF_MR_PINNED)
 		usage_error("--vs-pinned compares --mr=odp or implicit with pinned; this run is pinned already");
 	if (!o->size_set)
@@ -401,8 +418,10 @@ static struct perf_run *run_new(const struct perf_opts *o, bool server,
 		free(run);
 		return NULL;
 	}
-	if (o->vs_pinned)
+	if (o->vs_pinned || o->first_touch)
 		perf_plan_pair(&run->plan, o->test, o->iters_set);
+	if (o->first_touch)
+		perf_plan_first_touch(&run->plan);
 	return run;
 }
 

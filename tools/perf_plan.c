@@ -194,6 +194,12 @@ void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set)
 	}
 }
 
+/* --first-touch: the target holds a fresh slot for every message. */
+void perf_plan_first_touch(struct perf_plan *p)
+{
+	p->max_size = p->size[0] * (p->iters[0] + 1);
+}
+
 /*
  * --vs-pinned bandwidth: 16 blocks per size, eight of each kind. The
  * client drains the pipeline at every block boundary (client_bw_all), so

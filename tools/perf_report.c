@@ -349,7 +349,7 @@ static int compute(const struct perf_run *run, unsigned int s,
 		/* A window shorter than the run cannot be slower on average. */
 		r->bw_peak_MBps = peak > r->bw_MBps ? peak : r->bw_MBps;
 		compute_shares(run, s, t0, r);
-		if (run->o->vs_pinned)
+		if (run->o->vs_pinned || run->o->first_touch)
 			compute_pair_bw(run, s, r);
 		return 0;
 	}
@@ -521,6 +521,10 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 		fprintf(f, "   fresh pages p50 %.2f / p99 %.2f us, resident p50 %.2f / p99 %.2f us: a fault adds %.2f us (p50), %.2f us (p99)\n",
 			r->lat_p50, r->lat_p99, r->res_p50, r->res_p99,
 			r->lat_p50 - r->res_p50, r->lat_p99 - r->res_p99);
+	if (run->o->first_touch)
+		fprintf(f, "   first touch %.2f MB/sec, resident %.2f MB/sec, ratio %.3f\n",
+			r->pair_main, r->pair_pinned,
+			r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0);
 	if (run->o->vs_pinned && bw)
 		fprintf(f, "   paired with a pinned MR: %s %.2f MB/sec, pinned %.2f MB/sec, ratio %.3f\n",
 			perf_mr_names[run->o->mr], r->pair_main, r->pair_pinned,
@@ -530,6 +534,40 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 			perf_mr_names[run->o->mr], r->pair_main, r->pair_pinned,
 			r->pair_main - r->pair_pinned);
 	fflush(f);
+}
+
+static void stats_obj(const char *name, const struct pw_stats *s)
+{
+	printf("\"%s\":{\"faults\":%llu,\"fault_failed\":%llu,"
+	       "\"fault_pages\":%llu,\"fault_around_pages\":%llu,"
+	       "\"fault_major\":%llu,\"fault_inline\":%llu,\"fault_ns\":%llu,"
+	       "\"stall_ns\":%llu,\"naks_sent\":%llu,\"naks_received\":%llu,"
+	       "\"retransmitted_bytes\":%llu,\"dropped_bytes\":%llu}",
+	       name, (unsigned long long)s->faults,
+	       (unsigned long long)s->fault_failed,
+	       (unsigned long long)s->fault_pages,
+	       (unsigned long long)s->fault_around_pages,
+	       (unsigned long long)s->fault_major,
+	       (unsigned long long)s->fault_inline,
+	       (unsigned long long)s->fault_ns, (unsigned long long)s->stall_ns,
+	       (unsigned long long)s->naks_sent,
+	       (unsigned long long)s->naks_received,
+	       (unsigned long long)s->retransmitted_bytes,
+	       (unsigned long long)s->dropped_bytes);
+}
+
+/* --stats: both contexts' counters at the end of the run. */
+static void print_stats_json(const struct perf_run *run)
+{
+	struct pw_stats c;
+
+	memset(&c, 0, sizeof(c));
+	pw_query_stats(run->ctx, &c, sizeof(c));
+	printf(",\"stats\":{");
+	stats_obj("client", &c);
+	printf(",");
+	stats_obj("server", &run->eps[0].peer_stats);
+	printf("}");
 }
 
 static void print_json(const struct perf_run *run, const struct perf_result *r,
@@ -592,6 +630,13 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 		       finite_or_zero(b->lat_p50), finite_or_zero(b->lat_p99));
 	if (b)
 		printf(",\"vs_tcp\":%.4f", finite_or_zero(vs_tcp(run, r, b)));
+	if (o->stats && !t->tcp)
+		print_stats_json(run);
+	if (o->first_touch)
+		printf(",\"first_touch_bw_MBps\":%.3f,\"resident_bw_MBps\":%.3f,"
+		       "\"vs_resident\":%.4f", finite_or_zero(r->pair_main),
+		       finite_or_zero(r->pair_pinned),
+		       r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0);
 	if (o->vs_pinned && t->bw)
 		printf(",\"pair_bw_MBps\":%.3f,\"pinned_bw_MBps\":%.3f,"
 		       "\"vs_pinned\":%.4f", finite_or_zero(r->pair_main),

@@ -224,6 +224,21 @@ static int server_verify(struct perf_ep *ep, uint64_t *detail)
 	uint64_t last = p->size[p->n - 1];
 	long long bad;
 
+	if (run->o->first_touch) {
+		/* every fresh slot holds the client's pattern, like slot 0 */
+		uint64_t block = perf_pair_bw_block(run, 0);
+
+		for (uint64_t k = 0; k < p->iters[0]; k++) {
+			uint64_t off = perf_first_touch_off(k, last, block);
+
+			if (off && pattern_check(ep->rx + off, last, ep->peer.seed, 0) >= 0) {
+				perf_fail("QP %u: --first-touch: message %llu did not land in its slot",
+					  ep->idx, (unsigned long long)k);
+				*detail = off + 1;
+				return -EIO;
+			}
+		}
+	}
 	switch (run->o->test) {
 	case PERF_WRITE_BW:
 	case PERF_SEND_BW:

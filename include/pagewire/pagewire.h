@@ -360,6 +360,8 @@ int pw_advise_mr(struct pw_pd *pd, enum pw_advise_mr_advice advice,
  * @retransmitted_bytes: payload our requesters sent again after them
  * @dropped_bytes:      payload our responders read and discarded (after a
  *                      PAGE_FAULT or RNR NAK, until the resend arrives)
+ * @fault_inline:       of @faults, resolved on the progress thread (small,
+ *                      anonymous, nothing swapped: no I/O possible)
  */
 struct pw_stats {
 	uint64_t faults;
@@ -374,6 +376,7 @@ struct pw_stats {
 	uint64_t naks_received;
 	uint64_t retransmitted_bytes;
 	uint64_t dropped_bytes;
+	uint64_t fault_inline;
 };
 
 /**

@@ -142,6 +142,8 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 						     memory_order_relaxed);
 	s.dropped_bytes = atomic_load_explicit(&f->dropped_bytes,
 					       memory_order_relaxed);
+	s.fault_inline = atomic_load_explicit(&f->inline_faults,
+					      memory_order_relaxed);
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

@@ -69,13 +69,12 @@ int pw_advise_mr(struct pw_pd *pd, enum pw_advise_mr_advice advice,
 	for (uint32_t i = 0; i < num_sge; i++) {
 		const struct pw_sge *s = &sg_list[i];
 		struct pw_fault *f;
-		uint64_t around;
 
 		if (!s->length)
 			continue;
 		if (flags & PW_ADVISE_MR_FLAG_FLUSH) {
 			ret = pw_fault_populate(&ctx->faults, s->lkey, s->addr,
-						s->length, write, &around);
+						s->length, write, NULL);
 			if (ret) {
 				pw_set_error("pw_advise_mr: nothing mapped in [0x%llx, +%u)",
 					     (unsigned long long)s->addr,

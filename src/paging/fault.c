@@ -35,6 +35,7 @@
  */
 #define PW_FAULT_AROUND_MIN	(64 * 1024)
 #define PW_FAULT_AROUND_MAX	(4 * 1024 * 1024)
+#define PW_FAULT_AROUND_CHUNK	(256 * 1024)	/* between checks for op faults */
 
 static uint64_t page_down(uint64_t a)
 {
@@ -96,13 +97,14 @@ static int populate_range(struct pw_pt *pt, uint64_t a, uint64_t len,
 static void learn_vma(struct pw_mr_i *mr, uint64_t addr);
 
 int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
-		      uint64_t len, bool write, uint64_t *around)
+		      uint64_t len, bool write, uint64_t *ahead)
 {
 	struct pw_mr_i *mr = pw_mr_get(fe->keys, key);
-	uint64_t a, end, ahead = 0, next;
+	uint64_t a, end, next, grow = 0;
 	int ret;
 
-	*around = 0;
+	if (ahead)
+		*ahead = 0;
 	if (!mr)
 		return -EFAULT;
 	if (!mr->pt || !len || !pw_mr_covers(mr, addr, len)) {
@@ -113,38 +115,76 @@ int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
 	}
 	a = page_down(addr);
 	end = page_up(addr + len);
-	next = atomic_load_explicit(&mr->fault_next, memory_order_relaxed);
-	if (next && next == a) {
-		ahead = atomic_load_explicit(&mr->fault_ahead, memory_order_relaxed);
-		ahead = ahead ? PW_MIN(ahead * 2, (uint64_t)PW_FAULT_AROUND_MAX) :
-			PW_FAULT_AROUND_MIN;
-	}
-	if (ahead) {
-		uint64_t mr_end = mr->implicit ? page_down(UINT64_MAX) :
-				  page_down(mr->end);
-		uint64_t e = end + ahead > end ? end + ahead : end;
-
-		if (e > mr_end)
-			e = mr_end > end ? mr_end : end;
-		/* a hole past the op is not the op's failure: retry without */
-		ret = populate_range(mr->pt, a, e - a, write);
-		if (ret == 0) {
-			*around = (e - end) / PW_PT_PAGE_SIZE;
-			end = e;
-			goto out;
-		}
-	}
 	ret = populate_range(mr->pt, a, end - a, write);
-out:
 	if (ret == 0) {
-		atomic_store_explicit(&mr->fault_next, end, memory_order_relaxed);
-		atomic_store_explicit(&mr->fault_ahead, ahead, memory_order_relaxed);
+		/*
+		 * Fault-around: a fault starting where the MR's last one
+		 * ended is a sequential stream. The range after it is
+		 * populated too, but only once the op is resumed (the worker
+		 * does it after reporting this fault), so that it overlaps
+		 * with the op's data instead of delaying it.
+		 */
+		next = atomic_exchange_explicit(&mr->fault_next, end,
+						memory_order_relaxed);
+		if (ahead && next == a) {
+			uint64_t mr_end = mr->implicit ? page_down(UINT64_MAX) :
+					  page_down(mr->end);
+
+			/* at least two more ops of this size, doubling */
+			grow = atomic_load_explicit(&mr->fault_ahead,
+						    memory_order_relaxed);
+			grow = PW_MAX(PW_MAX(grow * 2, 2 * (end - a)),
+				      (uint64_t)PW_FAULT_AROUND_MIN);
+			grow = PW_MIN(grow, (uint64_t)PW_FAULT_AROUND_MAX);
+			atomic_store_explicit(&mr->fault_ahead, grow,
+					      memory_order_relaxed);
+			*ahead = end < mr_end ? PW_MIN(grow, mr_end - end) : 0;
+		} else if (ahead) {
+			atomic_store_explicit(&mr->fault_ahead, 0,
+					      memory_order_relaxed);
+		}
 		if (fe->pagemap_fd >= 0)
 			learn_vma(mr, addr);
 	}
 	pw_mr_put(mr);
 	return ret;
 }
+
+/*
+ * The fault-around part of a sequential fault, after the fault itself was
+ * reported, in chunks: pages already valid are skipped, and a fault that
+ * an op is waiting for (queued meanwhile) goes first: the rest of the
+ * prefetch is dropped, the next sequential fault asks again. A hole there
+ * is nobody's error. Return the pages populated.
+ */
+static uint64_t populate_ahead(struct pw_fault_engine *fe, uint32_t key,
+			       uint64_t a, uint64_t len, bool write)
+{
+	struct pw_mr_i *mr = pw_mr_get(fe->keys, key);
+	uint64_t n = 0, end = a + len;
+
+	if (!mr)
+		return 0;
+	if (!mr->pt || !pw_mr_covers(mr, a, len))
+		goto out;
+	while (a < end &&
+	       !atomic_load_explicit(&fe->queued, memory_order_acquire)) {
+		uint64_t c = PW_MIN(end - a, (uint64_t)PW_FAULT_AROUND_CHUNK), miss;
+
+		if (!pw_pt_lookup(mr->pt, a, c, write, &miss)) {
+			uint64_t m = PW_MAX(miss, a);
+
+			if (populate_range(mr->pt, m, a + c - m, write))
+				break;
+			n += (a + c - m) / PW_PT_PAGE_SIZE;
+		}
+		a += c;
+	}
+out:
+	pw_mr_put(mr);
+	return n;
+}
+
 
 /*
  * Remember the private anonymous, writable mapping around @addr, clipped
@@ -243,7 +283,7 @@ out:
 }
 
 static void account(struct pw_fault_engine *fe, const struct pw_fault *f,
-		    uint64_t around, bool major)
+		    bool major)
 {
 	struct pw_fault_stats *s = &fe->stats;
 	uint64_t ns = pw_now_ns() - f->t_submit_ns, us = ns / 1000;
@@ -261,7 +301,6 @@ static void account(struct pw_fault_engine *fe, const struct pw_fault *f,
 	atomic_fetch_add_explicit(&s->pages,
 				  (page_up(f->addr + f->len) - page_down(f->addr)) /
 				  PW_PT_PAGE_SIZE, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->around_pages, around, memory_order_relaxed);
 	if (major)
 		atomic_fetch_add_explicit(&s->major, 1, memory_order_relaxed);
 }
@@ -273,7 +312,9 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&fe->lock);
 	for (;;) {
 		struct pw_fault *f;
-		uint64_t around, maj;
+		uint64_t ahead, maj, a_addr;
+		uint32_t a_key;
+		bool a_write;
 
 		while (!fe->head && !fe->stop)
 			pthread_cond_wait(&fe->cond, &fe->lock);
@@ -281,15 +322,21 @@ static void *worker_main(void *arg)
 			break;
 		f = fe->head;
 		fe->head = f->next;
-		if (!fe->head)
+		if (!fe->head) {
 			fe->tail = NULL;
+			atomic_store_explicit(&fe->queued, false, memory_order_relaxed);
+		}
 		f->state = PW_FAULT_RUNNING;
 		pthread_mutex_unlock(&fe->lock);
 
 		maj = majflt();
 		f->err = pw_fault_populate(fe, f->key, f->addr, f->len, f->write,
-					   &around);
-		account(fe, f, around, majflt() > maj);
+					   &ahead);
+		account(fe, f, majflt() > maj);
+		/* @f is the owner's once reported: keep what fault-around needs */
+		a_key = f->key;
+		a_write = f->write;
+		a_addr = page_up(f->addr + f->len);
 
 		pthread_mutex_lock(&fe->lock);
 		if (f->cancelled) {
@@ -307,6 +354,11 @@ static void *worker_main(void *arg)
 		atomic_store_explicit(&fe->done_pending, true, memory_order_release);
 		pthread_mutex_unlock(&fe->lock);
 		pw_engine_kick(fe->eng);
+		if (ahead)
+			atomic_fetch_add_explicit(&fe->stats.around_pages,
+						  populate_ahead(fe, a_key, a_addr,
+								 ahead, a_write),
+						  memory_order_relaxed);
 		pthread_mutex_lock(&fe->lock);
 	}
 	pthread_mutex_unlock(&fe->lock);
@@ -385,6 +437,9 @@ void pw_fault_submit(struct pw_fault_engine *fe, struct pw_fault *f)
 	else
 		fe->head = f;
 	fe->tail = f;
+	/* an op waits for it: a prefetch in progress yields (populate_ahead) */
+	if (!f->owned)
+		atomic_store_explicit(&fe->queued, true, memory_order_release);
 	pthread_cond_broadcast(&fe->cond);
 	pthread_mutex_unlock(&fe->lock);
 }
@@ -444,6 +499,9 @@ void pw_fault_cancel(struct pw_fault_engine *fe, struct pw_fault *f)
 	for (;;) {
 		if (f->state == PW_FAULT_QUEUED) {
 			unlink_fault(&fe->head, &fe->tail, f);
+			if (!fe->head)
+				atomic_store_explicit(&fe->queued, false,
+						      memory_order_relaxed);
 			f->state = PW_FAULT_IDLE;
 		} else if (f->state == PW_FAULT_DONE) {
 			unlink_fault(&fe->done_head, &fe->done_tail, f);

@@ -92,6 +92,7 @@ struct pw_fault_engine {
 	struct pw_fault *head, *tail;
 	struct pw_fault *done_head, *done_tail;
 	atomic_bool done_pending;	/* done_head non-empty, read lock-free */
+	atomic_bool queued;	/* an op's fault is queued (prefetches yield) */
 	bool stop;
 	struct pw_keytable *keys;
 	struct pw_engine *eng;
@@ -147,10 +148,12 @@ bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f);
 /*
  * Populate [addr, addr + len) of the MR with key @key for @write and mark
  * it valid in the MR's page table. Synchronous; used by the worker and by
- * pw_advise_mr(). Return 0, -EFAULT (no mapping, or the MR is gone) or
- * -ENOMEM.
+ * pw_advise_mr(). With @ahead, *ahead gets how many bytes after the range
+ * a sequential stream should have populated next (fault-around; 0 when
+ * the fault is not sequential). Return 0, -EFAULT (no mapping, or the MR
+ * is gone) or -ENOMEM.
  */
 int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
-		      uint64_t len, bool write, uint64_t *around);
+		      uint64_t len, bool write, uint64_t *ahead);
 
 #endif /* PW_PAGING_FAULT_H */

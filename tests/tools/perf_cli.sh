@@ -68,6 +68,25 @@ fault_lat)
 	"$PERF" fault_lat --loopback --baseline >/dev/null 2>&1
 	[ $? = 2 ] || fail "fault_lat --baseline must be a usage error (2)"
 	;;
+first_touch)
+	# fresh slots against the resident one, paired; the server verifies
+	# every slot; --stats carries both sides' counters
+	out=$("$PERF" write_bw --loopback --json -s 64K -n 64 --first-touch --stats) ||
+		fail "write_bw --first-touch exited $?"
+	echo "$out" | json_check first_touch_bw_MBps resident_bw_MBps vs_resident ||
+		fail "first-touch JSON"
+	echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.readline())
+s = d["stats"]
+for side in ("client", "server"):
+    for k in ("faults", "fault_pages", "stall_ns", "naks_sent", "dropped_bytes", "fault_inline"):
+        assert k in s[side], (side, k)
+assert s["server"]["faults"] > 0, "no server fault with --first-touch"
+' || fail "--stats object"
+	"$PERF" write_bw --loopback -a --first-touch >/dev/null 2>&1
+	[ $? = 2 ] || fail "--first-touch -a must be a usage error (2)"
+	;;
 policy)
 	# both responder policies move data that the server verifies
 	for pol in stall drop; do
