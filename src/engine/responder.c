@@ -133,7 +133,8 @@ static bool range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
 	if (!mr)
 		return false;
 	if (mr->pt && pw_mr_covers(mr, a, l) &&
-	    !pw_pt_lookup(mr->pt, a, l, write, &m)) {
+	    (!pw_pt_lookup(mr->pt, a, l, write, &m) ||
+	     (l >= PW_RESIDENCY_MIN && pw_fault_nonresident(a, l, &m)))) {
 		/* the first missing page may start before the range */
 		if (m < a)
 			m = a;

@@ -238,6 +238,27 @@ static void learn_vma(struct pw_mr_i *mr, uint64_t addr)
 	}
 }
 
+bool pw_fault_nonresident(uint64_t addr, uint64_t len, uint64_t *first)
+{
+	uint64_t a = page_down(addr), end = page_up(addr + len);
+	unsigned char vec[256];
+
+	while (a < end) {
+		uint64_t n = PW_MIN((end - a) / PW_PT_PAGE_SIZE, (uint64_t)sizeof(vec));
+
+		/* ENOMEM (a hole): placement reports it; not a residency issue */
+		if (mincore((void *)(uintptr_t)a, n * PW_PT_PAGE_SIZE, vec))
+			return false;
+		for (uint64_t i = 0; i < n; i++)
+			if (!(vec[i] & 1)) {
+				*first = a + i * PW_PT_PAGE_SIZE;
+				return true;
+			}
+		a += n * PW_PT_PAGE_SIZE;
+	}
+	return false;
+}
+
 bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f)
 {
 	uint64_t a = page_down(f->addr), end = page_up(f->addr + f->len);

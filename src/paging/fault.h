@@ -142,6 +142,19 @@ void pw_fault_cancel(struct pw_fault_engine *fe, struct pw_fault *f);
  */
 bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f);
 
+/*
+ * A VALID page-table entry says a page was populated, not that it still
+ * is: the kernel may have swapped it out since (we do not pin). Placing
+ * data there would make the progress thread wait for the swap-in. So the
+ * ranges of ops of at least PW_RESIDENCY_MIN bytes are checked with
+ * mincore() (1.2-1.5 us per call here: too dear for every small op, cheap
+ * against a large one); on a non-resident page the op faults through the
+ * worker, which brings it back in. Return true with *first = the first
+ * non-resident page's address.
+ */
+#define PW_RESIDENCY_MIN	(64 * 1024)
+bool pw_fault_nonresident(uint64_t addr, uint64_t len, uint64_t *first);
+
 /* Inline attempts are for faults of at most this many bytes. */
 #define PW_FAULT_INLINE_MAX	(64 * 1024)
 

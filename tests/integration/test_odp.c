@@ -10,6 +10,7 @@
  * until the public stats call exists.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -601,7 +602,76 @@ static void t_drop_hole(const char *arg)
 	pwt_pair_close(&p);
 }
 
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+static size_t resident_pages(const uint8_t *p, size_t len)
+{
+	unsigned char vec[256];
+	size_t n = 0;
+
+	for (size_t off = 0; off < len; off += sizeof(vec) * 4096) {
+		size_t c = len - off < sizeof(vec) * 4096 ? len - off : sizeof(vec) * 4096;
+
+		PWT_OK(mincore((void *)(p + off), c, vec) ? -errno : 0);
+		for (size_t i = 0; i < (c + 4095) / 4096; i++)
+			n += vec[i] & 1;
+	}
+	return n;
+}
+
+/*
+ * Pages valid in the page table, then swapped out behind its back
+ * (MADV_PAGEOUT, zram swap set up by tests/scripts/with_zram_swap.sh): a
+ * large WRITE there must not be placed by the progress thread into
+ * non-resident pages; the residency check sends it to the worker, which
+ * swaps them in. The data lands exactly.
+ */
+static void t_swapped_write(const char *arg)
+{
+	const size_t len = PWT_MIB;
+	struct pwt_pair p;
+	struct pwt_img src, dst;
+	uint64_t f0, maj0;
+
+	(void)arg;
+	pwt_pair_open(&p, NULL);
+	pwt_img_alloc_src(&src, &p.a, len, PWT_PINNED, 61);
+	pwt_img_alloc(&dst, &p.b, len, PWT_ODP, 0);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 1, src.buf.addr,
+			     (uint32_t)len, src.buf.lkey, pwt_va(dst.buf.addr),
+			     dst.buf.rkey, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 1, PW_WC_RDMA_WRITE, (uint32_t)len, p.a.qp->qp_num);
+	if (madvise(dst.buf.addr, len, MADV_PAGEOUT) ||
+	    resident_pages(dst.buf.addr, len) == len / 4096) {
+		pwt_skip_part("MADV_PAGEOUT paged nothing out (no swap? run under tests/scripts/with_zram_swap.sh)");
+		goto out;
+	}
+	printf("%zu of %zu pages resident after MADV_PAGEOUT\n",
+	       resident_pages(dst.buf.addr, len), len / 4096);
+	f0 = faults(p.b.ctx);
+	maj0 = atomic_load(&p.b.ctx->faults.stats.major);
+	pwt_fill(src.buf.addr, len, 62);
+	pwt_fill(src.want, len, 62);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 2, src.buf.addr,
+			     (uint32_t)len, src.buf.lkey, pwt_va(dst.buf.addr),
+			     dst.buf.rkey, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 2, PW_WC_RDMA_WRITE, (uint32_t)len, p.a.qp->qp_num);
+	memcpy(dst.want, src.want, len);
+	PWT_IMG_CHECK(&dst);
+	PWT_ASSERTF(faults(p.b.ctx) > f0,
+		    "a WRITE into swapped-out pages took no fault: the progress thread placed it");
+	printf("major faults in the worker: %llu\n",
+	       (unsigned long long)(atomic_load(&p.b.ctx->faults.stats.major) - maj0));
+out:
+	pwt_img_free(&dst);
+	pwt_img_free(&src);
+	pwt_pair_close(&p);
+}
+
 static const struct pwt_case cases[] = {
+	{ "swapped_write", t_swapped_write },
 	{ "drop_write", t_drop_write },
 	{ "drop_order", t_drop_order },
 	{ "drop_hole", t_drop_hole },
