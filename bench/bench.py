@@ -129,6 +129,26 @@ def parse(kind, row, size, text):
                 if "min_share" in o and int(o.get("qps", 1)) > 1:
                     s.append((row, "min_share", int(o["size"]), float(o["min_share"])))
                     s.append((row, "max_share", int(o["size"]), float(o["max_share"])))
+    elif kind == "pwreg":
+        # pagewire-perf reg: one line per (mr, size)
+        for o in json_lines(text):
+            if "reg_us" in o:
+                s.append(("reg_" + o["mr"], "reg_us", int(o["size"]), float(o["reg_us"])))
+    elif kind == "pwpg":
+        # fault_lat and --first-touch: same-run figures, plus --stats
+        for o in json_lines(text):
+            for k in ("added_p50_us", "added_p99_us", "resident_p50_us", "vs_resident",
+                      "first_touch_bw_MBps", "resident_bw_MBps"):
+                if k in o:
+                    s.append((row, k, int(o.get("size", 0)), float(o[k])))
+            st = o.get("stats", {}).get("server", {})
+            cl = o.get("stats", {}).get("client", {})
+            for k in ("faults", "fault_inline", "naks_sent", "dropped_bytes"):
+                if k in st:
+                    s.append((row, "srv_" + k, int(o.get("size", 0)), float(st[k])))
+            for k in ("naks_received", "retransmitted_bytes"):
+                if k in cl:
+                    s.append((row, "cli_" + k, int(o.get("size", 0)), float(cl[k])))
     elif kind == "lf":
         for o in json_lines(text):
             t = o.get("test", "")
@@ -187,7 +207,7 @@ def load(out):
             for (r, metric, sz, v) in got:
                 samples[(r, metric, sz)][run] = v
                 raw.append({"run": run, "row": r, "metric": metric, "size": sz,
-                            "value": v, "unit": {"bw": "MB/s", "lat": "us", "vs_pinned_us": "us"}.get(metric, "x"),
+                            "value": v, "unit": "us" if metric == "lat" or metric.endswith("_us") else "MB/s" if metric == "bw" or metric.endswith("MBps") else "x",
                             "log": os.path.relpath(m["log"], out)})
             if rc != 0 or not got:
                 reason = last_line(read_text(m["log"] + ".err")) or last_line(text)
@@ -286,6 +306,65 @@ def best_of(res, rows, metric, size, run, lower=False):
     if not vals:
         return None
     return min(vals) if lower else max(vals)
+
+
+def paging(res):
+    """Issue 4's measured figures and criteria, on this run's medians."""
+    out = []
+    GiB, TiB = 1 << 30, 1 << 40
+
+    def med_of(row, metric, size):
+        v = list(res.values(row, metric, size).values())
+        return (med(v), v) if v else (None, [])
+
+    out.append("| measurement | median | runs |")
+    out.append("|---|---|---|")
+    for label, row, metric, size, unit in (
+            ("pw_reg_mr pinned 1 GiB", "reg_pinned", "reg_us", GiB, "us"),
+            ("pw_reg_mr ODP 1 GiB", "reg_odp", "reg_us", GiB, "us"),
+            ("pw_reg_mr ODP 1 TiB", "reg_odp", "reg_us", TiB, "us"),
+            ("pw_reg_mr implicit ODP", "reg_implicit", "reg_us", GiB, "us"),
+            ("fault_lat STALL: added p50", "pg_fault_stall", "added_p50_us", 8, "us"),
+            ("fault_lat STALL: added p99", "pg_fault_stall", "added_p99_us", 8, "us"),
+            ("fault_lat DROP: added p50", "pg_fault_drop", "added_p50_us", 8, "us"),
+            ("fault_lat DROP: added p99", "pg_fault_drop", "added_p99_us", 8, "us"),
+            ("first-touch 1 MiB WRITE vs resident, STALL", "pg_first_touch_stall", "vs_resident", MiB, "x"),
+            ("first-touch 1 MiB WRITE vs resident, DROP", "pg_first_touch_drop", "vs_resident", MiB, "x"),
+            ("DROP first-touch: PAGE_FAULT NAKs sent", "pg_first_touch_drop", "srv_naks_sent", MiB, ""),
+            ("DROP first-touch: bytes resent by the requester", "pg_first_touch_drop", "cli_retransmitted_bytes", MiB, ""),
+            ("DROP first-touch: bytes discarded by the responder", "pg_first_touch_drop", "srv_dropped_bytes", MiB, "")):
+        m, v = med_of(row, metric, size)
+        if m is None:
+            out.append("| %s | n/a | — |" % label)
+            continue
+        fmt = "%.3f" if unit in ("us", "x") else "%.0f"
+        out.append("| %s | %s%s | %s |" % (label, fmt % m, " " + unit if unit else "",
+                                           " ".join(fmt % x for x in v)))
+    out.append("")
+    out.append("Acceptance criteria of issue 4 measured so far:")
+    out.append("")
+
+    def crit(ok, what, val):
+        out.append("- %s: %s: %s" % ("n/a" if ok is None else "PASS" if ok else "FAIL", what, val))
+
+    p, o, t = (med_of("reg_pinned", "reg_us", GiB)[0], med_of("reg_odp", "reg_us", GiB)[0],
+               med_of("reg_odp", "reg_us", TiB)[0])
+    crit(None if p is None or o is None else p / o >= 1000,
+         "ODP registration of 1 GiB at least 1000x faster than pinned",
+         "%.0fx" % (p / o) if p and o else "not measured")
+    crit(None if t is None else t <= 20, "ODP registration of 1 TiB at most 20 us",
+         "%.2f us" % t if t is not None else "not measured")
+    f = med_of("pg_fault_stall", "added_p50_us", 8)[0]
+    crit(None if f is None else f <= 5, "median added latency of a minor responder fault at most 5 us (STALL)",
+         "%.2f us" % f if f is not None else "not measured")
+    r = med_of("pg_first_touch_stall", "vs_resident", MiB)[0]
+    crit(None if r is None else r >= 0.5, "first-touch WRITE bandwidth at 1 MiB under STALL at least 0.5x resident",
+         "%.2fx" % r if r is not None else "not measured")
+    n = med_of("pg_first_touch_drop", "srv_naks_sent", MiB)[0]
+    crit(None if n is None else n > 0, "DROP: the counters show NAKs, resent and discarded bytes",
+         "%.0f NAKs" % n if n is not None else "not measured")
+    out.append("- not measured yet: `--swapped` bandwidth (0.3x), `hol` (B's p99 within 2x)")
+    return "\n".join(out)
 
 
 def acceptance(res, quick):
@@ -503,6 +582,16 @@ def main():
     block.append("Acceptance criteria of issue 3, on these medians:")
     block.append("")
     block.append(acceptance(res, quick))
+    block.append("")
+    block.append("### Demand paging (issue 4)")
+    block.append("")
+    block.append("Each figure compares within one pagewire-perf invocation: `reg` "
+                 "(registration cost, local), `fault_lat` (8-byte WRITEs to never-touched "
+                 "pages against resident ones, alternating), `write_bw --first-touch` "
+                 "(blocks to fresh pages against blocks to a resident slot), `--stats` "
+                 "(both sides' counters).")
+    block.append("")
+    block.append(paging(res))
     block.append("")
     if notes:
         block.append("Problems in this run:")

@@ -258,6 +258,18 @@ measure_pagewire() {
 	run_one pw_send_odp pw 8 lat "$PERF" send_lat --loopback --json -s 8 -n "$LAT_ITERS" --mr=odp
 	# 64 QPs writing 64 KiB concurrently (aggregate; the 1-QP figure is pw_write_odp at 64K)
 	run_one pw_write_odp_q64 pw 65536 q64 "$PERF" write_bw --loopback --json -s 64K -q 64 --mr=odp
+	measure_paging
+}
+
+# Demand paging (issue 4): registration cost, fault latency, first touch,
+# each a same-run comparison inside one pagewire-perf invocation.
+measure_paging() {
+	local pol
+	run_one pg_reg pwreg 0 reg "$PERF" reg --json
+	for pol in stall drop; do
+		run_one "pg_fault_$pol" pwpg 8 lat "$PERF" fault_lat --loopback --json -n 2000 --policy=$pol --stats
+		run_one "pg_first_touch_$pol" pwpg 1048576 ft "$PERF" write_bw --loopback --json -s 1M --first-touch --policy=$pol --stats
+	done
 }
 
 measure_libfabric_rma() {
