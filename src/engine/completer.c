@@ -178,6 +178,8 @@ void pw_comp_begin(struct pw_qp_i *qp)
 		if (!ok)
 			break;
 		pw_rx_set_sges(rx, w->sge, w->num_sge);
+		/* local ODP: a sink not in its page table stalls the QP */
+		pw_qp_fault_check_locked(qp);
 		break;
 	case PW_OP_ATOMIC_RESP:
 		ok = retire_before_locked(qp, h->psn);

@@ -533,6 +533,7 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 	pw_engine_del_qp(&qp->ctx->engine, qp);
 	/* nor the fault engine (a STALL fault may still be in its hands) */
 	pw_fault_cancel(&qp->ctx->faults, &qp->fault);
+	pw_fault_cancel(&qp->ctx->faults, &qp->req_fault);
 	shutdown(qp->fd, SHUT_RDWR);
 	pw_qp_free(qp);
 	return 0;

@@ -226,6 +226,15 @@ struct pw_qp_i {
 	 */
 	bool rx_stalled;
 	struct pw_fault fault;	/* the pending fault (token holder) */
+	/*
+	 * Local ODP: a request's source not in its page table is faulted in
+	 * before the request goes out (the requester waits, RC order holds).
+	 * Under the lock.
+	 */
+	struct pw_fault req_fault;
+	bool req_fault_wait;
+	bool req_src_bad;	/* the fault for request req_fault_psn found no mapping */
+	uint32_t req_fault_psn;
 	uint64_t stall_start_ns;
 	struct pw_qp_i *eng_next;	/* engine list (progress thread) */
 };
@@ -285,6 +294,9 @@ void pw_tx_flush_locked(struct pw_qp_i *qp);
 /* The stream can carry nothing more (cut mid-message, or dead): shut it. */
 void pw_tx_kill_locked(struct pw_qp_i *qp);
 void pw_qp_set_stall_locked(struct pw_qp_i *qp, bool on);
+bool pw_qp_fault_check_locked(struct pw_qp_i *qp);
+bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
+		      uint64_t l, bool write, struct pw_fault *f);
 
 /* requester.c */
 bool pw_req_next_locked(struct pw_qp_i *qp);

@@ -4,6 +4,7 @@
  * posting order (RC ordering), honouring the READ/ATOMIC credit the peer
  * granted (max_dest_rd_atomic), fences, and the RNR retry timer.
  */
+#include "core/context.h"
 #include "engine/qp.h"
 
 static uint8_t wire_op(uint8_t op)
@@ -21,6 +22,55 @@ static uint8_t wire_op(uint8_t op)
 	return map[op];
 }
 
+/* The fault engine has the request's source pages: send it now. */
+static void req_fault_done(struct pw_fault *f)
+{
+	struct pw_qp_i *qp = container_of(f, struct pw_qp_i, req_fault);
+
+	if (!qp->in_engine)
+		return;		/* destroyed meanwhile: pw_destroy_qp cancels */
+	pthread_mutex_lock(&qp->lock);
+	/* no mapping: sending finds EFAULT and fails the WR (LOC_PROT_ERR) */
+	qp->req_src_bad = f->err != 0;
+	qp->req_fault_wait = false;
+	pw_tx_flush_locked(qp);
+	pthread_mutex_unlock(&qp->lock);
+}
+
+/*
+ * Local ODP (issue 4): the payload of a WRITE or SEND is read by sendmsg
+ * on whatever thread transmits; a source page not in its MR's page table
+ * (or swapped out, for 1 MiB and more) is faulted first, inline when it
+ * cannot need I/O, else through the worker while the request waits.
+ * Return true when the request must wait.
+ */
+static bool req_source_faults_locked(struct pw_qp_i *qp, const struct pw_wqe *w)
+{
+	struct pw_fault miss;
+
+	if (w->inlined || !w->length || pw_wqe_is_rd(w) ||
+	    w->opcode == PW_WR_ATOMIC_CMP_AND_SWP ||
+	    w->opcode == PW_WR_ATOMIC_FETCH_AND_ADD ||
+	    (qp->req_src_bad && qp->req_fault_psn == w->psn))
+		return false;
+	for (int i = 0; i < (int)w->num_sge; i++) {
+		if (!pw_qp_range_miss(qp, w->sge[i].lkey, w->sge[i].addr,
+				      w->sge[i].length, false, &miss))
+			continue;
+		if (pw_fault_try_inline(&qp->ctx->faults, &miss))
+			continue;
+		qp->req_fault = miss;
+		qp->req_fault.done = req_fault_done;
+		qp->req_fault.owned = false;
+		qp->req_fault_wait = true;
+		qp->req_src_bad = false;
+		qp->req_fault_psn = w->psn;
+		pw_fault_submit(&qp->ctx->faults, &qp->req_fault);
+		return true;
+	}
+	return false;
+}
+
 bool pw_req_next_locked(struct pw_qp_i *qp)
 {
 	struct pw_tx *tx = &qp->tx;
@@ -28,7 +78,7 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 	struct pw_hdr h = { 0 };
 	bool rd;
 
-	if (qp->retry_at_ns || qp->sq_next == qp->sq_tail)
+	if (qp->retry_at_ns || qp->req_fault_wait || qp->sq_next == qp->sq_tail)
 		return false;
 	w = pw_sq_at(qp, qp->sq_next);
 	if (w->status != PW_WC_SUCCESS) {
@@ -42,6 +92,8 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 	}
 	rd = pw_wqe_is_rd(w);
 	if ((rd && qp->rd_out >= qp->rd_max) || (w->fence && qp->rd_out))
+		return false;
+	if (req_source_faults_locked(qp, w))
 		return false;
 
 	h.opcode = wire_op(w->opcode);

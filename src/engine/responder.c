@@ -120,8 +120,8 @@ static uint32_t check_remote(struct pw_qp_i *qp, uint32_t rkey, uint64_t addr,
  * MR without one (pinned), or gone (placement reports that), never is.
  * On a miss, *f gets the part from the first missing page on.
  */
-static bool range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
-		       uint64_t l, bool write, struct pw_fault *f)
+bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
+		      uint64_t l, bool write, struct pw_fault *f)
 {
 	struct pw_mr_i *mr;
 	uint64_t m;
@@ -150,8 +150,9 @@ static bool range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
 
 /*
  * The first range the current request needs that is not in its ODP MR's
- * page table: the target range of a WRITE, READ or atomic, or the part of
- * the receive buffers a SEND fills. Filled into @f.
+ * page table: the target range of a WRITE, READ or atomic, the part of
+ * the receive buffers a SEND fills, or (completer) the part of a READ's
+ * sink its response fills. Filled into @f.
  */
 static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f)
 {
@@ -161,17 +162,17 @@ static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f)
 
 	switch (h->opcode) {
 	case PW_OP_READ_REQ:
-		return range_miss(qp, h->rkey, h->raddr, h->read_len, false, f);
+		return pw_qp_range_miss(qp, h->rkey, h->raddr, h->read_len, false, f);
 	case PW_OP_ATOMIC_CS:
 	case PW_OP_ATOMIC_FA:
-		return range_miss(qp, h->rkey, h->raddr, 8, true, f);
+		return pw_qp_range_miss(qp, h->rkey, h->raddr, 8, true, f);
 	default:
 		if (rx->dst != DST_PLACE)
 			return false;
 		for (int i = 0; i < rx->niov && need; i++) {
 			uint64_t l = PW_MIN((uint64_t)rx->iov[i].len, need);
 
-			if (range_miss(qp, rx->iov[i].key,
+			if (pw_qp_range_miss(qp, rx->iov[i].key,
 				       (uint64_t)(uintptr_t)rx->iov[i].base, l,
 				       true, f))
 				return true;
@@ -182,6 +183,12 @@ static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f)
 }
 
 static void resp_fault_done(struct pw_fault *f);
+
+/* A response (READ_RESP into a local sink) rather than a request. */
+static bool rx_is_response(const struct pw_qp_i *qp)
+{
+	return pw_wire_ops[qp->rx.hdr.opcode].cls == PW_WC_CLASS_RESPONSE;
+}
 
 /* DROP: the background fault is done; the resent request will find out. */
 static void drop_fault_done(struct pw_fault *f)
@@ -258,7 +265,7 @@ static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
  * populated pages, and a READ response or atomic runs on valid pages.
  * Return true when the QP stalled. Called with the lock held.
  */
-static bool resp_fault_check_locked(struct pw_qp_i *qp)
+bool pw_qp_fault_check_locked(struct pw_qp_i *qp)
 {
 	struct pw_fault *f = &qp->fault;
 
@@ -276,8 +283,11 @@ static bool resp_fault_check_locked(struct pw_qp_i *qp)
 		if (i > PW_MAX_SGE || !pw_fault_try_inline(&qp->ctx->faults, &miss))
 			break;
 	}
-	/* DROP needs a peer that understands PAGE_FAULT; else STALL */
-	if (qp->fault_policy == PW_FAULT_DROP &&
+	/*
+	 * DROP needs a peer that understands PAGE_FAULT; else STALL. A
+	 * response cannot be NAKed: a READ sink always stalls.
+	 */
+	if (qp->fault_policy == PW_FAULT_DROP && !rx_is_response(qp) &&
 	    (qp->features & PW_WIRE_FEAT_FAULT_NAK)) {
 		resp_drop_locked(qp, &miss);
 		return false;
@@ -311,13 +321,17 @@ static void resp_fault_done(struct pw_fault *f)
 	if (!qp->in_engine)
 		return;		/* destroyed meanwhile: pw_destroy_qp cancels */
 	pthread_mutex_lock(&qp->lock);
-	if (f->err) {
+	if (f->err && rx_is_response(qp)) {
+		/* a READ sink with no mapping: the completer's fault path */
+		rx->fault = true;
+		rx->dst = DST_DISCARD;
+	} else if (f->err) {
 		/* as a fault while placing (pw_resp_finish) */
 		rx->err_syn = to_recv ? PW_SYN_REMOTE_OP : PW_SYN_REMOTE_ACCESS;
 		if (to_recv)
 			rx->recv_status = PW_WC_LOC_PROT_ERR;
 		rx->dst = DST_DISCARD;
-	} else if (resp_fault_check_locked(qp)) {
+	} else if (pw_qp_fault_check_locked(qp)) {
 		pthread_mutex_unlock(&qp->lock);
 		return;
 	}
@@ -448,7 +462,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		break;
 	}
 	/* an ODP target or receive buffer not in its page table: STALL */
-	resp_fault_check_locked(qp);
+	pw_qp_fault_check_locked(qp);
 out:
 	pthread_mutex_unlock(&qp->lock);
 }

@@ -670,7 +670,80 @@ out:
 	pwt_pair_close(&p);
 }
 
+/*
+ * Local ODP: the requester's own ODP pages not in its page table are
+ * faulted before they are read (a WRITE or SEND source the application
+ * wrote, never seen by the page table; a never-touched source) or written
+ * (a READ sink). The data is exact; the requester's context counts the
+ * faults.
+ */
+static void t_local_odp(const char *arg)
+{
+	const size_t len = 256 * PWT_KIB;
+	struct pwt_pair p;
+	struct pwt_img src, zsrc, dst, sink, tsrc, rb;
+	uint64_t f0;
+
+	(void)arg;
+	pwt_pair_open(&p, NULL);
+	pwt_img_alloc(&src, &p.a, len, PWT_ODP, 0);
+	pwt_img_alloc(&zsrc, &p.a, len, PWT_ODP, 0);
+	pwt_img_alloc(&sink, &p.a, len, PWT_ODP, 0);
+	pwt_img_alloc(&dst, &p.b, 2 * len, PWT_PINNED, 0);
+	pwt_img_alloc_src(&tsrc, &p.b, len, PWT_PINNED, 71);
+	pwt_img_alloc(&rb, &p.b, len, PWT_PINNED, 0);
+
+	/* WRITE from a source the application wrote itself */
+	pwt_fill(src.buf.addr, len, 72);
+	pwt_fill(src.want, len, 72);
+	f0 = faults(p.a.ctx);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 1, src.buf.addr,
+			     (uint32_t)len, src.buf.lkey, pwt_va(dst.buf.addr),
+			     dst.buf.rkey, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 1, PW_WC_RDMA_WRITE, (uint32_t)len, p.a.qp->qp_num);
+	PWT_MEMEQ(dst.buf.addr, src.want, len);
+	PWT_ASSERTF(faults(p.a.ctx) > f0, "the WRITE's ODP source took no local fault");
+
+	/* WRITE from a never-touched source: zeros */
+	memset(dst.buf.addr + len, 0x5a, len);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 2, zsrc.buf.addr,
+			     (uint32_t)len, zsrc.buf.lkey,
+			     pwt_va(dst.buf.addr + len), dst.buf.rkey,
+			     PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 2, PW_WC_RDMA_WRITE, (uint32_t)len, p.a.qp->qp_num);
+	PWT_ZERO(dst.buf.addr + len, len);
+
+	/* SEND from the ODP source (now in the page table: no new fault) */
+	f0 = faults(p.a.ctx);
+	PWT_OK(pwt_post_recv1(p.b.qp, 3, rb.buf.addr, (uint32_t)len, rb.buf.lkey));
+	PWT_OK(pwt_post_send1(p.a.qp, PW_WR_SEND, 3, src.buf.addr, (uint32_t)len,
+			      src.buf.lkey, 0, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 3, PW_WC_SEND, (uint32_t)len, p.a.qp->qp_num);
+	PWT_EXPECT_RECV(p.b.rcq, 3, PW_WC_RECV, (uint32_t)len, false, 0,
+			p.b.qp->qp_num);
+	PWT_MEMEQ(rb.buf.addr, src.want, len);
+	PWT_EQ(faults(p.a.ctx), f0);
+
+	/* READ into a never-touched ODP sink */
+	f0 = faults(p.a.ctx);
+	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_READ, 4, sink.buf.addr,
+			     (uint32_t)len, sink.buf.lkey, pwt_va(tsrc.buf.addr),
+			     tsrc.buf.rkey, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(p.a.scq, 4, PW_WC_RDMA_READ, (uint32_t)len, p.a.qp->qp_num);
+	PWT_MEMEQ(sink.buf.addr, tsrc.want, len);
+	PWT_ASSERTF(faults(p.a.ctx) > f0, "the READ's ODP sink took no local fault");
+
+	pwt_img_free(&rb);
+	pwt_img_free(&tsrc);
+	pwt_img_free(&dst);
+	pwt_img_free(&sink);
+	pwt_img_free(&zsrc);
+	pwt_img_free(&src);
+	pwt_pair_close(&p);
+}
+
 static const struct pwt_case cases[] = {
+	{ "local_odp", t_local_odp },
 	{ "swapped_write", t_swapped_write },
 	{ "drop_write", t_drop_write },
 	{ "drop_order", t_drop_order },
