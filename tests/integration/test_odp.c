@@ -180,19 +180,23 @@ static void t_write_stream(const char *arg)
 /*
  * A WRITE into an ODP MR where nothing is mapped (a hole munmap'ed
  * before the first touch): the fault finds no mapping, the op completes
- * with a remote access error, the pages around it are untouched.
+ * with a remote access error, the pages around it are untouched. Under
+ * DROP the request is NAKed first, faulted in the background, and the
+ * resend gets the error.
  */
-static void t_write_hole(const char *arg)
+static void write_into_hole(uint32_t policy)
 {
 	const size_t pg = 4096;
+	struct pwt_pair_opts o;
 	struct pwt_pair p;
 	struct pwt_img src;
 	struct pw_mr *mr;
 	uint8_t *base;
 	uint64_t failed0;
 
-	(void)arg;
-	pwt_pair_open(&p, NULL);
+	memset(&o, 0, sizeof(o));
+	o.b_attr.fault_policy = policy;
+	pwt_pair_open(&p, &o);
 	pwt_img_alloc_src(&src, &p.a, pg, PWT_PINNED, 24);
 	base = pwt_map(3 * pg);
 	mr = pw_reg_mr(p.b.pd, base, 3 * pg, PWT_ACCESS_ALL | PW_ACCESS_ON_DEMAND);
@@ -213,6 +217,18 @@ static void t_write_hole(const char *arg)
 	pwt_unmap(base + 2 * pg, pg);
 	pwt_img_free(&src);
 	pwt_pair_close(&p);
+}
+
+static void t_write_hole(const char *arg)
+{
+	(void)arg;
+	write_into_hole(PW_FAULT_STALL);
+}
+
+static void t_drop_hole(const char *arg)
+{
+	(void)arg;
+	write_into_hole(PW_FAULT_DROP);
 }
 
 /*
@@ -566,38 +582,6 @@ static void t_drop_order(const char *arg)
 	pwt_img_free(&rbuf);
 	pwt_img_free(&dst);
 	pwt_img_free(&msg);
-	pwt_img_free(&src);
-	pwt_pair_close(&p);
-}
-
-/*
- * DROP into a hole: NAKed, faulted in the background, nothing mapped:
- * the resend completes with a remote access error, nothing else changes.
- */
-static void t_drop_hole(const char *arg)
-{
-	const size_t pg = 4096;
-	struct pwt_pair p;
-	struct pwt_img src;
-	struct pw_mr *mr;
-	uint8_t *base;
-
-	(void)arg;
-	drop_pair(&p);
-	pwt_img_alloc_src(&src, &p.a, pg, PWT_PINNED, 44);
-	base = pwt_map(3 * pg);
-	mr = pw_reg_mr(p.b.pd, base, 3 * pg, PWT_ACCESS_ALL | PW_ACCESS_ON_DEMAND);
-	PWT_NONNULL(mr);
-	pwt_unmap(base + pg, pg);
-	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 7, src.buf.addr, 64,
-			     src.buf.lkey, pwt_va(base + pg + 8), mr->rkey,
-			     PW_SEND_SIGNALED));
-	PWT_EXPECT_ERR(p.a.scq, 7, PW_WC_REM_ACCESS_ERR, p.a.qp->qp_num);
-	PWT_ZERO(base, pg);
-	PWT_ZERO(base + 2 * pg, pg);
-	PWT_OK(pw_dereg_mr(mr));
-	pwt_unmap(base, pg);
-	pwt_unmap(base + 2 * pg, pg);
 	pwt_img_free(&src);
 	pwt_pair_close(&p);
 }
