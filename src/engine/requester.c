@@ -59,9 +59,16 @@ static bool req_source_faults_locked(struct pw_qp_i *qp, const struct pw_wqe *w)
 			continue;
 		if (pw_fault_try_inline(&qp->ctx->faults, &miss))
 			continue;
-		qp->req_fault = miss;
+		/*
+		 * The request fields only: state and list links belong to
+		 * the fault engine (its lock), and the reaper may still be
+		 * finishing this fault's previous round.
+		 */
+		qp->req_fault.key = miss.key;
+		qp->req_fault.addr = miss.addr;
+		qp->req_fault.len = miss.len;
+		qp->req_fault.write = miss.write;
 		qp->req_fault.done = req_fault_done;
-		qp->req_fault.owned = false;
 		qp->req_fault_wait = true;
 		qp->req_src_bad = false;
 		qp->req_fault_psn = w->psn;
