@@ -463,9 +463,10 @@ struct pw_qp_cap {
  * @fault_policy: enum pw_fault_policy for faults this QP's responder takes;
  *                0 = the context's. DROP falls back to STALL with a peer
  *                that cannot handle PAGE_FAULT NAKs.
- * @retry_cnt:    resends after PAGE_FAULT NAKs (the peer's DROP policy)
- *                before the WR fails with PW_WC_RETRY_EXC_ERR: 0 = default
- *                (7), 1..7, or PW_RNR_RETRY_NONE for none
+ * @retry_cnt:    PAGE_FAULT NAKs (the peer's DROP policy) taken at the
+ *                longest back-off (100 ms; it doubles from the peer's hint
+ *                up to there) before the WR fails with PW_WC_RETRY_EXC_ERR:
+ *                0 = default (7), 1..7, or PW_RNR_RETRY_NONE for none
  *
  * Numeric fields left at zero take the documented defaults; the values in
  * effect are written back into @cap by pw_connect()/pw_accept().

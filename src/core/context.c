@@ -72,6 +72,7 @@ int pw_close(struct pw_context *ctx)
 	pthread_mutex_unlock(&ctx->obj_lock);
 	pw_fault_stop(&ctx->faults);
 	pw_engine_stop(&ctx->engine);
+	pw_fault_fini(&ctx->faults);
 	pw_keytable_destroy(&ctx->keys);
 	pthread_mutex_destroy(&ctx->obj_lock);
 	free(ctx);

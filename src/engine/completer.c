@@ -10,6 +10,17 @@
 
 /* Largest RNR back-off honoured, whatever the peer asks for. */
 #define PW_MAX_RNR_US 1000000u
+/* Longest wait between PAGE_FAULT resends (the back-off's cap). */
+#define PW_MAX_FAULT_BACKOFF_US 100000u
+
+/* Progress resets the RNR budget, as rxe does, and the PAGE_FAULT one. */
+static void progress_locked(struct pw_qp_i *qp)
+{
+	qp->rnr_left = qp->rnr_retry == 0 || qp->rnr_retry == 7 ? -1 :
+		       qp->rnr_retry == PW_RNR_RETRY_NONE ? 0 : qp->rnr_retry;
+	qp->fault_left = qp->retry_cnt;
+	qp->fault_backoff = 0;
+}
 
 /*
  * Retire WQEs with PSN before @psn as successful. Return false if the peer
@@ -37,11 +48,7 @@ static bool retire_before_locked(struct pw_qp_i *qp, uint32_t psn)
 		}
 		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
 		qp->sq_head++;
-		/* progress resets the RNR budget, as rxe does, and the fault one */
-		qp->rnr_left = qp->rnr_retry == 0 || qp->rnr_retry == 7 ? -1 :
-			       qp->rnr_retry == PW_RNR_RETRY_NONE ? 0 : qp->rnr_retry;
-		qp->fault_left = qp->retry_cnt;
-		qp->fault_backoff = 0;
+		progress_locked(qp);
 	}
 	return true;
 }
@@ -68,11 +75,21 @@ static void on_fault_nak_locked(struct pw_qp_i *qp, const struct pw_hdr *h)
 	uint64_t us, resent = 0;
 
 	atomic_fetch_add_explicit(&st->naks_received, 1, memory_order_relaxed);
-	if (qp->fault_left == 0) {
-		pw_qp_error_locked(qp, PW_WC_RETRY_EXC_ERR);
-		return;
+	/*
+	 * A fault can take long (swap, a busy worker, one range per round
+	 * for a SEND over many buffers): the back-off doubles freely up to
+	 * PW_MAX_FAULT_BACKOFF_US, and only NAKs at that cap use up
+	 * retry_cnt, so RETRY_EXC_ERR means no progress for about
+	 * retry_cnt x 100 ms, not a handful of quick NAKs.
+	 */
+	if (((h->retry_us ? h->retry_us : 1) << PW_MIN(qp->fault_backoff, 20)) >=
+	    PW_MAX_FAULT_BACKOFF_US) {
+		if (qp->fault_left == 0) {
+			pw_qp_error_locked(qp, PW_WC_RETRY_EXC_ERR);
+			return;
+		}
+		qp->fault_left--;
 	}
-	qp->fault_left--;
 	/* what was sent from the NAKed request on goes out again */
 	for (uint32_t i = qp->sq_head; i != qp->sq_next; i++) {
 		const struct pw_wqe *x = pw_sq_at(qp, i);
@@ -84,9 +101,9 @@ static void on_fault_nak_locked(struct pw_qp_i *qp, const struct pw_hdr *h)
 				  memory_order_relaxed);
 	qp->sq_next = qp->sq_head;
 	qp->rd_out = 0;
-	us = (h->retry_us ? h->retry_us : 1) << PW_MIN(qp->fault_backoff, 12);
-	if (us > PW_MAX_RNR_US)
-		us = PW_MAX_RNR_US;
+	us = (h->retry_us ? h->retry_us : 1) << PW_MIN(qp->fault_backoff, 20);
+	if (us > PW_MAX_FAULT_BACKOFF_US)
+		us = PW_MAX_FAULT_BACKOFF_US;
 	qp->fault_backoff++;
 	qp->retry_at_ns = pw_now_ns() + us * 1000;
 }
@@ -148,6 +165,7 @@ void pw_comp_begin(struct pw_qp_i *qp)
 	rx->skip = false;
 	rx->fault = false;
 	rx->dst = DST_DISCARD;
+	qp->skip_residency = false;
 	pthread_mutex_lock(&qp->lock);
 	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
 		rx->skip = true;
@@ -199,6 +217,7 @@ void pw_comp_begin(struct pw_qp_i *qp)
 		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
 		qp->sq_head++;
 		qp->rd_out--;
+		progress_locked(qp);
 		break;
 	}
 out:
@@ -226,6 +245,7 @@ void pw_comp_finish(struct pw_qp_i *qp)
 			pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
 			qp->sq_head++;
 			qp->rd_out--;
+			progress_locked(qp);
 		}
 	}
 	pthread_mutex_unlock(&qp->lock);

@@ -156,6 +156,16 @@ static void run_cmds(struct pw_engine *eng)
 	pthread_mutex_unlock(&eng->cmd_lock);
 }
 
+void pw_engine_rewatch(struct pw_engine *eng, struct pw_qp_i *qp)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = qp };
+
+	if (qp->in_epoll || qp->rx.eof || !qp->in_engine)
+		return;
+	if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, qp->fd, &ev) == 0)
+		qp->in_epoll = true;
+}
+
 static void qp_events(struct pw_engine *eng, struct pw_qp_i *qp, uint32_t e)
 {
 	/*

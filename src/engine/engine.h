@@ -76,6 +76,8 @@ void pw_engine_add_qp(struct pw_engine *eng, struct pw_qp_i *qp);
 void pw_engine_del_qp(struct pw_engine *eng, struct pw_qp_i *qp);
 /* Wake the token holder (commands, timers, a completion for a driver). */
 void pw_engine_kick(struct pw_engine *eng);
+/* Token holder: watch @qp's socket again (an error hid it while stalled). */
+void pw_engine_rewatch(struct pw_engine *eng, struct pw_qp_i *qp);
 
 /**
  * pw_engine_drive() - run the engine on this thread until @done

@@ -534,6 +534,7 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 	/* nor the fault engine (a STALL fault may still be in its hands) */
 	pw_fault_cancel(&qp->ctx->faults, &qp->fault);
 	pw_fault_cancel(&qp->ctx->faults, &qp->req_fault);
+	pw_fault_cancel(&qp->ctx->faults, &qp->drop_fault);
 	shutdown(qp->fd, SHUT_RDWR);
 	pw_qp_free(qp);
 	return 0;

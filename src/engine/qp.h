@@ -225,7 +225,9 @@ struct pw_qp_i {
 	 * token holder under the lock (the epoll interest depends on it).
 	 */
 	bool rx_stalled;
-	struct pw_fault fault;	/* the pending fault (token holder) */
+	struct pw_fault fault;	/* the pending STALL fault (token holder) */
+	struct pw_fault drop_fault; /* DROP's background fault (token holder) */
+	bool skip_residency;	/* the op's pages were just faulted in */
 	/*
 	 * Local ODP: a request's source not in its page table is faulted in
 	 * before the request goes out (the requester waits, RC order holds).
@@ -233,7 +235,7 @@ struct pw_qp_i {
 	 */
 	struct pw_fault req_fault;
 	bool req_fault_wait;
-	bool req_src_bad;	/* the fault for request req_fault_psn found no mapping */
+	bool req_src_done;	/* request req_fault_psn had its fault round */
 	uint32_t req_fault_psn;
 	uint64_t stall_start_ns;
 	struct pw_qp_i *eng_next;	/* engine list (progress thread) */

@@ -31,7 +31,8 @@ static void req_fault_done(struct pw_fault *f)
 		return;		/* destroyed meanwhile: pw_destroy_qp cancels */
 	pthread_mutex_lock(&qp->lock);
 	/* no mapping: sending finds EFAULT and fails the WR (LOC_PROT_ERR) */
-	qp->req_src_bad = f->err != 0;
+	/* one round per request: what is still missing faults in the copy */
+	qp->req_src_done = true;
 	qp->req_fault_wait = false;
 	pw_tx_flush_locked(qp);
 	pthread_mutex_unlock(&qp->lock);
@@ -51,7 +52,7 @@ static bool req_source_faults_locked(struct pw_qp_i *qp, const struct pw_wqe *w)
 	if (w->inlined || !w->length || pw_wqe_is_rd(w) ||
 	    w->opcode == PW_WR_ATOMIC_CMP_AND_SWP ||
 	    w->opcode == PW_WR_ATOMIC_FETCH_AND_ADD ||
-	    (qp->req_src_bad && qp->req_fault_psn == w->psn))
+	    (qp->req_src_done && qp->req_fault_psn == w->psn))
 		return false;
 	for (int i = 0; i < (int)w->num_sge; i++) {
 		if (!pw_qp_range_miss(qp, w->sge[i].lkey, w->sge[i].addr,
@@ -70,7 +71,7 @@ static bool req_source_faults_locked(struct pw_qp_i *qp, const struct pw_wqe *w)
 		qp->req_fault.write = miss.write;
 		qp->req_fault.done = req_fault_done;
 		qp->req_fault_wait = true;
-		qp->req_src_bad = false;
+		qp->req_src_done = false;
 		qp->req_fault_psn = w->psn;
 		pw_fault_submit(&qp->ctx->faults, &qp->req_fault);
 		return true;

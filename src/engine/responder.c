@@ -134,10 +134,16 @@ bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
 		return false;
 	if (mr->pt && pw_mr_covers(mr, a, l) &&
 	    (!pw_pt_lookup(mr->pt, a, l, write, &m) ||
-	     (l >= PW_RESIDENCY_MIN && pw_fault_nonresident(a, l, &m)))) {
+	     (l >= PW_RESIDENCY_MIN && !qp->skip_residency &&
+	      pw_fault_nonresident(a, l, &m)))) {
 		/* the first missing page may start before the range */
 		if (m < a)
 			m = a;
+		/* past the 57-bit user space nothing can be mapped: placement fails */
+		if (m >> PW_PT_VA_BITS) {
+			pw_mr_put(mr);
+			return false;
+		}
 		f->key = key;
 		f->addr = m;
 		f->len = a + l - m;
@@ -193,7 +199,7 @@ static bool rx_is_response(const struct pw_qp_i *qp)
 /* DROP: the background fault is done; the resent request will find out. */
 static void drop_fault_done(struct pw_fault *f)
 {
-	struct pw_qp_i *qp = container_of(f, struct pw_qp_i, fault);
+	struct pw_qp_i *qp = container_of(f, struct pw_qp_i, drop_fault);
 
 	qp->drop_pending = false;
 	if (!qp->in_engine)
@@ -214,7 +220,7 @@ static void drop_fault_done(struct pw_fault *f)
  */
 static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
 {
-	struct pw_fault *f = &qp->fault;
+	struct pw_fault *f = &qp->drop_fault;
 	struct pw_rx *rx = &qp->rx;
 	struct pw_fault_stats *st = &qp->ctx->faults.stats;
 	uint64_t us = PW_MIN(20 + miss->len / 4096, (uint64_t)10000);
@@ -233,6 +239,8 @@ static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
 		rx->dst = DST_DISCARD;
 		return false;
 	}
+	/* a record for another range is stale: that fault's op has moved on */
+	qp->drop_fail_key = 0;
 	if (!pw_resp_push_locked(qp, &r)) {
 		pw_qp_fatal_nak_locked(qp, r.psn, PW_SYN_INVALID_REQ,
 				       PW_WC_FATAL_ERR);
@@ -331,15 +339,25 @@ static void resp_fault_done(struct pw_fault *f)
 		if (to_recv)
 			rx->recv_status = PW_WC_LOC_PROT_ERR;
 		rx->dst = DST_DISCARD;
-	} else if (pw_qp_fault_check_locked(qp)) {
-		pthread_mutex_unlock(&qp->lock);
-		return;
+	} else {
+		/*
+		 * The worker populated the range: pages it could not make
+		 * resident (VM_IO, a kernel without MADV_POPULATE_*) must
+		 * not send the op round again.
+		 */
+		qp->skip_residency = true;
+		if (pw_qp_fault_check_locked(qp)) {
+			pthread_mutex_unlock(&qp->lock);
+			return;
+		}
 	}
 	pw_qp_set_stall_locked(qp, false);
 	atomic_fetch_add_explicit(&qp->ctx->faults.stats.stall_ns,
 				  pw_now_ns() - qp->stall_start_ns,
 				  memory_order_relaxed);
 	pthread_mutex_unlock(&qp->lock);
+	/* an error or hang-up while stalled took the socket off epoll */
+	pw_engine_rewatch(&qp->ctx->engine, qp);
 	pw_rx_process(qp);
 }
 
@@ -370,6 +388,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 	rx->err_syn = PW_SYN_OK;
 	rx->recv_status = PW_WC_SUCCESS;
 	rx->dst = DST_DISCARD;
+	qp->skip_residency = false;
 
 	if (qp->nak_drop) {
 		if (h->psn != qp->exp_psn) {

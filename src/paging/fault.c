@@ -37,6 +37,9 @@
 #define PW_FAULT_AROUND_MAX	(4 * 1024 * 1024)
 #define PW_FAULT_AROUND_CHUNK	(256 * 1024)	/* between checks for op faults */
 
+/* MADV_POPULATE_* works here (Linux >= 5.14); probed by pw_fault_start(). */
+static bool pw_populate_supported = true;
+
 static uint64_t page_down(uint64_t a)
 {
 	return a & ~(PW_PT_PAGE_SIZE - 1);
@@ -67,22 +70,24 @@ static int populate_range(struct pw_pt *pt, uint64_t a, uint64_t len,
 		uint64_t seq = pw_pt_read_begin(pt);
 		int ret;
 
-		if (madvise((void *)(uintptr_t)a, len,
+		if (pw_populate_supported &&
+		    madvise((void *)(uintptr_t)a, len,
 			    write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ)) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			/*
-			 * EINVAL: a mapping madvise cannot populate (VM_IO,
-			 * PFNMAP) or a kernel older than 5.14. Mark it valid
-			 * anyway: placement then faults in place, as it did
-			 * before this engine, and EFAULT still ends in a
-			 * remote access error. Everything else (ENOMEM: no
-			 * mapping, EFAULT: SIGBUS/SIGSEGV territory, a
-			 * read-only mapping for write) is "no mapping there".
+			 * ENOMEM: no mapping; EFAULT: SIGBUS/SIGSEGV
+			 * territory; EINVAL: a protection that refuses the
+			 * access (read-only for write, PROT_NONE) or a mapping
+			 * madvise cannot populate: all "no mapping there".
 			 */
-			if (errno != EINVAL)
-				return -EFAULT;
+			return -EFAULT;
 		}
+		/*
+		 * A kernel older than 5.14 (probed at start) cannot populate:
+		 * mark the pages valid anyway, placement faults in place as
+		 * before this engine, and EFAULT still ends the op.
+		 */
 		pw_pt_lock(pt);
 		if (pw_pt_read_retry(pt, seq)) {
 			pw_pt_unlock(pt);
@@ -115,6 +120,11 @@ int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
 	}
 	a = page_down(addr);
 	end = page_up(addr + len);
+	if (end <= a) {
+		/* the last page of the address space: nothing there to map */
+		pw_mr_put(mr);
+		return -EFAULT;
+	}
 	ret = populate_range(mr->pt, a, end - a, write);
 	if (ret == 0) {
 		/*
@@ -393,6 +403,17 @@ int pw_fault_start(struct pw_fault_engine *fe, struct pw_keytable *keys,
 
 	fe->keys = keys;
 	fe->eng = eng;
+	{
+		void *probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (probe != MAP_FAILED) {
+			pw_populate_supported =
+				madvise(probe, 4096, MADV_POPULATE_READ) == 0 ||
+				errno != EINVAL;
+			munmap(probe, 4096);
+		}
+	}
 	/* present/swapped bits are readable without privilege (PFNs are not) */
 	fe->pagemap_fd = getenv("PW_FAULT_INLINE") && !strcmp(getenv("PW_FAULT_INLINE"), "off") ?
 			 -1 : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -430,9 +451,16 @@ void pw_fault_stop(struct pw_fault_engine *fe)
 	pthread_cond_broadcast(&fe->cond);
 	pthread_mutex_unlock(&fe->lock);
 	pthread_join(fe->thread, NULL);
+}
+
+void pw_fault_fini(struct pw_fault_engine *fe)
+{
+	if (!fe->started)
+		return;
 	/*
 	 * QPs cancelled theirs before; what is left is asynchronous advice
-	 * nobody waits for (pw_advise_mr()), owned by us.
+	 * nobody waits for (pw_advise_mr()), owned by us. The engine has
+	 * stopped, so no reaper walks the done list any more.
 	 */
 	free_owned(&fe->head);
 	free_owned(&fe->done_head);

@@ -111,8 +111,13 @@ struct pw_fault_engine {
 int pw_fault_start(struct pw_fault_engine *fe, struct pw_keytable *keys,
 		   struct pw_engine *eng);
 
-/* Stop and join the worker. Every request must have been cancelled. */
+/*
+ * Stop and join the worker; then, once the progress engine has stopped
+ * too (no reaper, no kick target), pw_fault_fini() frees what is left
+ * (asynchronous advice) and the lock. QPs must have cancelled theirs.
+ */
 void pw_fault_stop(struct pw_fault_engine *fe);
+void pw_fault_fini(struct pw_fault_engine *fe);
 
 /* Queue @f (state IDLE). Its done callback runs later on the token holder. */
 void pw_fault_submit(struct pw_fault_engine *fe, struct pw_fault *f);

@@ -782,7 +782,79 @@ static void t_no_hol(const char *arg)
 	pwt_pair_close(&p);
 }
 
+/*
+ * Review findings, as tests:
+ * - a 1 MiB WRITE into a read-only part of an ODP MR ends with a remote
+ *   access error (MADV_POPULATE_WRITE's EINVAL is "no access", and the
+ *   residency check does not send the op round again);
+ * - a WRITE to the last page of the address space through an implicit
+ *   key ends with a remote access error, under both policies;
+ * - twelve READs from separate fresh regions of a DROP responder all
+ *   succeed (READ completions reset the PAGE_FAULT retry budget).
+ */
+static void t_review_edges(const char *arg)
+{
+	const size_t len = PWT_MIB;
+	struct pwt_pair p;
+	struct pwt_img src, sink;
+	struct pw_mr *mr, *imr;
+	uint8_t *ro;
+
+	(void)arg;
+	for (int pol = PW_FAULT_STALL; pol <= PW_FAULT_DROP; pol++) {
+		struct pwt_pair_opts o;
+
+		memset(&o, 0, sizeof(o));
+		o.b_attr.fault_policy = (uint32_t)pol;
+		pwt_pair_open(&p, &o);
+		pwt_img_alloc_src(&src, &p.a, len, PWT_PINNED, 91);
+		ro = pwt_map(len);
+		mr = pw_reg_mr(p.b.pd, ro, len, PWT_ACCESS_ALL | PW_ACCESS_ON_DEMAND);
+		PWT_NONNULL(mr);
+		PWT_OK(mprotect(ro, len, PROT_READ) ? -errno : 0);
+		PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 1, src.buf.addr,
+				     (uint32_t)len, src.buf.lkey, pwt_va(ro),
+				     mr->rkey, PW_SEND_SIGNALED));
+		PWT_EXPECT_ERR(p.a.scq, 1, PW_WC_REM_ACCESS_ERR, p.a.qp->qp_num);
+		PWT_OK(pw_dereg_mr(mr));
+		pwt_unmap(ro, len);
+		pwt_img_free(&src);
+		pwt_pair_close(&p);
+
+		pwt_pair_open(&p, &o);
+		pwt_img_alloc_src(&src, &p.a, 64, PWT_PINNED, 92);
+		imr = pw_reg_mr(p.b.pd, NULL, SIZE_MAX,
+				PWT_ACCESS_ALL | PW_ACCESS_ON_DEMAND);
+		PWT_NONNULL(imr);
+		PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 2, src.buf.addr, 16,
+				     src.buf.lkey, 0xFFFFFFFFFFFFFF00ull, imr->rkey,
+				     PW_SEND_SIGNALED));
+		PWT_EXPECT_ERR(p.a.scq, 2, PW_WC_REM_ACCESS_ERR, p.a.qp->qp_num);
+		PWT_OK(pw_dereg_mr(imr));
+		pwt_img_free(&src);
+		pwt_pair_close(&p);
+	}
+
+	drop_pair(&p);
+	pwt_img_alloc(&src, &p.b, 24 * 128 * PWT_KIB, PWT_ODP, 0);
+	pwt_img_alloc(&sink, &p.a, 128 * PWT_KIB, PWT_PINNED, 0);
+	for (int i = 0; i < 12; i++) {
+		/* stride of two sizes: no fault-around */
+		PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_READ, 10 + (uint64_t)i,
+				     sink.buf.addr, 128 * PWT_KIB, sink.buf.lkey,
+				     pwt_va(src.buf.addr + (size_t)i * 256 * PWT_KIB),
+				     src.buf.rkey, PW_SEND_SIGNALED));
+		PWT_EXPECT_OK(p.a.scq, 10 + (uint64_t)i, PW_WC_RDMA_READ,
+			      128 * PWT_KIB, p.a.qp->qp_num);
+		PWT_ZERO(sink.buf.addr, 128 * PWT_KIB);
+	}
+	pwt_img_free(&sink);
+	pwt_img_free(&src);
+	pwt_pair_close(&p);
+}
+
 static const struct pwt_case cases[] = {
+	{ "review_edges", t_review_edges },
 	{ "no_hol", t_no_hol },
 	{ "local_odp", t_local_odp },
 	{ "swapped_write", t_swapped_write },
