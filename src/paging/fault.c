@@ -229,7 +229,8 @@ static void learn_vma(struct pw_mr_i *mr, uint64_t addr)
 			continue;
 		/* private, writable, no file, not a kernel special mapping */
 		if (perms[1] == 'w' && perms[3] == 'p' && inode == 0 &&
-		    (!path[0] || !strcmp(path, "[heap]") || !strcmp(path, "[stack]"))) {
+		    (!path[0] || !strcmp(path, "[heap]") || !strcmp(path, "[stack]") ||
+		     !strncmp(path, "[anon:", 6))) {	/* PR_SET_VMA_ANON_NAME */
 			lo = s;
 			hi = e;
 		}
