@@ -158,7 +158,12 @@ static void run_cmds(struct pw_engine *eng)
 
 void pw_engine_rewatch(struct pw_engine *eng, struct pw_qp_i *qp)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = qp };
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLRDHUP |
+			  (atomic_load_explicit(&qp->want_out, memory_order_relaxed) ?
+			   EPOLLOUT : 0),
+		.data.ptr = qp,
+	};
 
 	if (qp->in_epoll || qp->rx.eof || !qp->in_engine)
 		return;

@@ -167,8 +167,8 @@ struct pw_qp_i {
 	uint32_t rd_out;	/* READ/ATOMIC sent, response pending */
 	uint32_t rd_max;	/* min(our max_rd_atomic, peer's max_dest) */
 	int rnr_left;		/* RNR retries left; < 0: infinite */
-	int fault_left;		/* PAGE_FAULT resends left (lock) */
-	int fault_backoff;	/* PAGE_FAULT NAKs in a row: the backoff shift (lock) */
+	int fault_left;		/* PAGE_FAULT NAKs left at the back-off cap (lock) */
+	int fault_backoff;	/* PAGE_FAULT NAKs without progress: the back-off shift (lock) */
 	/*
 	 * DROP (token holder): a range whose background fault found no
 	 * mapping; the resent request gets a remote access error instead of

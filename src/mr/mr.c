@@ -126,8 +126,9 @@ static int pin_range_locked(struct pw_context *ctx, struct pw_mr_i *mr)
 		}
 	}
 	/*
-	 * mlock populates the range (breaking COW on writable mappings). The
-	 * raw syscall, because sanitizer runtimes stub out the libc wrapper.
+	 * mlock populates the range (breaking COW on writable mappings). It is
+	 * called as a raw syscall because sanitizer runtimes stub out the libc
+	 * wrapper.
 	 */
 	if (syscall(SYS_mlock, (void *)(uintptr_t)s, (size_t)len) != 0) {
 		int e2 = errno;
