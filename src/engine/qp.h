@@ -117,6 +117,13 @@ struct pw_rx {
 	bool big;		/* the last message had a large payload (rx.c) */
 	bool backlog;		/* the last read got all it asked for */
 	bool eof;
+	/*
+	 * STALL pipelining: payload bytes before this offset are in the page
+	 * table (or need none); placement past it waits for qp->fault.
+	 * UINT64_MAX when nothing is pending.
+	 */
+	uint64_t place_ok;
+	uint64_t msg_seq;	/* messages begun: ties qp->fault to its message */
 };
 
 enum pw_tx_kind { TX_NONE, TX_REQ, TX_RESP };
@@ -228,6 +235,8 @@ struct pw_qp_i {
 	struct pw_fault fault;	/* the pending STALL fault (token holder) */
 	struct pw_fault drop_fault; /* DROP's background fault (token holder) */
 	bool skip_residency;	/* the op's pages were just faulted in */
+	bool fault_busy;	/* qp->fault submitted, its done not yet run */
+	uint64_t fault_msg;	/* rx.msg_seq of the message qp->fault is for */
 	/*
 	 * Local ODP: a request's source not in its page table is faulted in
 	 * before the request goes out (the requester waits, RC order holds).
@@ -297,6 +306,7 @@ void pw_tx_flush_locked(struct pw_qp_i *qp);
 void pw_tx_kill_locked(struct pw_qp_i *qp);
 void pw_qp_set_stall_locked(struct pw_qp_i *qp, bool on);
 bool pw_qp_fault_check_locked(struct pw_qp_i *qp);
+bool pw_qp_place_wait(struct pw_qp_i *qp);
 bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
 		      uint64_t l, bool write, struct pw_fault *f);
 

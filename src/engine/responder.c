@@ -155,17 +155,21 @@ bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
 }
 
 /*
- * The first range the current request needs that is not in its ODP MR's
- * page table: the target range of a WRITE, READ or atomic, the part of
- * the receive buffers a SEND fills, or (completer) the part of a READ's
- * sink its response fills. Filled into @f.
+ * The first range the current request still needs that is not in its ODP
+ * MR's page table: the target range of a WRITE, READ or atomic, the rest
+ * of the receive buffers a SEND fills, or (completer) the rest of a READ's
+ * sink its response fills, from where placement stands. Filled into @f;
+ * *@off gets the payload offset of its first byte (0 for a READ or an
+ * atomic, which touch memory only once it is all there).
  */
-static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f)
+static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f,
+			   uint64_t *off)
 {
 	struct pw_rx *rx = &qp->rx;
 	const struct pw_hdr *h = &rx->hdr;
-	uint64_t need = h->payload_len;
+	uint64_t need = rx->left, pos = rx->done;
 
+	*off = 0;
 	switch (h->opcode) {
 	case PW_OP_READ_REQ:
 		return pw_qp_range_miss(qp, h->rkey, h->raddr, h->read_len, false, f);
@@ -175,14 +179,17 @@ static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f)
 	default:
 		if (rx->dst != DST_PLACE)
 			return false;
-		for (int i = 0; i < rx->niov && need; i++) {
-			uint64_t l = PW_MIN((uint64_t)rx->iov[i].len, need);
+		for (int i = rx->iov_idx; i < rx->niov && need; i++) {
+			size_t skip = i == rx->iov_idx ? rx->iov_off : 0;
+			uint64_t a = (uint64_t)(uintptr_t)rx->iov[i].base + skip;
+			uint64_t l = PW_MIN((uint64_t)rx->iov[i].len - skip, need);
 
-			if (pw_qp_range_miss(qp, rx->iov[i].key,
-				       (uint64_t)(uintptr_t)rx->iov[i].base, l,
-				       true, f))
+			if (pw_qp_range_miss(qp, rx->iov[i].key, a, l, true, f)) {
+				*off = pos + (f->addr - a);
 				return true;
+			}
 			need -= l;
+			pos += l;
 		}
 		return false;
 	}
@@ -276,17 +283,25 @@ static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
 bool pw_qp_fault_check_locked(struct pw_qp_i *qp)
 {
 	struct pw_fault *f = &qp->fault;
-
+	struct pw_rx *rx = &qp->rx;
 	struct pw_fault miss;
+	uint64_t off;
+	bool placing;
 
-	if (qp->rx.err_syn || qp->rx.skip)
+	rx->place_ok = UINT64_MAX;
+	if (rx->err_syn || rx->skip)
 		return false;
+	if (qp->fault_busy) {
+		/* the QP's one fault is still out (an op that ended early) */
+		rx->place_ok = rx->done;
+		goto stall;
+	}
 	/*
 	 * Small faults that cannot need I/O are resolved on the spot (the
 	 * op's ranges in order: a SEND may span several buffers).
 	 */
 	for (int i = 0;; i++) {
-		if (!resp_find_miss(qp, &miss))
+		if (!resp_find_miss(qp, &miss, &off))
 			return false;
 		if (i > PW_MAX_SGE || !pw_fault_try_inline(&qp->ctx->faults, &miss))
 			break;
@@ -300,16 +315,46 @@ bool pw_qp_fault_check_locked(struct pw_qp_i *qp)
 		resp_drop_locked(qp, &miss);
 		return false;
 	}
+	/*
+	 * Data that is placed as it arrives (WRITE, SEND, a READ sink) is
+	 * faulted a step at a time, and what is valid is placed while the
+	 * worker populates the next step: placement and population overlap
+	 * instead of taking turns (the page population itself is the
+	 * bound of a first-touch stream: docs/performance.md).
+	 */
+	placing = rx->dst == DST_PLACE && rx->hdr.opcode != PW_OP_READ_REQ &&
+		  rx->hdr.opcode != PW_OP_ATOMIC_CS &&
+		  rx->hdr.opcode != PW_OP_ATOMIC_FA;
 	f->key = miss.key;
 	f->addr = miss.addr;
-	f->len = miss.len;
+	f->len = placing ? PW_MIN(miss.len, (uint64_t)PW_FAULT_STEP) : miss.len;
 	f->write = miss.write;
 	f->done = resp_fault_done;
+	qp->fault_busy = true;
+	qp->fault_msg = rx->msg_seq;
+	pw_fault_submit(&qp->ctx->faults, f);
+	rx->place_ok = placing ? off : rx->done;
+	if (rx->place_ok > rx->done)
+		return false;
+stall:
 	if (!qp->rx_stalled)
 		qp->stall_start_ns = pw_now_ns();
 	pw_qp_set_stall_locked(qp, true);
-	pw_fault_submit(&qp->ctx->faults, f);
 	return true;
+}
+
+/*
+ * Placement reached rx->place_ok (progress thread): wait for the step the
+ * worker is populating, or find the next one. Return true when stalled.
+ */
+bool pw_qp_place_wait(struct pw_qp_i *qp)
+{
+	bool stalled;
+
+	pthread_mutex_lock(&qp->lock);
+	stalled = pw_qp_fault_check_locked(qp);
+	pthread_mutex_unlock(&qp->lock);
+	return stalled;
 }
 
 /*
@@ -329,7 +374,19 @@ static void resp_fault_done(struct pw_fault *f)
 	if (!qp->in_engine)
 		return;		/* destroyed meanwhile: pw_destroy_qp cancels */
 	pthread_mutex_lock(&qp->lock);
-	if (f->err && rx_is_response(qp)) {
+	qp->fault_busy = false;
+	rx->place_ok = UINT64_MAX;
+	if (qp->fault_msg != rx->msg_seq || rx->state != RX_DATA) {
+		/*
+		 * Its message ended early (discarded: MR gone, QP error)
+		 * while the step was out; a message that began meanwhile
+		 * waited for it and now looks for its own pages.
+		 */
+		if (rx->state != RX_DATA || !pw_qp_fault_check_locked(qp))
+			goto resume;
+		pthread_mutex_unlock(&qp->lock);
+		return;
+	} else if (f->err && rx_is_response(qp)) {
 		/* a READ sink with no mapping: the completer's fault path */
 		rx->fault = true;
 		rx->dst = DST_DISCARD;
@@ -350,6 +407,12 @@ static void resp_fault_done(struct pw_fault *f)
 			pthread_mutex_unlock(&qp->lock);
 			return;
 		}
+	}
+resume:
+	if (!qp->rx_stalled) {
+		/* a step finished while the valid part was still being placed */
+		pthread_mutex_unlock(&qp->lock);
+		return;
 	}
 	pw_qp_set_stall_locked(qp, false);
 	atomic_fetch_add_explicit(&qp->ctx->faults.stats.stall_ns,

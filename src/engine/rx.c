@@ -156,6 +156,17 @@ static void dst_advance(struct pw_rx *rx, uint64_t n)
 	}
 }
 
+/*
+ * Payload bytes that may be consumed now: up to rx->place_ok while data
+ * is placed (STALL pipelining), all of it while it is discarded.
+ */
+static uint64_t place_room(const struct pw_rx *rx)
+{
+	if (rx->dst != DST_PLACE || rx->place_ok - rx->done >= rx->left)
+		return rx->left;
+	return rx->place_ok > rx->done ? rx->place_ok - rx->done : 0;
+}
+
 /* Place @n payload bytes that arrived in staging. */
 static void place_staged(struct pw_qp_i *qp, uint32_t n)
 {
@@ -194,7 +205,7 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 		rx->dst = DST_DISCARD;
 		return fill(qp);
 	}
-	cnt = dst_iov(qp, iov, rx->left, uses, &nuses);
+	cnt = dst_iov(qp, iov, place_room(rx), uses, &nuses);
 	if (!cnt)
 		return fill(qp);
 	rx->head = rx->tail = 0;
@@ -208,11 +219,14 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 	if (n > 0) {
 		size_t want = iov[cnt].iov_len;
 
+		dlen = 0;
 		for (int i = 0; i < cnt; i++)
-			want += iov[i].iov_len;
+			dlen += iov[i].iov_len;
+		want += dlen;
 		rx->drained = (size_t)n < want;
 		rx->backlog = !rx->drained;
-		dlen = PW_MIN((uint64_t)n, rx->left);
+		/* what overflowed into staging is placed later, from there */
+		dlen = PW_MIN((uint64_t)n, dlen);
 		dst_advance(rx, dlen);
 		rx->tail = (uint32_t)(n - (ssize_t)dlen);
 		return n;
@@ -254,11 +268,13 @@ static void msg_begin(struct pw_qp_i *qp)
 	const struct pw_wire_opinfo *oi = &pw_wire_ops[rx->hdr.opcode];
 
 	rx->done = 0;
+	rx->msg_seq++;
 	rx->left = rx->hdr.payload_len;
 	rx->big = rx->hdr.payload_len >= PW_RX_BIG;
 	rx->fault = false;
 	rx->trailer_syn = PW_SYN_OK;
 	rx->dst = DST_DISCARD;
+	rx->place_ok = UINT64_MAX;
 	if (rx->hdr.opcode == PW_OP_READ_RESP)
 		rx->left -= PW_WIRE_READ_TRAILER_LEN;
 	if (oi->cls == PW_WC_CLASS_REQUEST)
@@ -355,8 +371,12 @@ void pw_rx_process(struct pw_qp_i *qp)
 					msg_finish(qp);
 				continue;
 			}
+			/* STALL pipelining: past the valid part, wait for the fault */
+			if (!place_room(rx) && pw_qp_place_wait(qp))
+				goto out;
 			if (avail(rx)) {
-				place_staged(qp, (uint32_t)PW_MIN((uint64_t)avail(rx), rx->left));
+				place_staged(qp, (uint32_t)PW_MIN((uint64_t)avail(rx),
+								  place_room(rx)));
 				continue;
 			}
 			if (budget <= 0 || rx->drained)

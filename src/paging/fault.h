@@ -165,6 +165,11 @@ bool pw_fault_nonresident(uint64_t addr, uint64_t len, uint64_t *first);
 
 /* Inline attempts are for faults of at most this many bytes. */
 #define PW_FAULT_INLINE_MAX	(64 * 1024)
+/*
+ * A STALL fault of data placed as it arrives covers at most this much:
+ * the QP places each step while the worker populates the next.
+ */
+#define PW_FAULT_STEP		(4 * 1024 * 1024)
 
 /*
  * Populate [addr, addr + len) of the MR with key @key for @write and mark

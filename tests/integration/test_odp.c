@@ -24,9 +24,11 @@ static uint64_t faults(struct pw_context *ctx)
 	return atomic_load(&ctx->faults.stats.faults);
 }
 
+/* pages populated for ops, plus ahead of them (a stream's later steps) */
 static uint64_t fault_pages(struct pw_context *ctx)
 {
-	return atomic_load(&ctx->faults.stats.pages);
+	return atomic_load(&ctx->faults.stats.pages) +
+	       atomic_load(&ctx->faults.stats.around_pages);
 }
 
 /*
