@@ -311,6 +311,28 @@ struct pw_mr *pw_reg_mr(struct pw_pd *pd, void *addr, size_t length,
  */
 int pw_dereg_mr(struct pw_mr *mr);
 
+/**
+ * pw_mr_invalidate() - drop part of an ODP MR from its device page table
+ * @mr:     an on-demand (PW_ACCESS_ON_DEMAND) MR, explicit or implicit
+ * @offset: from the MR's start (for an implicit MR: the virtual address)
+ * @len:    bytes, > 0; pages overlapping the range are dropped
+ *
+ * The explicit form of what the kernel notifier does (issue 5), for when
+ * the application is about to change the mapping (munmap, mremap,
+ * MADV_DONTNEED) and wants no access to reach what comes there next
+ * without a new fault. When this returns, no data placement into the
+ * range that began before the call is still running and every later
+ * placement (WRITE, SEND, READ response) first faults the pages in again,
+ * from whatever is mapped then. A fault that was populating the range
+ * meanwhile does not mark it valid (Linux mmu_interval_notifier's
+ * read_begin/read_retry). The keys stay valid. Not yet covered: an atomic
+ * or a READ response source checked just before the call (issue 5).
+ *
+ * Return: 0; -EINVAL for NULL, a pinned MR, @len 0 or a range outside
+ * the MR.
+ */
+int pw_mr_invalidate(struct pw_mr *mr, uint64_t offset, uint64_t len);
+
 /* pw_advise_mr() advice, as ibv_advise_mr()'s */
 enum pw_advise_mr_advice {
 	PW_ADVISE_MR_ADVICE_PREFETCH		= 0,	/* for reading */

@@ -12,6 +12,7 @@
  * Runs on the progress thread only; rx state needs no lock.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 #include "core/context.h"
 #include "engine/qp.h"
 #include "mr/mr.h"
+#include "paging/pt.h"
 
 int pw_rx_init(struct pw_rx *rx)
 {
@@ -128,6 +130,7 @@ static int dst_iov(struct pw_qp_i *qp, struct iovec *iov, uint64_t max,
 		   struct pw_mr_i **uses, int *nuses)
 {
 	struct pw_rx *rx = &qp->rx;
+	uint64_t before = 0;
 	int n = pw_kiov_get(&qp->ctx->keys, rx->iov, rx->niov, rx->iov_idx,
 			    rx->iov_off, max, iov, uses, nuses);
 
@@ -135,6 +138,30 @@ static int dst_iov(struct pw_qp_i *qp, struct iovec *iov, uint64_t max,
 		rx->fault = true;
 		rx->dst = DST_DISCARD;
 		return 0;
+	}
+	/*
+	 * ODP: the pages must still be in the device page table, checked
+	 * after the uses were taken (pw_mr_invalidate() clears, fences and
+	 * then waits for uses: a step either sees its clearing or is
+	 * waited for). An invalidated page ends the step there; placement
+	 * faults it in again (rx.place_ok). Every placement iovec is keyed,
+	 * so uses[i] is iov[i]'s MR.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (int i = 0; i < n && i < *nuses; i++) {
+		uint64_t a = (uint64_t)(uintptr_t)iov[i].iov_base, m;
+
+		/* past the 57-bit user space: the copy's EFAULT reports it */
+		if (uses[i]->pt &&
+		    !pw_pt_lookup(uses[i]->pt, a, iov[i].iov_len, true, &m) &&
+		    !(PW_MAX(m, a) >> PW_PT_VA_BITS)) {
+			uint64_t ok = m > a ? m - a : 0;
+
+			rx->place_ok = rx->done + before + ok;
+			iov[i].iov_len = (size_t)ok;
+			return ok ? i + 1 : i;
+		}
+		before += iov[i].iov_len;
 	}
 	return n;
 }
@@ -176,7 +203,13 @@ static void place_staged(struct pw_qp_i *qp, uint32_t n)
 	int cnt, nuses = 0;
 
 	if (rx->dst != DST_DISCARD && pw_qp_get_state(qp) != PW_QPS_ERR) {
+		uint32_t m = 0;
+
 		cnt = dst_iov(qp, iov, n, uses, &nuses);
+		for (int i = 0; i < cnt; i++)
+			m += (uint32_t)iov[i].iov_len;
+		if (rx->dst == DST_PLACE && m < n)
+			n = m;	/* the rest after a fault (place_ok) */
 		if (cnt && pw_safe_writev(iov, cnt, rx->buf + rx->head, n) != (ssize_t)n) {
 			rx->fault = true;
 			rx->dst = DST_DISCARD;
@@ -206,6 +239,11 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 		return fill(qp);
 	}
 	cnt = dst_iov(qp, iov, place_room(rx), uses, &nuses);
+	if (!cnt && rx->dst == DST_PLACE) {
+		/* the step's first page was invalidated: fault it (place_ok) */
+		pw_kiov_put(uses, nuses);
+		return 0;
+	}
 	if (!cnt)
 		return fill(qp);
 	rx->head = rx->tail = 0;
@@ -382,6 +420,8 @@ void pw_rx_process(struct pw_qp_i *qp)
 			if (budget <= 0 || rx->drained)
 				goto out;
 			n = recv_direct(qp);
+			if (n == 0 && rx->dst == DST_PLACE && !place_room(rx))
+				continue;	/* a page was invalidated: fault */
 			if (n <= 0)
 				goto out;
 			budget -= n;

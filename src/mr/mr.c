@@ -5,6 +5,9 @@
  * to be on demand"; O(1), touches nothing).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +245,42 @@ err_free:
 	free(mr);
 	errno = -ret;
 	return NULL;
+}
+
+int pw_mr_invalidate(struct pw_mr *ibmr, uint64_t offset, uint64_t len)
+{
+	struct pw_mr_i *mr;
+	uint64_t a;
+
+	if (!ibmr)
+		return -EINVAL;
+	mr = to_mr(ibmr);
+	if (!mr->pt || !len) {
+		pw_set_error("pw_mr_invalidate: %s", !len ? "length 0" :
+			     "not an on-demand MR (nothing to invalidate)");
+		return -EINVAL;
+	}
+	a = mr->implicit ? offset : mr->start + offset;
+	if ((!mr->implicit && offset > mr->end - mr->start) ||
+	    a > UINT64_MAX - len || !pw_mr_covers(mr, a, len)) {
+		pw_set_error("pw_mr_invalidate: [%#" PRIx64 ", +%" PRIu64
+			     ") is outside the MR", offset, len);
+		return -EINVAL;
+	}
+	/*
+	 * Clear, then wait for the placement steps in progress: a step takes
+	 * its use of the MR before it checks the table (rx.c dst_iov), so a
+	 * step that saw the old entries is still counted here, and one that
+	 * starts later sees them cleared (both sides fence, seq_cst).
+	 */
+	pw_pt_invalidate(mr->pt, a, len);
+	pw_pt_lock(mr->pt);
+	mr->anon_start = mr->anon_end = 0;	/* the mapping may change */
+	pw_pt_unlock(mr->pt);
+	atomic_thread_fence(memory_order_seq_cst);
+	while (atomic_load_explicit(&mr->uses, memory_order_acquire) > 0)
+		sched_yield();
+	return 0;
 }
 
 int pw_dereg_mr(struct pw_mr *ibmr)
