@@ -135,10 +135,12 @@ def parse(kind, row, size, text):
             if "reg_us" in o:
                 s.append(("reg_" + o["mr"], "reg_us", int(o["size"]), float(o["reg_us"])))
     elif kind == "pwpg":
-        # fault_lat and --first-touch: same-run figures, plus --stats
+        # fault_lat, --first-touch, --swapped, hol: same-run figures, plus --stats
         for o in json_lines(text):
             for k in ("added_p50_us", "added_p99_us", "resident_p50_us", "vs_resident",
-                      "first_touch_bw_MBps", "resident_bw_MBps"):
+                      "first_touch_bw_MBps", "resident_bw_MBps", "swapped_bw_MBps",
+                      "swapped_out_frac", "hol_p50_us", "hol_p99_us", "alone_p50_us",
+                      "alone_p99_us", "p99_ratio", "a_MBps"):
                 if k in o:
                     s.append((row, k, int(o.get("size", 0)), float(o[k])))
             st = o.get("stats", {}).get("server", {})
@@ -214,7 +216,9 @@ def load(out):
                 if rc == 124 or "timed out" in reason:
                     reason = "timed out" + (" (" + reason + ")" if "timed out" not in reason else "")
                 reason = reason or "no output"
-                if rc != 0:
+                if rc == 77:
+                    reason = "skipped: %s" % reason   # e.g. no root for zram swap
+                elif rc != 0:
                     reason = "exit %d: %s" % (rc, reason)
                 errors[(m["row"], m["kind"], size)][run] = reason
                 raw.append({"run": run, "row": m["row"], "kind": m["kind"], "size": size,
@@ -332,13 +336,24 @@ def paging(res):
             ("first-touch 1 MiB WRITE vs resident, DROP", "pg_first_touch_drop", "vs_resident", MiB, "x"),
             ("DROP first-touch: PAGE_FAULT NAKs sent", "pg_first_touch_drop", "srv_naks_sent", MiB, ""),
             ("DROP first-touch: bytes resent by the requester", "pg_first_touch_drop", "cli_retransmitted_bytes", MiB, ""),
-            ("DROP first-touch: bytes discarded by the responder", "pg_first_touch_drop", "srv_dropped_bytes", MiB, "")):
+            ("DROP first-touch: bytes discarded by the responder", "pg_first_touch_drop", "srv_dropped_bytes", MiB, ""),
+            ("--swapped 1 MiB WRITE vs resident (zram swap), STALL", "pg_swapped_stall", "vs_resident", MiB, "x"),
+            ("--swapped: WRITE bandwidth into swapped-out pages", "pg_swapped_stall", "swapped_bw_MBps", MiB, "MB/s"),
+            ("--swapped: share of the pages paged out not resident after", "pg_swapped_stall", "swapped_out_frac", MiB, "frac"),
+            ("hol: B's 8 B WRITE p99 alone", "pg_hol", "alone_p99_us", MiB, "us"),
+            ("hol: B's p99 while A's 1 MiB WRITEs fault on swapped memory", "pg_hol", "hol_p99_us", MiB, "us"),
+            ("hol: p99 ratio, with A / alone", "pg_hol", "p99_ratio", MiB, "x"),
+            ("hol: A's WRITE bandwidth into swapped-out pages", "pg_hol", "a_MBps", MiB, "MB/s"),
+            ("hol: share of A's pages paged out not resident after", "pg_hol", "swapped_out_frac", MiB, "frac")):
         m, v = med_of(row, metric, size)
         if m is None:
-            out.append("| %s | n/a | — |" % label)
+            err = res.error_for(row, size)
+            out.append("| %s | n/a%s | — |" % (label, " (" + err.replace("|", "/")[:120] + ")"
+                                                if err else ""))
             continue
-        fmt = "%.3f" if unit in ("us", "x") else "%.0f"
-        out.append("| %s | %s%s | %s |" % (label, fmt % m, " " + unit if unit else "",
+        fmt = "%.3f" if unit in ("us", "x", "frac") else "%.0f"
+        shown = " " + unit if unit and unit != "frac" else ""
+        out.append("| %s | %s%s | %s |" % (label, fmt % m, shown,
                                            " ".join(fmt % x for x in v)))
     out.append("")
     out.append("Acceptance criteria of issue 4 measured so far:")
@@ -363,7 +378,19 @@ def paging(res):
     n = med_of("pg_first_touch_drop", "srv_naks_sent", MiB)[0]
     crit(None if n is None else n > 0, "DROP: the counters show NAKs, resent and discarded bytes",
          "%.0f NAKs" % n if n is not None else "not measured")
-    out.append("- not measured yet: `--swapped` bandwidth (0.3x), `hol` (B's p99 within 2x)")
+    r = med_of("pg_swapped_stall", "vs_resident", MiB)[0]
+    fr = med_of("pg_swapped_stall", "swapped_out_frac", MiB)[0]
+    crit(None if r is None else r >= 0.3,
+         "WRITE bandwidth at 1 MiB under --swapped with zram (STALL) at least 0.3x resident",
+         "%.2fx (%.0f%% of the pages paged out were not resident after)" % (r, 100 * (fr or 0))
+         if r is not None else "not measured")
+    h, hv = med_of("pg_hol", "p99_ratio", MiB)
+    hp = med_of("pg_hol", "hol_p99_us", MiB)[0]
+    ap = med_of("pg_hol", "alone_p99_us", MiB)[0]
+    crit(None if h is None else h <= 2,
+         "hol: B's p99 latency while A faults on swapped memory at most 2x B alone",
+         "%.2fx (p99 %.0f us with A, %.0f us alone; runs %s)" % (
+             h, hp, ap, " ".join("%.2f" % x for x in hv)) if h is not None else "not measured")
     return "\n".join(out)
 
 
@@ -556,8 +583,10 @@ def main():
     notes = [l for l in read_text(os.path.join(out, "notes.txt")).splitlines() if l.strip()]
     for (row, kind, size), d in sorted(errors.items()):
         reasons = sorted(set(d.values()))
-        notes.append("%s%s failed in %d of %d run%s: %s" % (
-            row, " at %s" % fmt_size(size) if size else "", len(d), len(runs),
+        skipped = all(r.startswith("skipped:") for r in reasons)
+        notes.append("%s%s %s in %d of %d run%s: %s" % (
+            row, " at %s" % fmt_size(size) if size else "",
+            "was skipped" if skipped else "failed", len(d), len(runs),
             "" if len(runs) == 1 else "s", "; ".join(reasons)[:300]))
     cmd = meta.get("command", "bench/compare.sh")
     block = []
@@ -588,8 +617,12 @@ def main():
     block.append("Each figure compares within one pagewire-perf invocation: `reg` "
                  "(registration cost, local), `fault_lat` (8-byte WRITEs to never-touched "
                  "pages against resident ones, alternating), `write_bw --first-touch` "
-                 "(blocks to fresh pages against blocks to a resident slot), `--stats` "
-                 "(both sides' counters).")
+                 "(blocks to fresh pages against blocks to a resident slot), `write_bw "
+                 "--swapped` (blocks into a region the server pages out with MADV_PAGEOUT "
+                 "before each, against blocks into a resident one; zram swap set up by "
+                 "tests/scripts/with_zram_swap.sh), `hol` (QP B's 8-byte WRITE latency "
+                 "alone against while QP A's 1 MiB WRITEs fault on swapped-out pages, "
+                 "phases alternating), `--stats` (both sides' counters).")
     block.append("")
     block.append(paging(res))
     block.append("")

@@ -262,7 +262,8 @@ measure_pagewire() {
 }
 
 # Demand paging (issue 4): registration cost, fault latency, first touch,
-# each a same-run comparison inside one pagewire-perf invocation.
+# swapped-out target memory and head-of-line blocking, each a same-run
+# comparison inside one pagewire-perf invocation.
 measure_paging() {
 	local pol
 	run_one pg_reg pwreg 0 reg "$PERF" reg --json
@@ -270,6 +271,13 @@ measure_paging() {
 		run_one "pg_fault_$pol" pwpg 8 lat "$PERF" fault_lat --loopback --json -n 2000 --policy=$pol --stats
 		run_one "pg_first_touch_$pol" pwpg 1048576 ft "$PERF" write_bw --loopback --json -s 1M --first-touch --policy=$pol --stats
 	done
+	# --swapped and hol page the target out (MADV_PAGEOUT): they need swap,
+	# which with_zram_swap.sh sets up (zram) around each command and removes
+	# (root; else exit 77, recorded as skipped)
+	run_one pg_swapped_stall pwpg 1048576 sw sh "$ROOT/tests/scripts/with_zram_swap.sh" \
+		"$PERF" write_bw --loopback --json -s 1M --swapped --stats
+	run_one pg_hol pwpg 1048576 hol sh "$ROOT/tests/scripts/with_zram_swap.sh" \
+		"$PERF" hol --loopback --json -s 1M --stats
 }
 
 measure_libfabric_rma() {

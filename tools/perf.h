@@ -9,7 +9,10 @@
  *   perf_client.c  the measuring side: bw tests drive all QPs from one
  *                  thread (as perftest), latency tests one thread per QP
  *   perf_server.c  the passive side, threaded the same way
- *   perf_ctrl.c    the end-of-run "done" / "result" handshake
+ *   perf_ctrl.c    the end-of-run "done" / "result" handshake, and the
+ *                  "region" requests of --swapped and hol (page out, verify)
+ *   perf_swap.c    swap detection, the server's side of a region request
+ *                  (MADV_PAGEOUT, mincore, verification)
  *   perf_report.c  statistics, perftest-like tables, JSON lines
  *   perf_tcp.c     the plain-TCP baselines (tcp_bw, tcp_lat, --baseline)
  *
@@ -62,9 +65,11 @@
 /* Client gives up when no completion arrives for this long (a hang). */
 #define PERF_STALL_TIMEOUT_MS	60000
 
-/* Exit codes: 0 success, 1 run failed, 2 usage error. */
+/* Exit codes: 0 success, 1 run failed, 2 usage error, 77 skipped. */
 #define PERF_EXIT_FAIL		1
 #define PERF_EXIT_USAGE		2
+/* --swapped and hol without swap: CTest's skip code, as tests/ use it. */
+#define PERF_EXIT_SKIP		77
 
 enum perf_test {
 	PERF_WRITE_BW,
@@ -79,8 +84,24 @@ enum perf_test {
 	PERF_TCP_LAT,
 	/* demand paging (issue 4) */
 	PERF_FAULT_LAT,
+	PERF_HOL,
 	PERF_TEST_COUNT
 };
+
+/*
+ * hol (head-of-line blocking): QP A (index 0) streams -s WRITEs (1 MiB by
+ * default), PERF_HOL_WINDOW in flight, into a region of PERF_HOL_A_SLOTS
+ * messages of the server's rx area that the server pages out
+ * (MADV_PAGEOUT) before every pass over it (an A block); QP B (index 1)
+ * does 8-byte signaled WRITEs one at a time. Phases of B alone and of B
+ * while A runs alternate, PERF_HOL_PHASES of each.
+ */
+#define PERF_HOL_A_SLOTS	32
+#define PERF_HOL_WINDOW		16
+#define PERF_HOL_PHASES		8
+#define PERF_HOL_DEFAULT_SIZE	(1u << 20)
+#define PERF_HOL_DEFAULT_ITERS	2000
+#define PERF_HOL_B_SIZE		8
 
 /*
  * fault_lat layout of the target's area: PERF_FAULT_RESIDENT pages written
@@ -163,6 +184,7 @@ struct perf_opts {
 	bool baseline;
 	bool vs_pinned;
 	bool first_touch;
+	bool swapped;
 	bool stats;
 	bool mr_set;
 	bool local_reg;		/* the local test 'reg' */
@@ -213,6 +235,7 @@ struct perf_wire_info {
 #define PERF_WF_BASELINE	(1u << 2)	/* client: run the TCP baseline */
 #define PERF_WF_VS_PINNED	(1u << 3)	/* client: paired ODP/pinned run */
 #define PERF_WF_FIRST_TOUCH	(1u << 4)	/* client: fresh target pages */
+#define PERF_WF_SWAPPED		(1u << 5)	/* client: paged-out target pages */
 #define PERF_WIRE_INFO_LEN	76
 
 /*
@@ -241,7 +264,34 @@ static inline uint64_t perf_first_touch_off(uint64_t msg, uint64_t size,
 	return perf_pair_kind(msg, block) ? 0 : (msg + 1) * size;
 }
 
-/* One completion record of a bw run: when @msgs messages were done. */
+/*
+ * --swapped pairs the same way: kind 0 blocks write to a region of the
+ * target ("slot 1", at block * size) that the server pages out before
+ * each of them, kind 1 blocks to a resident region ("slot 0", at 0) of
+ * the same size. Message j of a block goes to slot j of its region. Its
+ * source is slot (j + b / 2) % (block + 1) of the client's data area
+ * (b: the block's index), so that every block of a kind writes data the
+ * previous one did not, and the server can tell a write that never
+ * landed from an old one.
+ */
+static inline uint64_t perf_swapped_region_off(unsigned int kind,
+					       uint64_t size, uint64_t block)
+{
+	return kind ? 0 : block * size;
+}
+
+static inline uint64_t perf_swapped_src_slot(uint64_t j, uint64_t b,
+					     uint64_t block)
+{
+	return (j + b / 2) % (block + 1);
+}
+
+/*
+ * One completion record of a bw run: when @msgs messages were done. A
+ * record with the same @msgs as the one before marks the start of a
+ * paired block after a pause (--swapped: the page-out before it), which
+ * the block's time does not include.
+ */
 struct perf_rec {
 	uint64_t t_ns;
 	uint64_t msgs;
@@ -252,7 +302,11 @@ struct perf_rec {
  * @t_start/@t_end: first post and last completion (CLOCK_MONOTONIC ns)
  * @msgs:  messages completed
  * @lat_us: latency samples (lat tests), @nlat of them
- * @lat2_us: fault_lat: samples of the resident pages, @nlat of them
+ * @lat2_us: fault_lat: samples of the resident pages; hol: B alone;
+ *         @nlat2 of them
+ * @lat3_us: hol: B's samples while A ran that overlapped a page-out
+ *         request (not in @lat_us), @nlat3 of them
+ * @busy_ns: hol, QP A: time it was streaming (with-A phases)
  * @recs:  completion records (bw tests), @nrecs of them
  */
 struct perf_step {
@@ -260,8 +314,12 @@ struct perf_step {
 	uint64_t t_end;
 	uint64_t msgs;
 	double *lat_us;
-	double *lat2_us;	/* fault_lat: the resident-page samples */
+	double *lat2_us;	/* fault_lat: resident pages; hol: B alone */
 	size_t nlat;
+	size_t nlat2;
+	double *lat3_us;
+	size_t nlat3;
+	uint64_t busy_ns;
 	struct perf_rec *recs;
 	size_t nrecs;
 };
@@ -286,6 +344,14 @@ struct perf_run;
  * @wcq:    completions polled but not consumed yet (see perf_next_wc())
  * @steps:  per-size measurements (client)
  * @sock:   the connected socket of a TCP run (perf_tcp.c), else -1
+ * @xctrl_posted/@xctrl_done: region requests/replies (perf_ctrl.c):
+ *          extra control receives posted so far, and consumed
+ * @pageout_pages/@pageout_total: client: pages the server found not
+ *          resident after its MADV_PAGEOUTs, of pages paged out
+ * @region_status: server: 0, or -EIO once a region check failed
+ * @ref/@ref_len: server: the client's data-area pattern, made once, that
+ *          region checks compare with (memcmp is ~10x pattern_check)
+ * @regions_verified: server: region checks passed
  * @status: 0, or the thread's failure (negative errno or -EIO)
  */
 struct perf_ep {
@@ -318,6 +384,14 @@ struct perf_ep {
 	unsigned int wcq_len;
 	struct perf_step steps[PERF_MAX_SIZES];
 	int sock;
+	uint64_t xctrl_posted;
+	uint64_t xctrl_done;
+	uint64_t pageout_pages;
+	uint64_t pageout_total;
+	int region_status;
+	uint8_t *ref;
+	size_t ref_len;
+	uint64_t regions_verified;
 	pthread_t thread;
 	bool thread_started;
 	int status;
@@ -340,6 +414,11 @@ struct perf_ep {
  *          baseline of read_lat/atomic_lat), not half of it
  * @channel: bw tests in blocking mode: the one completion channel of all
  *          the QPs' CQs, on which the single bw thread sleeps
+ * @hol_b_count: hol: B's samples so far in the current phase with A
+ *          (A stops at the end of a pass once B has its share)
+ * @hol_stop: hol: A has stopped; B ends the phase
+ * @hol_pageout: hol: A's page-out requests started (odd while one runs:
+ *          B drops samples that overlap one)
  */
 struct perf_run {
 	const struct perf_opts *o;
@@ -365,11 +444,54 @@ struct perf_run {
 	uint16_t tcp_port;
 	bool tcp_full_rtt;
 	struct pw_comp_channel *channel;
+	atomic_uint hol_b_count;
+	atomic_int hol_stop;
+	atomic_uint hol_pageout;
 };
 
 /* wr_id tags: receives and control sends are told apart from data WRs. */
 #define PERF_WRID_RECV		(1ull << 63)
 #define PERF_WRID_CTRL		(1ull << 62)
+/* The extra control receives of region requests (perf_ctrl.c). */
+#define PERF_WRID_XCTRL		(1ull << 61)
+
+/*
+ * A region request (perf_ctrl.c, served by perf_swap.c): the client asks
+ * the server, at a point where nothing of its own is in flight on the QP,
+ * to check and/or page out part of the QP's rx area.
+ * @off/@len: the range in the rx area (page-out: its whole pages)
+ * @size:  message size; slot j of the range is [off + j * size, + size)
+ * @flags: PERF_REGION_*
+ * @rot/@mod/@slots: verify: slots [0, @slots) hold bytes
+ *         [((j + rot) % mod) * size, + size) of the client's pattern
+ */
+#define PERF_REGION_VERIFY	(1u << 0)
+#define PERF_REGION_PAGEOUT	(1u << 1)
+struct perf_region_req {
+	uint64_t off;
+	uint64_t len;
+	uint64_t size;
+	uint64_t flags;
+	uint64_t rot;
+	uint64_t mod;
+	uint64_t slots;
+};
+
+/*
+ * The reply. @status: 0 ok, PERF_REGION_BAD_DATA (@detail: offset in the
+ * rx area of the first wrong byte + 1), PERF_REGION_BAD_REQ,
+ * PERF_REGION_MADV_FAILED (@detail: errno). @out/@total: pages not
+ * resident after MADV_PAGEOUT (mincore), of the pages paged out.
+ */
+#define PERF_REGION_BAD_DATA	1
+#define PERF_REGION_BAD_REQ	2
+#define PERF_REGION_MADV_FAILED	3
+struct perf_region_rep {
+	uint64_t status;
+	uint64_t detail;
+	uint64_t out;
+	uint64_t total;
+};
 
 /* perf_plan.c */
 int perf_test_by_name(const char *name);
@@ -386,6 +508,7 @@ uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);
 int perf_reg_run(const struct perf_opts *o);
 void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set);
 void perf_plan_first_touch(struct perf_plan *p);
+void perf_plan_swapped(struct perf_plan *p);
 
 /* The local and remote keys of pair kind @kind (0 unless --vs-pinned). */
 static inline uint32_t perf_lkey(const struct perf_ep *ep, unsigned int kind)
@@ -434,6 +557,17 @@ int perf_drain_sends(struct perf_ep *ep, int timeout_ms);
 int perf_ctrl_client_finish(struct perf_ep *ep);
 int perf_ctrl_server_wait_done(struct perf_ep *ep);
 int perf_ctrl_server_reply(struct perf_ep *ep, uint64_t status, uint64_t detail);
+int perf_ctrl_region(struct perf_ep *ep, const struct perf_region_req *rq,
+		     struct perf_region_rep *rp);
+
+/* perf_swap.c */
+bool perf_swap_available(void);
+int perf_swap_check_or_skip(const struct perf_opts *o);
+void perf_swap_prepare(struct perf_ep *ep);
+void perf_swap_release(struct perf_ep *ep);
+void perf_swap_serve_region(struct perf_ep *ep, const struct perf_region_req *rq,
+			    struct perf_region_rep *rp);
+double perf_swapped_out_frac(const struct perf_run *run);
 
 /* perf_tcp.c */
 int perf_tcp_listen(struct perf_run *run, const char *host, uint16_t port,

@@ -12,6 +12,8 @@
  *
  * Latency tests: one thread per QP; all threads start every size
  * together (a barrier), so -q N measures N QPs running concurrently.
+ * hol runs that way too: thread 0 drives QP A, thread 1 QP B, and they
+ * meet at the run's barrier at every phase boundary.
  * With --baseline, thread i owns QP i and TCP connection i and measures
  * every size over TCP, then over pagewire, each phase on a barrier.
  * perf_report.c aggregates the QPs.
@@ -106,6 +108,18 @@ static int bw_post_window(struct perf_ep *ep, struct bw_qp *q,
 			/* --first-touch: a fresh slot, or the resident one */
 			chain[j].wr.rdma.remote_addr = ep->peer.rx_addr +
 				perf_first_touch_off(id, q->sge.length, pair_block);
+		} else if (pair_block && ep->run->o->swapped) {
+			/* --swapped: slot m of this block's region, rotated source */
+			uint64_t b = id / pair_block, m = id % pair_block;
+			uint64_t size = q->sge.length;
+
+			sges[j] = q->sge;
+			sges[j].addr = (uint64_t)(uintptr_t)ep->data +
+				       perf_swapped_src_slot(m, b, pair_block) * size;
+			chain[j].sg_list = &sges[j];
+			chain[j].wr.rdma.remote_addr = ep->peer.rx_addr +
+				perf_swapped_region_off((unsigned int)(b & 1), size,
+							pair_block) + m * size;
 		} else if (pair_block) {
 			/* --vs-pinned: this message's MR kind, both ends */
 			unsigned int kind = perf_pair_kind(id, pair_block);
@@ -130,6 +144,64 @@ static int bw_post_window(struct perf_ep *ep, struct bw_qp *q,
 	return 0;
 }
 
+/*
+ * --swapped: a region request about the region of @kind: verify that its
+ * @slots first slots hold what block @vb wrote there (none: @slots 0),
+ * and/or page it out.
+ */
+static int swapped_request(struct perf_ep *ep, uint64_t size, uint64_t block,
+			   unsigned int kind, bool pageout, uint64_t vb,
+			   uint64_t slots)
+{
+	struct perf_region_req rq = {
+		.off = perf_swapped_region_off(kind, size, block),
+		.len = block * size,
+		.size = size,
+		.flags = (pageout ? PERF_REGION_PAGEOUT : 0) |
+			 (slots ? PERF_REGION_VERIFY : 0),
+		.rot = vb / 2,		/* perf_swapped_src_slot() */
+		.mod = block + 1,
+		.slots = slots,
+	};
+	struct perf_region_rep rp;
+
+	if (!rq.flags)
+		return 0;
+	return perf_ctrl_region(ep, &rq, &rp);
+}
+
+/*
+ * --swapped, at the start of block @b (nothing in flight): before a
+ * swapped block (kind 0), the server checks what the previous swapped
+ * block (b - 2) wrote and pages the region out; before a resident one
+ * it checks the previous resident block. Every block before the last is
+ * whole.
+ */
+static int swapped_boundary(struct perf_ep *ep, uint64_t size, uint64_t block,
+			    uint64_t b)
+{
+	unsigned int kind = (unsigned int)(b & 1);
+
+	return swapped_request(ep, size, block, kind, kind == 0, b >= 2 ? b - 2 : 0,
+			       b >= 2 ? block : 0);
+}
+
+/* --swapped, after the run: check the last block of each kind. */
+static int swapped_final(struct perf_ep *ep, uint64_t size, uint64_t block,
+			 uint64_t iters)
+{
+	uint64_t last = (iters - 1) / block;
+	int err;
+
+	err = swapped_request(ep, size, block, (unsigned int)(last & 1), false,
+			      last, iters - last * block);
+	if (!err && last >= 1)
+		err = swapped_request(ep, size, block,
+				      (unsigned int)((last - 1) & 1), false,
+				      last - 1, block);
+	return err;
+}
+
 /**
  * client_bw_all() - WRITE / READ / SEND bandwidth for one size, all QPs
  *
@@ -143,6 +215,11 @@ static int bw_post_window(struct perf_ep *ep, struct bw_qp *q,
  * recorded (time, messages of its QP done), which perf_report.c turns
  * into the aggregate, peak and per-QP figures. All QPs start at the
  * same instant (t_start).
+ *
+ * --swapped (one QP): at the start of every block the server is asked,
+ * synchronously, to check the region the block will write and (swapped
+ * blocks) to page it out; a record with an unchanged message count marks
+ * where the block's own time starts (perf_report.c).
  */
 static int client_bw_all(struct perf_run *run, unsigned int s)
 {
@@ -152,8 +229,10 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 	unsigned int qps = run->qps, left = qps, rr = 0;
 	struct pw_send_wr *chain;
 	struct pw_sge *sges;
-	uint64_t pair_block = run->o->vs_pinned || run->o->first_touch ?
-			      perf_pair_bw_block(run, s) : 0;
+	bool swapped = run->o->swapped;
+	uint64_t pair_block = run->o->vs_pinned || run->o->first_touch ||
+			      swapped ? perf_pair_bw_block(run, s) : 0;
+	uint64_t next_block = 0;
 	struct bw_qp *q;
 	bool active[PERF_MAX_QPS];
 	uint64_t t0;
@@ -171,8 +250,11 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 		struct perf_step *st = &ep->steps[s];
 		struct pw_send_wr *wr = &q[i].wr;
 
-		/* one per signaled WR: every cq_mod-th, the last, block ends */
-		st->recs = calloc(iters / cq_mod + 2 + (pair_block ? 17 : 0),
+		/*
+		 * one per signaled WR: every cq_mod-th, the last, block ends
+		 * (at most 17), --swapped's block starts (as many)
+		 */
+		st->recs = calloc(iters / cq_mod + 2 + (pair_block ? 2 * 17 : 0),
 				  sizeof(*st->recs));
 		if (!st->recs) {
 			err = -ENOMEM;
@@ -213,6 +295,20 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 	for (unsigned int i = 0; i < qps; i++)
 		run->eps[i].steps[s].t_start = t0;
 	while (left) {
+		if (swapped && q[0].posted == q[0].completed &&
+		    q[0].posted < iters && q[0].posted % pair_block == 0 &&
+		    q[0].posted / pair_block == next_block) {
+			struct perf_step *st = &run->eps[0].steps[s];
+
+			err = swapped_boundary(&run->eps[0], size, pair_block,
+					       next_block);
+			if (err)
+				goto out;
+			next_block++;
+			st->recs[st->nrecs].t_ns = tool_now_ns();
+			st->recs[st->nrecs].msgs = q[0].completed;
+			st->nrecs++;
+		}
 		for (unsigned int j = 0; j < qps; j++) {
 			unsigned int i = (rr + j) % qps;
 
@@ -268,6 +364,8 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 			}
 		}
 	}
+	if (swapped)
+		err = swapped_final(&run->eps[0], size, pair_block, iters);
 	if (run->o->test == PERF_READ_BW) {
 		for (unsigned int i = 0; i < qps && !err; i++)
 			err = check_pattern(&run->eps[i], run->eps[i].rx, size,
@@ -511,8 +609,262 @@ static int client_fault_lat_step(struct perf_ep *ep, unsigned int s)
 	}
 	st->t_end = tool_now_ns();
 	st->nlat = iters;
+	st->nlat2 = iters;
 	st->msgs = 2 * iters;
 	return 0;
+}
+
+/* Append @v to the growing sample array *@a (@n used, @cap allocated). */
+static int push_sample(double **a, size_t *n, size_t *cap, double v)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 1024;
+		double *p = realloc(*a, c * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*a = p;
+		*cap = c;
+	}
+	(*a)[(*n)++] = v;
+	return 0;
+}
+
+/*
+ * hol, QP A: a region request about A's region (the first
+ * PERF_HOL_A_SLOTS slots of the rx area): check what A block @done - 1
+ * wrote there (none when @done is 0), and page it out unless @final.
+ * B leaves out its samples that overlap one (run->hol_pageout is odd
+ * meanwhile).
+ */
+static int hol_a_region(struct perf_ep *ep, uint64_t size, uint64_t done,
+			bool final)
+{
+	struct perf_run *run = ep->run;
+	struct perf_region_req rq = {
+		.off = 0,
+		.len = PERF_HOL_A_SLOTS * size,
+		.size = size,
+		.flags = (final ? 0 : PERF_REGION_PAGEOUT) |
+			 (done ? PERF_REGION_VERIFY : 0),
+		.rot = done ? done - 1 : 0,
+		.mod = PERF_HOL_A_SLOTS + 1,
+		.slots = done ? PERF_HOL_A_SLOTS : 0,
+	};
+	struct perf_region_rep rp;
+	int err;
+
+	if (!rq.flags)
+		return 0;
+	atomic_fetch_add(&run->hol_pageout, 1);
+	err = perf_ctrl_region(ep, &rq, &rp);
+	atomic_fetch_add(&run->hol_pageout, 1);
+	return err;
+}
+
+/*
+ * hol, QP A: block @b, one pass over A's region: PERF_HOL_A_SLOTS
+ * signaled WRITEs of @size, @window in flight; message j goes to slot j
+ * from source slot (j + b) % (PERF_HOL_A_SLOTS + 1), so that every block
+ * writes data the one before did not. @wrid: A's next wr_id.
+ */
+static int hol_a_block(struct perf_ep *ep, uint64_t b, uint64_t size,
+		       unsigned int window, uint64_t *wrid)
+{
+	uint64_t posted = 0, done = 0, first = *wrid;
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	struct pw_wc wc;
+	int err;
+
+	memset(&wr, 0, sizeof(wr));
+	sge.length = (uint32_t)size;
+	sge.lkey = ep->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = PW_WR_RDMA_WRITE;
+	wr.send_flags = PW_SEND_SIGNALED |
+			(size <= ep->attr.cap.max_inline_data ? PW_SEND_INLINE : 0);
+	wr.wr.rdma.rkey = ep->peer.rkey;
+	while (done < PERF_HOL_A_SLOTS) {
+		while (posted < PERF_HOL_A_SLOTS && posted - done < window) {
+			sge.addr = (uint64_t)(uintptr_t)ep->data +
+				   ((posted + b) % (PERF_HOL_A_SLOTS + 1)) * size;
+			wr.wr.rdma.remote_addr = ep->peer.rx_addr + posted * size;
+			wr.wr_id = first + posted;
+			err = post_one(ep, &wr);
+			if (err)
+				return err;
+			posted++;
+		}
+		err = perf_next_wc(ep, &wc, PERF_STALL_TIMEOUT_MS);
+		if (err)
+			return err;
+		if (wc.status != PW_WC_SUCCESS) {
+			perf_print_wc_error(ep, &wc, "RDMA_WRITE (A)");
+			return -EIO;
+		}
+		if (wc.wr_id != first + done) {
+			perf_fail("QP %u: completion for wr_id %llu, expected %llu",
+				  ep->idx, (unsigned long long)wc.wr_id,
+				  (unsigned long long)(first + done));
+			return -EPROTO;
+		}
+		done++;
+	}
+	*wrid = first + PERF_HOL_A_SLOTS;
+	return 0;
+}
+
+/*
+ * hol, QP A (thread 0). Every phase both threads meet at the run's
+ * barrier three times: phase start, "A ready", phase end; whatever goes
+ * wrong, each thread keeps meeting them (no one waits alone). In a phase
+ * with A: page the region out (before B starts), then pass over it block
+ * after block, paging out between blocks, until B has its samples for
+ * the phase (run->hol_stop is set when A stops).
+ */
+static int client_hol_a_step(struct perf_ep *ep, unsigned int s)
+{
+	struct perf_run *run = ep->run;
+	struct perf_step *st = &ep->steps[s];
+	uint64_t size = run->plan.size[s];
+	uint64_t per = (run->plan.iters[s] + PERF_HOL_PHASES - 1) / PERF_HOL_PHASES;
+	unsigned int window = run->tx_depth < PERF_HOL_WINDOW ? run->tx_depth :
+			      PERF_HOL_WINDOW;
+	uint64_t blocks = 0, wrid = 0;
+	int err = 0;
+
+	st->t_start = tool_now_ns();
+	for (unsigned int p = 0; p < 2 * PERF_HOL_PHASES; p++) {
+		bool with = p & 1;
+
+		pthread_barrier_wait(&run->barrier);		/* phase start */
+		if (with && !err && !atomic_load(&run->abort)) {
+			atomic_store(&run->hol_stop, 0);
+			atomic_store(&run->hol_b_count, 0);
+			err = hol_a_region(ep, size, blocks, false);
+			if (err)
+				atomic_store(&run->abort, 1);
+		}
+		pthread_barrier_wait(&run->barrier);		/* A ready */
+		if (with && !err && !atomic_load(&run->abort)) {
+			for (;;) {
+				uint64_t t0 = tool_now_ns();
+
+				err = hol_a_block(ep, blocks, size, window, &wrid);
+				if (err)
+					break;
+				st->busy_ns += tool_now_ns() - t0;
+				blocks++;
+				/* B has its share of samples: stop here */
+				if (atomic_load(&run->hol_b_count) >= per ||
+				    atomic_load(&run->abort))
+					break;
+				err = hol_a_region(ep, size, blocks, false);
+				if (err)
+					break;
+			}
+			if (err)
+				atomic_store(&run->abort, 1);
+		}
+		if (with)
+			atomic_store(&run->hol_stop, 1);
+		pthread_barrier_wait(&run->barrier);		/* phase end */
+	}
+	/* the last block's data, checked (not paged out) */
+	if (!err && !atomic_load(&run->abort))
+		err = hol_a_region(ep, size, blocks, true);
+	st->t_end = tool_now_ns();
+	st->msgs = blocks * PERF_HOL_A_SLOTS;
+	return err;
+}
+
+/*
+ * hol, QP B (thread 1): 8-byte signaled WRITEs one at a time, each timed
+ * to its completion. Alone phases take their share of -n samples
+ * (@lat2_us); a phase with A samples (@lat_us) until A stops, which it
+ * does at the end of a pass once B has its share (run->hol_b_count).
+ * Samples that overlap one of A's region requests go to @lat3_us.
+ */
+static int client_hol_b_step(struct perf_ep *ep, unsigned int s)
+{
+	struct perf_run *run = ep->run;
+	struct perf_step *st = &ep->steps[s];
+	uint64_t per = (run->plan.iters[s] + PERF_HOL_PHASES - 1) / PERF_HOL_PHASES;
+	size_t cap = 0, cap3 = 0;
+	uint64_t id = 0;
+	struct pw_send_wr wr;
+	struct pw_sge sge;
+	int err = 0;
+
+	st->lat2_us = calloc(per * PERF_HOL_PHASES, sizeof(*st->lat2_us));
+	if (!st->lat2_us)
+		err = -ENOMEM;
+	memset(&wr, 0, sizeof(wr));
+	sge.addr = (uint64_t)(uintptr_t)ep->data;
+	sge.length = PERF_HOL_B_SIZE;
+	sge.lkey = ep->lkey;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = PW_WR_RDMA_WRITE;
+	wr.send_flags = PW_SEND_SIGNALED |
+			(PERF_HOL_B_SIZE <= ep->attr.cap.max_inline_data ?
+			 PW_SEND_INLINE : 0);
+	wr.wr.rdma.remote_addr = ep->peer.rx_addr;
+	wr.wr.rdma.rkey = ep->peer.rkey;
+	/* warm-up, not timed: the target page faults in here */
+	for (unsigned int k = 0; k < 16 && !err; k++, id++) {
+		wr.wr_id = id;
+		err = post_one(ep, &wr);
+		if (!err)
+			err = wait_one(ep, id, "RDMA_WRITE (B)");
+	}
+	if (err)
+		atomic_store(&run->abort, 1);
+	st->t_start = tool_now_ns();
+	for (unsigned int p = 0; p < 2 * PERF_HOL_PHASES; p++) {
+		bool with = p & 1;
+		uint64_t n = 0;
+
+		pthread_barrier_wait(&run->barrier);		/* phase start */
+		pthread_barrier_wait(&run->barrier);		/* A ready */
+		while (!err && !atomic_load(&run->abort)) {
+			unsigned int g0, g1;
+			uint64_t t0;
+			double us;
+
+			if (with ? atomic_load(&run->hol_stop) : n >= per)
+				break;
+			g0 = atomic_load(&run->hol_pageout);
+			t0 = tool_now_ns();
+			wr.wr_id = id;
+			err = post_one(ep, &wr);
+			if (!err)
+				err = wait_one(ep, id, "RDMA_WRITE (B)");
+			if (err)
+				break;
+			us = ns_to_us(tool_now_ns() - t0);
+			g1 = atomic_load(&run->hol_pageout);
+			id++;
+			if (!with) {
+				st->lat2_us[st->nlat2++] = us;
+				n++;
+			} else if (g0 != g1 || (g0 & 1)) {
+				err = push_sample(&st->lat3_us, &st->nlat3, &cap3, us);
+			} else {
+				err = push_sample(&st->lat_us, &st->nlat, &cap, us);
+				/* A stops once this reaches its share */
+				atomic_store(&run->hol_b_count, (unsigned int)++n);
+			}
+		}
+		if (err)
+			atomic_store(&run->abort, 1);
+		pthread_barrier_wait(&run->barrier);		/* phase end */
+	}
+	st->t_end = tool_now_ns();
+	st->msgs = id;
+	return err;
 }
 
 /* The atomic target's initial value: the first 8 bytes of the pattern. */
@@ -626,6 +978,9 @@ static int client_step(struct perf_ep *ep, unsigned int s)
 		return client_read_lat_step(ep, s);
 	case PERF_FAULT_LAT:
 		return client_fault_lat_step(ep, s);
+	case PERF_HOL:
+		return ep->idx == 0 ? client_hol_a_step(ep, s) :
+				      client_hol_b_step(ep, s);
 	case PERF_ATOMIC_LAT:
 		return client_atomic_step(ep, s);
 	default:

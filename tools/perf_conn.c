@@ -340,6 +340,8 @@ static void ep_wire_info(const struct perf_ep *ep, struct perf_wire_info *w)
 		w->flags |= PERF_WF_VS_PINNED;
 	if (!run->server && o->first_touch)
 		w->flags |= PERF_WF_FIRST_TOUCH;
+	if (!run->server && o->swapped)
+		w->flags |= PERF_WF_SWAPPED;
 	w->size = o->size;
 	w->iters = o->iters;
 	w->seed = ep->seed;
@@ -360,6 +362,8 @@ static int ep_prepare(struct perf_run *run, unsigned int idx)
 	err = ep_setup_buffer(ep);
 	if (err)
 		return err;
+	/* --swapped, hol: the server's regions to page out hold data */
+	perf_swap_prepare(ep);
 	if (perf_tests[run->o->test].bw)
 		err = cq_waiter_init_shared(&ep->cqw, run->ctx,
 					    (int)(run->tx_depth + PERF_RX_DEPTH + 32),
@@ -460,10 +464,12 @@ int perf_server_adopt_client(struct perf_run *run,
 			  (unsigned long long)c->size);
 		return err;
 	}
-	if (c->flags & (PERF_WF_VS_PINNED | PERF_WF_FIRST_TOUCH))
+	if (c->flags & (PERF_WF_VS_PINNED | PERF_WF_FIRST_TOUCH | PERF_WF_SWAPPED))
 		perf_plan_pair(&run->plan, o->test, c->flags & PERF_WF_ITERS_SET);
 	if (c->flags & PERF_WF_FIRST_TOUCH)
 		perf_plan_first_touch(&run->plan);
+	if (c->flags & PERF_WF_SWAPPED)
+		perf_plan_swapped(&run->plan);
 	run->qps = c->qps;
 	run->tx_depth = c->tx_depth;
 	run->atomic = (enum perf_atomic_op)c->atomic;
@@ -522,6 +528,10 @@ int perf_server_accept(struct perf_run *run)
 			}
 			if (!(ep->peer.flags & PERF_WF_FIRST_TOUCH) != !run->o->first_touch) {
 				perf_fail("the client and this server differ in --first-touch; give both the same options");
+				return -EINVAL;
+			}
+			if (!(ep->peer.flags & PERF_WF_SWAPPED) != !run->o->swapped) {
+				perf_fail("the client and this server differ in --swapped; give both the same options");
 				return -EINVAL;
 			}
 			if (!(ep->peer.flags & PERF_WF_VS_PINNED) != !run->o->vs_pinned) {
@@ -656,11 +666,15 @@ void perf_run_close(struct perf_run *run)
 			munmap(ep->buf, ep->buf_len);
 			ep->buf = NULL;
 		}
+		perf_swap_release(ep);
 		for (unsigned int s = 0; s < PERF_MAX_SIZES; s++) {
 			free(ep->steps[s].lat_us);
 			free(ep->steps[s].lat2_us);
+			free(ep->steps[s].lat3_us);
 			free(ep->steps[s].recs);
 			ep->steps[s].lat_us = NULL;
+			ep->steps[s].lat2_us = NULL;
+			ep->steps[s].lat3_us = NULL;
 			ep->steps[s].recs = NULL;
 		}
 	}

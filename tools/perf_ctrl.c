@@ -17,16 +17,43 @@
  * when the data that landed at the server is wrong. The client destroys
  * its QP last, as an rdma_cm client waits for DISCONNECTED: the side that
  * received the last message closes last, so the run ends in a known order
- * whatever the timing. Control messages are
- * PERF_CTRL_MSG_LEN bytes, little-endian:
+ * whatever the timing.
+ *
+ * Before DONE, `write_bw --swapped` and `hol` may send REGION requests
+ * (always one at a time, at a point where the QP has nothing else in
+ * flight), each answered by a REGION_REPLY:
+ *
+ *   client                               server
+ *   post an extra receive
+ *   SEND REGION(range, what)    ----->   post an extra receive
+ *                                        verify and/or page out (perf_swap.c)
+ *   receive completes           <-----   SEND REGION_REPLY(status, pages)
+ *
+ * The first control message the server gets lands in its ordinary
+ * control receive (posted after all data receives at accept); each
+ * request makes it post one more (wr_id PERF_WRID_XCTRL | n), before its
+ * reply, so the client's next message (a request or DONE) always finds
+ * one. All of them use the second slot of the ctrl area.
+ *
+ * Control messages are PERF_CTRL_MSG_LEN bytes, little-endian:
  *
  *   off len field
  *     0   4 magic "PWCT" (0x54435750)
- *     4   4 type: 1 = DONE, 2 = RESULT
+ *     4   4 type: 1 = DONE, 2 = RESULT, 3 = REGION, 4 = REGION_REPLY
  *     8   8 RESULT: 0 = verified, else a PERF_RES_* code
  *    16   8 RESULT: detail (first mismatching byte offset + 1, value...)
  *    24  96 RESULT: the server context's counters (pw_query_stats), 12
  *           u64 in the order of ctrl_stats[]; zero in DONE
+ *
+ *   REGION (struct perf_region_req):      REGION_REPLY (perf_region_rep):
+ *     8   8 off in the rx area              8   8 status (PERF_REGION_*)
+ *    16   8 len                            16   8 detail
+ *    24   8 message size                   24   8 pages not resident after
+ *    32   8 flags (PERF_REGION_VERIFY,                page-out (mincore)
+ *           PERF_REGION_PAGEOUT)           32   8 pages paged out
+ *    40   8 rot  \  verify: slot j holds
+ *    48   8 mod   } pattern bytes from
+ *    56   8 slots/  ((j + rot) % mod) * size
  */
 #include <errno.h>
 #include <string.h>
@@ -39,6 +66,9 @@
 #define PERF_CTRL_MSG_LEN	(24 + 8 * PERF_CTRL_NSTATS)
 #define PERF_CTRL_DONE		1
 #define PERF_CTRL_RESULT	2
+#define PERF_CTRL_REGION	3
+#define PERF_CTRL_REGION_REPLY	4
+#define PERF_CTRL_MAX_FIELDS	7
 /* The linger receive, posted after the control receive (never consumed). */
 #define PERF_WRID_LINGER	(PERF_WRID_RECV | PERF_WRID_CTRL)
 /* How long the client waits for the server to disconnect at the end. */
@@ -294,19 +324,25 @@ static uint64_t *ctrl_stat(struct pw_stats *s, int i)
 	return f[i];
 }
 
-/* SEND a control message from the ctrl area's first slot. */
-static int ctrl_send(struct perf_ep *ep, uint32_t type, uint64_t a, uint64_t b)
+/*
+ * SEND a control message from the ctrl area's first slot: @n u64 fields
+ * from offset 8 (RESULT: two, then the counters).
+ */
+static int ctrl_send_msg(struct perf_ep *ep, uint32_t type, const uint64_t *f,
+			 unsigned int n)
 {
 	struct pw_send_wr wr;
 	struct pw_sge sge;
 	struct pw_stats st;
 
 	_Static_assert(PERF_CTRL_MSG_LEN <= PERF_CTRL_SLOT, "ctrl slot too small");
+	_Static_assert(8 + 8 * PERF_CTRL_MAX_FIELDS <= PERF_CTRL_MSG_LEN,
+		       "ctrl message too short");
 	memset(ep->ctrl, 0, PERF_CTRL_SLOT);
 	tool_put32(ep->ctrl, PERF_CTRL_MAGIC);
 	tool_put32(ep->ctrl + 4, type);
-	tool_put64(ep->ctrl + 8, a);
-	tool_put64(ep->ctrl + 16, b);
+	for (unsigned int i = 0; i < n && i < PERF_CTRL_MAX_FIELDS; i++)
+		tool_put64(ep->ctrl + 8 + 8 * i, f[i]);
 	if (type == PERF_CTRL_RESULT &&
 	    pw_query_stats(ep->run->ctx, &st, sizeof(st)) == 0)
 		for (int i = 0; i < PERF_CTRL_NSTATS; i++)
@@ -322,39 +358,175 @@ static int ctrl_send(struct perf_ep *ep, uint32_t type, uint64_t a, uint64_t b)
 	return perf_post_tracked(ep, &wr, true);
 }
 
+static int ctrl_send(struct perf_ep *ep, uint32_t type, uint64_t a, uint64_t b)
+{
+	uint64_t f[2] = { a, b };
+
+	return ctrl_send_msg(ep, type, f, 2);
+}
+
 /*
- * Wait for the control receive (the one after all data receives) and
- * check it is a control message of @type.
+ * The wr_id of the receive the next control message lands in: the
+ * oldest extra one of a region exchange not consumed yet, else the
+ * ordinary control receive (the one after all data receives).
  */
-static int ctrl_wait(struct perf_ep *ep, uint32_t type, int timeout_ms,
-		     uint64_t *a, uint64_t *b)
+static uint64_t ctrl_recv_wrid(const struct perf_ep *ep)
+{
+	if (ep->xctrl_done == ep->xctrl_posted)
+		return PERF_WRID_RECV | ep->data_recvs;
+	return PERF_WRID_RECV | PERF_WRID_CTRL | PERF_WRID_XCTRL |
+	       ep->xctrl_done;
+}
+
+/*
+ * Wait for the next control message, check it is one, and return its
+ * type and its first @n u64 fields (message offsets 8, 16, ...).
+ */
+static int ctrl_recv(struct perf_ep *ep, int timeout_ms, uint32_t *type,
+		     uint64_t *f, unsigned int n)
 {
 	const uint8_t *m = ep->ctrl + PERF_CTRL_SLOT;
+	uint64_t want = ctrl_recv_wrid(ep);
 	struct pw_wc wc;
 	int err;
 
 	err = perf_wait_recv(ep, &wc, timeout_ms);
 	if (err)
 		return err;
-	if (wc.wr_id != (PERF_WRID_RECV | ep->data_recvs)) {
+	if (wc.wr_id != want) {
 		perf_fail("QP %u: expected the control message, got receive #%llu (%u bytes)",
 			  ep->idx,
-			  (unsigned long long)(wc.wr_id & ~PERF_WRID_RECV),
+			  (unsigned long long)(wc.wr_id & ~(PERF_WRID_RECV |
+							   PERF_WRID_CTRL |
+							   PERF_WRID_XCTRL)),
 			  wc.byte_len);
 		return -EPROTO;
 	}
-	if (wc.byte_len != PERF_CTRL_MSG_LEN ||
-	    tool_get32(m) != PERF_CTRL_MAGIC || tool_get32(m + 4) != type) {
+	if (want & PERF_WRID_XCTRL)
+		ep->xctrl_done++;
+	if (wc.byte_len != PERF_CTRL_MSG_LEN || tool_get32(m) != PERF_CTRL_MAGIC) {
 		perf_fail("QP %u: malformed control message (%u bytes)",
 			  ep->idx, wc.byte_len);
 		return -EPROTO;
 	}
-	*a = tool_get64(m + 8);
-	*b = tool_get64(m + 16);
+	*type = tool_get32(m + 4);
+	for (unsigned int i = 0; i < n && i < PERF_CTRL_MAX_FIELDS; i++)
+		f[i] = tool_get64(m + 8 + 8 * i);
+	return 0;
+}
+
+/*
+ * Wait for the control message of @type (the one after all data
+ * receives and region exchanges).
+ */
+static int ctrl_wait(struct perf_ep *ep, uint32_t type, int timeout_ms,
+		     uint64_t *a, uint64_t *b)
+{
+	const uint8_t *m = ep->ctrl + PERF_CTRL_SLOT;
+	uint64_t f[2];
+	uint32_t got;
+	int err;
+
+	err = ctrl_recv(ep, timeout_ms, &got, f, 2);
+	if (err)
+		return err;
+	if (got != type) {
+		perf_fail("QP %u: control message of type %u, expected %u",
+			  ep->idx, got, type);
+		return -EPROTO;
+	}
+	*a = f[0];
+	*b = f[1];
 	if (type == PERF_CTRL_RESULT)
 		for (int i = 0; i < PERF_CTRL_NSTATS; i++)
 			*ctrl_stat(&ep->peer_stats, i) = tool_get64(m + 24 + 8 * i);
 	return 0;
+}
+
+/* Post the next extra control receive of a region exchange. */
+static int post_xctrl_recv(struct perf_ep *ep)
+{
+	struct pw_recv_wr wr, *bad = NULL;
+	struct pw_sge sge;
+	int err;
+
+	sge.addr = (uint64_t)(uintptr_t)(ep->ctrl + PERF_CTRL_SLOT);
+	sge.length = PERF_CTRL_SLOT;
+	sge.lkey = ep->lkey;
+	memset(&wr, 0, sizeof(wr));
+	wr.wr_id = PERF_WRID_RECV | PERF_WRID_CTRL | PERF_WRID_XCTRL |
+		   ep->xctrl_posted;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	err = pw_post_recv(ep->qp, &wr, &bad);
+	if (err) {
+		perf_fail("QP %u: pw_post_recv(control) failed: %s (%s)", ep->idx,
+			  strerror(-err), pw_last_error());
+		return err;
+	}
+	ep->xctrl_posted++;
+	return 0;
+}
+
+/**
+ * perf_ctrl_region() - a region request and its reply (client)
+ *
+ * Only when nothing else of @ep is in flight: every completion met on
+ * the way is the request's own. The request's send completion is reaped
+ * before this returns, so none is left for the caller's loop.
+ *
+ * Return: 0 (*@rp filled, page counts added to @ep), -EIO when the server
+ * found wrong data or could not page out (reported), or another negative
+ * errno.
+ */
+int perf_ctrl_region(struct perf_ep *ep, const struct perf_region_req *rq,
+		     struct perf_region_rep *rp)
+{
+	uint64_t f[PERF_CTRL_MAX_FIELDS] = {
+		rq->off, rq->len, rq->size, rq->flags, rq->rot, rq->mod,
+		rq->slots,
+	};
+	uint32_t type;
+	int err;
+
+	/* our receive first: the reply must never meet an RNR */
+	err = post_xctrl_recv(ep);
+	if (!err)
+		err = ctrl_send_msg(ep, PERF_CTRL_REGION, f, PERF_CTRL_MAX_FIELDS);
+	if (!err)
+		err = ctrl_recv(ep, PERF_STALL_TIMEOUT_MS, &type, f, 4);
+	if (err)
+		return err;
+	if (type != PERF_CTRL_REGION_REPLY) {
+		perf_fail("QP %u: control message of type %u, expected a region reply",
+			  ep->idx, type);
+		return -EPROTO;
+	}
+	err = perf_drain_sends(ep, PERF_STALL_TIMEOUT_MS);
+	if (err)
+		return err;
+	rp->status = f[0];
+	rp->detail = f[1];
+	rp->out = f[2];
+	rp->total = f[3];
+	ep->pageout_pages += rp->out;
+	ep->pageout_total += rp->total;
+	switch (rp->status) {
+	case 0:
+		return 0;
+	case PERF_REGION_BAD_DATA:
+		perf_fail("QP %u: the server found wrong data in its memory at rx offset %llu (a WRITE did not land)",
+			  ep->idx, (unsigned long long)(rp->detail - 1));
+		return -EIO;
+	case PERF_REGION_MADV_FAILED:
+		perf_fail("QP %u: the server could not page out: madvise(MADV_PAGEOUT): %s",
+			  ep->idx, strerror((int)rp->detail));
+		return -EIO;
+	default:
+		perf_fail("QP %u: the server refused the region request (status %llu)",
+			  ep->idx, (unsigned long long)rp->status);
+		return -EIO;
+	}
 }
 
 /*
@@ -452,16 +624,48 @@ int perf_ctrl_client_finish(struct perf_ep *ep)
 }
 
 /**
- * perf_ctrl_server_wait_done() - wait for the client's DONE
+ * perf_ctrl_server_wait_done() - wait for the client's DONE, serving the
+ * region requests that come before it (perf_swap_serve_region())
  *
  * Waits without a time limit: a client that dies makes the library flush
  * the receive, which ends the wait with an error.
  */
 int perf_ctrl_server_wait_done(struct perf_ep *ep)
 {
-	uint64_t a, b;
+	uint64_t f[PERF_CTRL_MAX_FIELDS];
+	struct perf_region_req rq;
+	struct perf_region_rep rp;
+	uint32_t type;
+	int err;
 
-	return ctrl_wait(ep, PERF_CTRL_DONE, -1, &a, &b);
+	for (;;) {
+		err = ctrl_recv(ep, -1, &type, f, PERF_CTRL_MAX_FIELDS);
+		if (err)
+			return err;
+		if (type == PERF_CTRL_DONE)
+			return 0;
+		if (type != PERF_CTRL_REGION) {
+			perf_fail("QP %u: control message of type %u, expected DONE or a region request",
+				  ep->idx, type);
+			return -EPROTO;
+		}
+		rq = (struct perf_region_req){
+			.off = f[0], .len = f[1], .size = f[2], .flags = f[3],
+			.rot = f[4], .mod = f[5], .slots = f[6],
+		};
+		/* the client's next message must find a receive */
+		err = post_xctrl_recv(ep);
+		if (err)
+			return err;
+		perf_swap_serve_region(ep, &rq, &rp);
+		f[0] = rp.status;
+		f[1] = rp.detail;
+		f[2] = rp.out;
+		f[3] = rp.total;
+		err = ctrl_send_msg(ep, PERF_CTRL_REGION_REPLY, f, 4);
+		if (err)
+			return err;
+	}
 }
 
 /**

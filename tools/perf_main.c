@@ -7,7 +7,8 @@
  *   pagewire-perf TEST --loopback [options]   both, forked, on 127.0.0.1
  *
  * Exit status: 0 success, 1 the run failed (error completion, wrong data,
- * connection failure), 2 bad usage.
+ * connection failure), 2 bad usage, 77 skipped (--swapped or hol on a
+ * machine without swap).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,7 +25,7 @@
 #include "perf.h"
 #include "tool_util.h"
 
-#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat fault_lat reg"
+#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat fault_lat hol reg"
 
 /* How long --loopback waits for its server after the client finished. */
 #define LOOPBACK_REAP_MS	30000
@@ -61,6 +62,21 @@ static void usage(FILE *f)
 "              default): full operation times; JSON adds resident_p50_us,\n"
 "              resident_p99_us, added_p50_us, added_p99_us (what a\n"
 "              responder fault adds, same run)\n"
+"  hol         head-of-line blocking, two QPs (-q is fixed at 2): QP A\n"
+"              streams -s WRITEs (default 1M), %d in flight, into a %d-message\n"
+"              region of the server that the server pages out (MADV_PAGEOUT)\n"
+"              before every pass over it, so A's WRITEs keep faulting on\n"
+"              swapped pages; QP B does 8-byte signaled WRITEs one at a time\n"
+"              (full operation time). %d phases of B alone alternate with %d\n"
+"              of B while A runs; -n is B's samples per kind (default %d; a\n"
+"              phase with A lasts at least one A pass). B samples that\n"
+"              overlap a page-out request are left out (counted). Needs swap\n"
+"              on the server, as --swapped. The lat_* fields and the table\n"
+"              are B with A (#bytes: A's size); JSON adds hol_p50_us,\n"
+"              hol_p99_us, alone_p50_us, alone_p99_us, p99_ratio (hol_p99 /\n"
+"              alone_p99), a_msgs, a_MBps (while A ran), b_samples_alone,\n"
+"              b_samples_hol, b_skipped_pageout, hol_all_p99_us (the\n"
+"              skipped ones too) and swapped_out_frac\n"
 "  reg         local, no peer: pw_reg_mr + pw_dereg_mr cost against size\n"
 "              (4K .. 1G pinned, .. 1T odp; implicit), median of -n (default:\n"
 "              1000, pinned ~1 GiB worth); -s one size, --mr one kind. JSON:\n"
@@ -68,7 +84,7 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 "  -s, --size=SIZE      message size, K/M/G suffixes (powers of 2);\n"
-"                       default 65536 (bw) or 8 (lat); atomic_lat always\n"
+"                       default 65536 (bw), 8 (lat) or 1M (hol); atomic_lat always\n"
 "                       uses 8 (another -s is ignored with a warning)\n"
 "  -n, --iters=N        iterations per size and QP; default 5000 (bw) or\n"
 "                       1000 (lat), fewer for large sizes so that one size\n"
@@ -99,6 +115,18 @@ static void usage(FILE *f)
 "                       one run; JSON adds first_touch_bw_MBps,\n"
 "                       resident_bw_MBps and vs_resident. A standalone\n"
 "                       server needs --first-touch too\n"
+"      --swapped        write_bw, one size, one QP, ODP: blocks of messages\n"
+"                       into a region of the server that it pages out\n"
+"                       (MADV_PAGEOUT, after checking the previous block's\n"
+"                       data there) just before each such block alternate\n"
+"                       with blocks into a resident region of the same size\n"
+"                       (-s x a block); the page-outs are not timed. JSON adds\n"
+"                       swapped_bw_MBps, resident_bw_MBps, vs_resident and\n"
+"                       swapped_out_frac (pages mincore() found not resident\n"
+"                       after the page-outs). Needs swap on the server:\n"
+"                       without, it prints SKIP and exits 77\n"
+"                       (tests/scripts/with_zram_swap.sh sets up zram swap\n"
+"                       as root). A standalone server needs --swapped too\n"
 "      --busy-poll      poll the CQ in a loop (TCP tests: recv() with\n"
 "                       MSG_DONTWAIT in a loop), on both sides; also sets\n"
 "                       PW_PROGRESS=busy before pw_open(), which asks the\n"
@@ -152,9 +180,11 @@ static void usage(FILE *f)
 "client, landed WRITE/SEND payload at the server (verdict sent back);\n"
 "tcp_bw: the last message of each size at the server, tcp_lat: the last\n"
 "pong of each size at the client.\n"
-"Exit status: 0 ok, 1 run failed (error completion, wrong data), 2 usage.\n",
-		PERF_RD_ATOMIC, PERF_RX_DEPTH, PERF_MAX_QPS, PERF_DEFAULT_PORT,
-		PERF_DEFAULT_TX_DEPTH);
+"Exit status: 0 ok, 1 run failed (error completion, wrong data), 2 usage,\n"
+"77 skipped (--swapped or hol without swap).\n",
+		PERF_RD_ATOMIC, PERF_RX_DEPTH, PERF_HOL_WINDOW, PERF_HOL_A_SLOTS,
+		PERF_HOL_PHASES, PERF_HOL_PHASES, PERF_HOL_DEFAULT_ITERS,
+		PERF_MAX_QPS, PERF_DEFAULT_PORT, PERF_DEFAULT_TX_DEPTH);
 }
 
 static void __attribute__((format(printf, 1, 2), noreturn))
@@ -174,6 +204,7 @@ enum {
 	OPT_MR = 256,
 	OPT_POLICY,
 	OPT_FIRST_TOUCH,
+	OPT_SWAPPED,
 	OPT_JSON,
 	OPT_BUSY_POLL,
 	OPT_LOOPBACK,
@@ -194,6 +225,7 @@ static const struct option long_opts[] = {
 	{ "mr",		 required_argument, NULL, OPT_MR },
 	{ "policy",	 required_argument, NULL, OPT_POLICY },
 	{ "first-touch", no_argument,	    NULL, OPT_FIRST_TOUCH },
+	{ "swapped",	 no_argument,	    NULL, OPT_SWAPPED },
 	{ "json",	 no_argument,	    NULL, OPT_JSON },
 	{ "busy-poll",	 no_argument,	    NULL, OPT_BUSY_POLL },
 	{ "loopback",	 no_argument,	    NULL, OPT_LOOPBACK },
@@ -217,6 +249,7 @@ static uint64_t parse_num(const char *opt, const char *arg, uint64_t min,
 static void parse_args(int argc, char **argv, struct perf_opts *o)
 {
 	const char *test = NULL;
+	bool qps_set = false;
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -247,6 +280,7 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		case 'q':
 			o->qps = (unsigned int)parse_num("-q", optarg, 1,
 							 PERF_MAX_QPS);
+			qps_set = true;
 			break;
 		case 'p':
 			o->port = (unsigned int)parse_num("-p", optarg, 0, 65535);
@@ -294,6 +328,9 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		case OPT_FIRST_TOUCH:
 			o->first_touch = true;
 			break;
+		case OPT_SWAPPED:
+			o->swapped = true;
+			break;
 		case OPT_JSON:
 			o->json = true;
 			break;
@@ -332,8 +369,9 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		usage_error("no TEST given (" TEST_NAMES ")");
 	if (!strcmp(test, "reg")) {
 		/* local: no peer, no connection options */
-		if (o->host || o->loopback || o->baseline || o->vs_pinned)
-			usage_error("reg is local: no SERVER_HOST, --loopback, --baseline or --vs-pinned");
+		if (o->host || o->loopback || o->baseline || o->vs_pinned ||
+		    o->swapped)
+			usage_error("reg is local: no SERVER_HOST, --loopback, --baseline, --vs-pinned or --swapped");
 		o->local_reg = true;
 		return;
 	}
@@ -373,6 +411,20 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		usage_error("--first-touch is for write_bw with one size (-s), one QP and an ODP MR, without --vs-pinned");
 	if (o->vs_pinned && o->mr == PERF_MR_PINNED)
 		usage_error("--vs-pinned compares --mr=odp or implicit with pinned; this run is pinned already");
+	if (o->swapped && (t != PERF_WRITE_BW || o->all_sizes || o->vs_pinned ||
+			   o->first_touch || o->baseline ||
+			   o->mr == PERF_MR_PINNED || o->qps > 1))
+		usage_error("--swapped is for write_bw with one size (-s), one QP and an ODP MR, without --vs-pinned, --first-touch or --baseline");
+	if (t == PERF_HOL) {
+		if (qps_set && o->qps != 2)
+			usage_error("hol runs two QPs (A and B); -q is fixed at 2");
+		if (o->all_sizes || o->baseline || o->vs_pinned ||
+		    o->first_touch || o->swapped)
+			usage_error("hol measures its own baseline (B alone); no -a, --baseline, --vs-pinned, --first-touch or --swapped");
+		if (o->mr == PERF_MR_PINNED)
+			usage_error("hol pages memory out; pinned memory cannot be (--mr=odp or implicit)");
+		o->qps = 2;
+	}
 	if (!o->size_set)
 		o->size = perf_default_size(o->test);
 	if (!o->iters_set)
@@ -418,10 +470,15 @@ static struct perf_run *run_new(const struct perf_opts *o, bool server,
 		free(run);
 		return NULL;
 	}
-	if (o->vs_pinned || o->first_touch)
+	if (o->vs_pinned || o->first_touch || o->swapped)
 		perf_plan_pair(&run->plan, o->test, o->iters_set);
 	if (o->first_touch)
 		perf_plan_first_touch(&run->plan);
+	if (o->swapped)
+		perf_plan_swapped(&run->plan);
+	atomic_init(&run->hol_b_count, 0);
+	atomic_init(&run->hol_stop, 0);
+	atomic_init(&run->hol_pageout, 0);
 	return run;
 }
 
@@ -725,6 +782,9 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &o);
 	if (o.local_reg)
 		return perf_reg_run(&o);
+	/* --swapped, hol: the server's (here: this machine's) swap */
+	if (perf_swap_check_or_skip(&o))
+		return PERF_EXIT_SKIP;
 	if (o.loopback)
 		return run_loopback(&o);
 	if (o.host)

@@ -53,6 +53,10 @@ const struct perf_test_info perf_tests[PERF_TEST_COUNT] = {
 	[PERF_FAULT_LAT] = {
 		.name = "fault_lat", .title = "Responder Fault Latency Test",
 	},
+	/* B's 8-byte WRITE latency alone and while A faults on swap */
+	[PERF_HOL] = {
+		.name = "hol", .title = "Head-of-Line Blocking Test (swapped memory)",
+	},
 };
 
 const char *const perf_mr_names[PERF_MR_COUNT] = {
@@ -88,6 +92,8 @@ int perf_test_by_name(const char *name)
 
 uint64_t perf_default_size(enum perf_test t)
 {
+	if (t == PERF_HOL)
+		return PERF_HOL_DEFAULT_SIZE;
 	return perf_tests[t].bw ? 65536 : 8;
 }
 
@@ -125,6 +131,11 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 		if (!all_sizes && size != 8)
 			return -EINVAL;
 		p->size[p->n++] = 8;
+	} else if (t == PERF_HOL) {
+		/* -s is A's message size; B always writes 8 bytes */
+		if (all_sizes || size == 0 || size > PW_MAX_MSG_SIZE)
+			return -EINVAL;
+		p->size[p->n++] = size;
 	} else if (all_sizes) {
 		for (uint64_t s = 2; s <= PERF_ALL_MAX_SIZE; s <<= 1)
 			p->size[p->n++] = s;
@@ -135,6 +146,8 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 	}
 	for (unsigned int i = 0; i < p->n; i++) {
 		p->iters[i] = iters_set ? iters : default_iters(t, p->size[i], qps);
+		if (t == PERF_HOL && !iters_set)
+			p->iters[i] = PERF_HOL_DEFAULT_ITERS;
 		p->total_iters += p->iters[i];
 		if (p->size[i] > p->max_size)
 			p->max_size = p->size[i];
@@ -142,6 +155,9 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 	/* fault_lat: the target area holds every fresh page (untouched) */
 	if (t == PERF_FAULT_LAT)
 		p->max_size = perf_fault_fresh_off(p->total_iters);
+	/* hol: A's region, plus one slot of rotation in A's source */
+	if (t == PERF_HOL)
+		p->max_size = (PERF_HOL_A_SLOTS + 1) * p->size[0];
 	return 0;
 }
 
@@ -198,6 +214,19 @@ void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set)
 void perf_plan_first_touch(struct perf_plan *p)
 {
 	p->max_size = p->size[0] * (p->iters[0] + 1);
+}
+
+/*
+ * --swapped: the target holds two regions of a block of messages each
+ * (paged out, resident); the source rotates over block + 1 slots.
+ */
+void perf_plan_swapped(struct perf_plan *p)
+{
+	uint64_t block = (p->iters[0] + 15) / 16;
+
+	p->max_size = 2 * block * p->size[0];
+	if (p->max_size < (block + 1) * p->size[0])
+		p->max_size = (block + 1) * p->size[0];
 }
 
 /*

@@ -50,8 +50,18 @@ struct perf_result {
 	double pair_main;
 	double pair_pinned;
 	/* fault_lat: the resident pages' p50 and p99 (lat_* are the fresh) */
+	/* hol: B alone (lat_* are B while A ran) */
 	double res_p50;
 	double res_p99;
+	/* --swapped, hol: pages not resident after the page-outs, of all */
+	double swapped_frac;
+	/* hol */
+	uint64_t a_msgs;
+	double a_MBps;
+	size_t n_alone;
+	size_t n_hol;
+	size_t n_skipped;
+	double hol_all_p99;
 };
 
 /* JSON has no nan/inf: anything non-finite becomes 0. */
@@ -244,6 +254,11 @@ static void compute_pair_bw(const struct perf_run *run, unsigned int s,
 			uint64_t t1 = st->recs[k].t_ns, m1 = st->recs[k].msgs;
 			unsigned int kind;
 
+			/* --swapped: the block starts now, after its page-out */
+			if (m1 == m0) {
+				t0 = t1;
+				continue;
+			}
 			if (m1 % block && m1 != st->msgs)
 				continue;	/* inside a block */
 			if (m1 <= m0)
@@ -294,26 +309,62 @@ static int compute_pair_lat(const struct perf_run *run, unsigned int s,
 	return 0;
 }
 
-/* fault_lat: percentiles of the resident-page samples. */
+/* fault_lat: percentiles of the resident-page samples (hol: B alone). */
 static int compute_resident(const struct perf_run *run, unsigned int s,
-			    struct perf_result *r, size_t nlat)
+			    struct perf_result *r)
 {
-	double *v = malloc(nlat * sizeof(double));
-	size_t k = 0;
+	size_t n = 0, k = 0;
+	double *v;
 
+	for (unsigned int i = 0; i < run->qps; i++)
+		n += run->eps[i].steps[s].nlat2;
+	v = malloc((n ? n : 1) * sizeof(double));
 	if (!v)
 		return -1;
 	for (unsigned int i = 0; i < run->qps; i++) {
 		const struct perf_step *st = &run->eps[i].steps[s];
 
-		if (st->lat2_us) {
-			memcpy(v + k, st->lat2_us, st->nlat * sizeof(double));
-			k += st->nlat;
+		if (st->lat2_us && st->nlat2) {
+			memcpy(v + k, st->lat2_us, st->nlat2 * sizeof(double));
+			k += st->nlat2;
 		}
 	}
+	r->n_alone = k;
 	qsort(v, k, sizeof(double), cmp_double);
 	r->res_p50 = k ? percentile(v, k, 0.50) : 0.0;
 	r->res_p99 = k ? percentile(v, k, 0.99) : 0.0;
+	free(v);
+	return 0;
+}
+
+/*
+ * hol: A's figures (QP 0), and B's p99 while A ran counting the samples
+ * left out because they overlapped a page-out request too.
+ */
+static int compute_hol(const struct perf_run *run, unsigned int s,
+		       struct perf_result *r)
+{
+	const struct perf_step *a = &run->eps[0].steps[s];
+	const struct perf_step *b = &run->eps[1].steps[s];
+	size_t n = b->nlat + b->nlat3;
+	double *v;
+
+	r->a_msgs = a->msgs;
+	r->a_MBps = a->busy_ns ? (double)a->msgs * (double)r->size /
+				 ((double)a->busy_ns / 1e9) / 1e6 : 0.0;
+	r->n_hol = b->nlat;
+	r->n_skipped = b->nlat3;
+	if (!n)
+		return 0;
+	v = malloc(n * sizeof(double));
+	if (!v)
+		return -1;
+	if (b->nlat)
+		memcpy(v, b->lat_us, b->nlat * sizeof(double));
+	if (b->nlat3)
+		memcpy(v + b->nlat, b->lat3_us, b->nlat3 * sizeof(double));
+	qsort(v, n, sizeof(double), cmp_double);
+	r->hol_all_p99 = percentile(v, n, 0.99);
 	free(v);
 	return 0;
 }
@@ -339,6 +390,8 @@ static int compute(const struct perf_run *run, unsigned int s,
 			t1 = st->t_end;
 	}
 	r->elapsed_s = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0.0;
+	if (!perf_tests[run->o->test].tcp)
+		r->swapped_frac = perf_swapped_out_frac(run);
 	if (r->elapsed_s > 0) {
 		r->msg_rate_Mpps = (double)r->msgs / r->elapsed_s / 1e6;
 		r->bw_MBps = (double)r->msgs * (double)r->size / r->elapsed_s / 1e6;
@@ -349,15 +402,18 @@ static int compute(const struct perf_run *run, unsigned int s,
 		/* A window shorter than the run cannot be slower on average. */
 		r->bw_peak_MBps = peak > r->bw_MBps ? peak : r->bw_MBps;
 		compute_shares(run, s, t0, r);
-		if (run->o->vs_pinned || run->o->first_touch)
+		if (run->o->vs_pinned || run->o->first_touch || run->o->swapped)
 			compute_pair_bw(run, s, r);
 		return 0;
 	}
+	if ((run->o->test == PERF_FAULT_LAT || run->o->test == PERF_HOL) &&
+	    compute_resident(run, s, r))
+		return -1;
+	if (run->o->test == PERF_HOL && compute_hol(run, s, r))
+		return -1;
 	if (!nlat)
 		return 0;
 	if (run->o->vs_pinned && compute_pair_lat(run, s, r, nlat))
-		return -1;
-	if (run->o->test == PERF_FAULT_LAT && compute_resident(run, s, r, nlat))
 		return -1;
 	lat = malloc(nlat * sizeof(*lat));
 	if (!lat)
@@ -365,6 +421,8 @@ static int compute(const struct perf_run *run, unsigned int s,
 	for (unsigned int i = 0; i < run->qps; i++) {
 		const struct perf_step *st = &run->eps[i].steps[s];
 
+		if (!st->nlat)
+			continue;	/* hol: QP A has no samples */
 		memcpy(lat + k, st->lat_us, st->nlat * sizeof(*lat));
 		k += st->nlat;
 	}
@@ -446,6 +504,15 @@ void perf_report_header(const struct perf_run *run)
 	if (o->test == PERF_ATOMIC_LAT)
 		fprintf(f, " Atomic type      : %s\n",
 			perf_atomic_names[run->atomic]);
+	if (o->test == PERF_HOL)
+		fprintf(f, " QP A             : %llu-byte WRITEs, %u in flight, into %u slots paged out before every pass\n"
+			" QP B             : %d-byte signaled WRITEs, one at a time; %d phases alone, %d with A\n",
+			(unsigned long long)run->plan.size[0],
+			run->tx_depth < PERF_HOL_WINDOW ? run->tx_depth : PERF_HOL_WINDOW,
+			PERF_HOL_A_SLOTS, PERF_HOL_B_SIZE, PERF_HOL_PHASES,
+			PERF_HOL_PHASES);
+	if (o->swapped)
+		fprintf(f, " Target           : blocks into a region paged out before each, against blocks into a resident one\n");
 	if (t->half_rtt)
 		fprintf(f, " Latency          : half round trip (ping-pong)\n");
 	else if (!t->bw)
@@ -525,6 +592,20 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 		fprintf(f, "   first touch %.2f MB/sec, resident %.2f MB/sec, ratio %.3f\n",
 			r->pair_main, r->pair_pinned,
 			r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0);
+	if (run->o->swapped)
+		fprintf(f, "   swapped %.2f MB/sec, resident %.2f MB/sec, ratio %.3f; %.1f%% of the pages paged out were not resident\n",
+			r->pair_main, r->pair_pinned,
+			r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0,
+			100.0 * r->swapped_frac);
+	if (run->o->test == PERF_HOL)
+		fprintf(f, "   B with A: p50 %.2f / p99 %.2f us (%zu samples; %zu more overlapped a page-out, p99 with them %.2f us)\n"
+			"   B alone:  p50 %.2f / p99 %.2f us (%zu samples); p99 ratio %.3f\n"
+			"   A: %llu WRITEs, %.2f MB/sec while streaming; %.1f%% of the pages paged out were not resident\n",
+			r->lat_p50, r->lat_p99, r->n_hol, r->n_skipped,
+			r->hol_all_p99, r->res_p50, r->res_p99, r->n_alone,
+			r->res_p99 > 0 ? r->lat_p99 / r->res_p99 : 0.0,
+			(unsigned long long)r->a_msgs, r->a_MBps,
+			100.0 * r->swapped_frac);
 	if (run->o->vs_pinned && bw)
 		fprintf(f, "   paired with a pinned MR: %s %.2f MB/sec, pinned %.2f MB/sec, ratio %.3f\n",
 			perf_mr_names[run->o->mr], r->pair_main, r->pair_pinned,
@@ -637,6 +718,26 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 		       "\"vs_resident\":%.4f", finite_or_zero(r->pair_main),
 		       finite_or_zero(r->pair_pinned),
 		       r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0);
+	if (o->swapped)
+		printf(",\"swapped_bw_MBps\":%.3f,\"resident_bw_MBps\":%.3f,"
+		       "\"vs_resident\":%.4f,\"swapped_out_frac\":%.4f",
+		       finite_or_zero(r->pair_main), finite_or_zero(r->pair_pinned),
+		       r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0,
+		       finite_or_zero(r->swapped_frac));
+	if (o->test == PERF_HOL)
+		printf(",\"b_size\":%d,\"hol_p50_us\":%.3f,\"hol_p99_us\":%.3f,"
+		       "\"alone_p50_us\":%.3f,\"alone_p99_us\":%.3f,"
+		       "\"p99_ratio\":%.4f,\"hol_all_p99_us\":%.3f,"
+		       "\"b_samples_hol\":%zu,\"b_samples_alone\":%zu,"
+		       "\"b_skipped_pageout\":%zu,\"a_msgs\":%llu,"
+		       "\"a_MBps\":%.3f,\"swapped_out_frac\":%.4f",
+		       PERF_HOL_B_SIZE, finite_or_zero(r->lat_p50),
+		       finite_or_zero(r->lat_p99), finite_or_zero(r->res_p50),
+		       finite_or_zero(r->res_p99),
+		       r->res_p99 > 0 ? r->lat_p99 / r->res_p99 : 0.0,
+		       finite_or_zero(r->hol_all_p99), r->n_hol, r->n_alone,
+		       r->n_skipped, (unsigned long long)r->a_msgs,
+		       finite_or_zero(r->a_MBps), finite_or_zero(r->swapped_frac));
 	if (o->vs_pinned && t->bw)
 		printf(",\"pair_bw_MBps\":%.3f,\"pinned_bw_MBps\":%.3f,"
 		       "\"vs_pinned\":%.4f", finite_or_zero(r->pair_main),

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The passive side of pagewire-perf. For one-sided tests it only waits
- * for the client's DONE; for send_bw it keeps receives posted; for the
- * ping-pong tests it answers every ping. After DONE it verifies its own
- * memory and sends the verdict (perf_ctrl.c).
+ * for the client's DONE (write_bw --swapped and hol: serving the region
+ * requests that come before it: verify, page out); for send_bw it keeps
+ * receives posted; for the ping-pong tests it answers every ping. After
+ * DONE it verifies its own memory and sends the verdict (perf_ctrl.c).
  *
  * Bandwidth tests (and tcp_bw): one thread serves all QPs (TCP
  * connections), as the client drives them from one thread. With
@@ -223,6 +224,34 @@ static int server_verify(struct perf_ep *ep, uint64_t *detail)
 	const struct perf_plan *p = &run->plan;
 	uint64_t last = p->size[p->n - 1];
 	long long bad;
+
+	if (run->o->swapped || run->o->test == PERF_HOL) {
+		/*
+		 * What landed was checked block by block on the client's
+		 * region requests (perf_swap.c), the last blocks included;
+		 * hol's B wrote 8 bytes at the start of its rx area.
+		 */
+		if (ep->region_status) {
+			*detail = 0;
+			return -EIO;
+		}
+		if (run->o->test == PERF_HOL && ep->idx == 1) {
+			bad = pattern_check(ep->rx, PERF_HOL_B_SIZE, ep->peer.seed, 0);
+			if (bad >= 0) {
+				perf_fail("QP %u: hol: B's 8 bytes wrong at byte %lld",
+					  ep->idx, bad);
+				*detail = (uint64_t)bad + 1;
+				return -EIO;
+			}
+			return 0;
+		}
+		if (!ep->regions_verified) {
+			perf_fail("QP %u: the client asked for no region check; nothing verified",
+				  ep->idx);
+			return -EIO;
+		}
+		return 0;
+	}
 
 	if (run->o->first_touch) {
 		/* every fresh slot holds the client's pattern, like slot 0 */

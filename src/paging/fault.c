@@ -189,7 +189,13 @@ static uint64_t populate_ahead(struct pw_fault_engine *fe, uint32_t key,
 	       !atomic_load_explicit(&fe->queued, memory_order_acquire)) {
 		uint64_t c = PW_MIN(end - a, (uint64_t)PW_FAULT_AROUND_CHUNK), miss;
 
-		if (!pw_pt_lookup(mr->pt, a, c, write, &miss)) {
+		/*
+		 * Valid entries over swapped-out pages too (the residency
+		 * check sends ops there to the worker one at a time): the
+		 * stream's swap-in then overlaps its placement.
+		 */
+		if (!pw_pt_lookup(mr->pt, a, c, write, &miss) ||
+		    pw_fault_nonresident(a, c, &miss)) {
 			uint64_t m = PW_MAX(miss, a);
 
 			if (populate_range(mr->pt, m, a + c - m, write))
