@@ -88,6 +88,14 @@ enum pw_access_flags {
 	PW_ACCESS_REMOTE_ATOMIC	= 1 << 3,
 	/* Not pinned: pages are faulted in on demand (seed: demand paging). */
 	PW_ACCESS_ON_DEMAND	= 1 << 6,
+	/*
+	 * Follow the virtual address, as hardware ODP does: when part of the
+	 * region is unmapped (or moved by mremap), accesses there fault in
+	 * whatever is mapped at the address later, instead of failing for
+	 * good (the default, docs/semantics.md). Also the way to register
+	 * memory the notifier cannot watch (a regular file's mapping).
+	 */
+	PW_ACCESS_ODP_FOLLOW_VA	= 1 << 7,
 };
 
 /**
@@ -333,6 +341,52 @@ int pw_dereg_mr(struct pw_mr *mr);
  */
 int pw_mr_invalidate(struct pw_mr *mr, uint64_t offset, uint64_t len);
 
+/* ------------------------------------------------------------------ */
+/* Asynchronous events (as ibv_get_async_event)                        */
+/* ------------------------------------------------------------------ */
+
+enum pw_event_type {
+	/* part of an MR was unmapped: that range is dead for every access */
+	PW_EVENT_MR_UNMAPPED = 1,
+	/* part of an MR was moved by mremap(): dead, the MR does not move */
+	PW_EVENT_MR_REMAPPED = 2,
+};
+
+/**
+ * struct pw_async_event - one asynchronous event
+ * @element.mr:     the MR (PW_EVENT_MR_*)
+ * @offset/@length: the range of the MR concerned, in bytes from its start
+ */
+struct pw_async_event {
+	enum pw_event_type event_type;
+	union {
+		struct pw_mr *mr;
+	} element;
+	uint64_t offset;
+	uint64_t length;
+};
+
+/*
+ * pw_get_async_fd() - a descriptor that polls readable while an event is
+ * waiting. Set O_NONBLOCK on it (fcntl) to make pw_get_async_event()
+ * return -EAGAIN instead of waiting.
+ */
+int pw_get_async_fd(struct pw_context *ctx);
+
+/**
+ * pw_get_async_event() - take the next asynchronous event
+ *
+ * Waits for one unless the async fd is non-blocking. Every event taken
+ * must be given back with pw_ack_async_event(): pw_dereg_mr() waits for
+ * the acknowledgement of its MR's events (events still queued for it are
+ * dropped).
+ *
+ * Return: 0, -EAGAIN (none, non-blocking fd) or -EINVAL.
+ */
+int pw_get_async_event(struct pw_context *ctx, struct pw_async_event *event);
+void pw_ack_async_event(struct pw_async_event *event);
+const char *pw_event_type_str(enum pw_event_type type);
+
 /* pw_advise_mr() advice, as ibv_advise_mr()'s */
 enum pw_advise_mr_advice {
 	PW_ADVISE_MR_ADVICE_PREFETCH		= 0,	/* for reading */
@@ -399,6 +453,12 @@ struct pw_stats {
 	uint64_t retransmitted_bytes;
 	uint64_t dropped_bytes;
 	uint64_t fault_inline;
+	/*
+	 * The notifier (process-wide): 1 when it is off (PW_NOTIFIER=off, or
+	 * no userfaultfd here), and the VM events it has handled.
+	 */
+	uint64_t notifier_off;
+	uint64_t notifier_events;
 };
 
 /**

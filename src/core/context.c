@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "paging/notifier.h"
 #include "util/util.h"
 
 struct pw_context *pw_open(const struct pw_context_attr *attr)
@@ -36,19 +37,25 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	ret = pw_keytable_init(&ctx->keys);
 	if (ret)
 		goto err_free;
+	ret = pw_async_init(ctx);
+	if (ret)
+		goto err_keys;
 	/* QP numbers start at a random point, as a NIC's would. */
 	pw_random_bytes(&qpn, sizeof(qpn));
 	atomic_init(&ctx->next_qpn, (qpn & 0xffff00u) | 1u);
 	ret = pw_engine_start(&ctx->engine);
 	if (ret)
-		goto err_keys;
+		goto err_async;
 	ret = pw_fault_start(&ctx->faults, &ctx->keys, &ctx->engine);
 	if (ret)
 		goto err_engine;
+	pw_notifier_get();
 	return ctx;
 
 err_engine:
 	pw_engine_stop(&ctx->engine);
+err_async:
+	pw_async_fini(ctx);
 err_keys:
 	pw_keytable_destroy(&ctx->keys);
 err_free:
@@ -73,6 +80,8 @@ int pw_close(struct pw_context *ctx)
 	pw_fault_stop(&ctx->faults);
 	pw_engine_stop(&ctx->engine);
 	pw_fault_fini(&ctx->faults);
+	pw_notifier_put();
+	pw_async_fini(ctx);
 	pw_keytable_destroy(&ctx->keys);
 	pthread_mutex_destroy(&ctx->obj_lock);
 	free(ctx);
@@ -145,6 +154,8 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 					       memory_order_relaxed);
 	s.fault_inline = atomic_load_explicit(&f->inline_faults,
 					      memory_order_relaxed);
+	s.notifier_off = !pw_notifier_on();
+	s.notifier_events = pw_notifier_events();
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

@@ -26,7 +26,24 @@ struct pw_context {
 	struct pw_mr_i *pinned;	/* pinned MRs, for overlap-aware munlock */
 	atomic_uint next_qpn;
 	uint32_t fault_policy;	/* enum pw_fault_policy: the QPs' default */
+	/*
+	 * Asynchronous events (core/async.c). async_lock: protects the
+	 * queue and the eventfd's counter (1 iff the queue is non-empty);
+	 * async_cond: an event arrived, or one was acknowledged. The
+	 * notifier's handler takes the lock briefly and never waits here.
+	 */
+	pthread_mutex_t async_lock;
+	pthread_cond_t async_cond;
+	struct pw_async_node *async_head, *async_tail;
+	int async_fd;
+	atomic_uint_fast64_t async_lost;	/* not queued: no memory */
 };
+
+int pw_async_init(struct pw_context *ctx);
+void pw_async_fini(struct pw_context *ctx);
+void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
+		      struct pw_mr_i *mr, uint64_t offset, uint64_t length);
+void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr);
 
 struct pw_pd_i {
 	struct pw_pd ibpd;

@@ -17,6 +17,7 @@
 #include "core/context.h"
 #include "engine/qp.h"
 #include "mr/mr.h"
+#include "paging/notifier.h"
 #include "paging/pt.h"
 
 /*
@@ -560,6 +561,13 @@ static uint32_t do_atomic(struct pw_qp_i *qp, const struct pw_hdr *h,
 
 	if (!mr)
 		return syn;
+	/* the notifier's fence; then the range must still be alive */
+	pw_notify_enter();
+	if (!pw_mr_covers(mr, h->raddr, 8)) {
+		pw_notify_exit();
+		pw_mr_put(mr);
+		return syn;
+	}
 	pthread_mutex_lock(&pw_atomic_lock);
 	if (pw_safe_read(&v, p, 8) == 8) {
 		if (h->opcode == PW_OP_ATOMIC_FA)
@@ -572,6 +580,7 @@ static uint32_t do_atomic(struct pw_qp_i *qp, const struct pw_hdr *h,
 		}
 	}
 	pthread_mutex_unlock(&pw_atomic_lock);
+	pw_notify_exit();
 	pw_mr_put(mr);
 	return syn;
 }

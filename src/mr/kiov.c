@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* Keyed iovecs: memory access under a per-syscall use of its MR. */
 #include "mr/mr.h"
+#include "paging/notifier.h"
 #include "util/util.h"
 
 void pw_kiov_put(struct pw_mr_i **uses, int nuses)
 {
 	for (int i = 0; i < nuses; i++)
 		pw_mr_put(uses[i]);
+	if (nuses)
+		pw_notify_exit();
 }
 
 int pw_kiov_get(struct pw_keytable *kt, const struct pw_kiov *k, int n, int idx,
@@ -16,6 +19,12 @@ int pw_kiov_get(struct pw_keytable *kt, const struct pw_kiov *k, int n, int idx,
 	int cnt = 0;
 
 	*nuses = 0;
+	/*
+	 * The notifier's fence (paging/notifier.h) comes first: the MR
+	 * checks below (dead ranges) and the caller's access then either
+	 * see an unmap's effects or are waited for by its handler.
+	 */
+	pw_notify_enter();
 	for (int i = idx; i < n && max; i++) {
 		size_t o = i == idx ? off : 0;
 		size_t len = (size_t)PW_MIN((uint64_t)(k[i].len - o), max);
@@ -27,8 +36,10 @@ int pw_kiov_get(struct pw_keytable *kt, const struct pw_kiov *k, int n, int idx,
 			if (!mr || !pw_mr_covers(mr, a, len)) {
 				if (mr)
 					pw_mr_put(mr);
-				pw_kiov_put(uses, *nuses);
+				for (int j = 0; j < *nuses; j++)
+					pw_mr_put(uses[j]);
 				*nuses = 0;
+				pw_notify_exit();
 				return -1;
 			}
 			uses[(*nuses)++] = mr;
@@ -37,5 +48,7 @@ int pw_kiov_get(struct pw_keytable *kt, const struct pw_kiov *k, int n, int idx,
 		out[cnt++].iov_len = len;
 		max -= len;
 	}
+	if (!*nuses)
+		pw_notify_exit();	/* the engine's own memory only */
 	return cnt;
 }

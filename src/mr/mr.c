@@ -19,12 +19,13 @@
 
 #include "core/context.h"
 #include "mr/mr.h"
+#include "paging/notifier.h"
 #include "paging/pt.h"
 #include "util/util.h"
 
 #define PW_ACCESS_ALL (PW_ACCESS_LOCAL_WRITE | PW_ACCESS_REMOTE_WRITE | \
 		       PW_ACCESS_REMOTE_READ | PW_ACCESS_REMOTE_ATOMIC | \
-		       PW_ACCESS_ON_DEMAND)
+		       PW_ACCESS_ON_DEMAND | PW_ACCESS_ODP_FOLLOW_VA)
 
 /* The kernel skips RLIMIT_MEMLOCK for CAP_IPC_LOCK, and so do we. */
 static bool has_ipc_lock(void)
@@ -210,6 +211,7 @@ struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
 	mr->pinned = !odp;
 	mr->start = implicit ? 0 : (uint64_t)(uintptr_t)addr;
 	mr->end = implicit ? UINT64_MAX : mr->start + length;
+	mr->follow_va = access & PW_ACCESS_ODP_FOLLOW_VA;
 
 	if (odp) {
 		/* O(1): only the root node; the tree grows as pages fault in */
@@ -220,6 +222,14 @@ struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
 			goto err_free;
 		}
 	}
+	/* the notifier must see munmap/mremap/madvise of this range */
+	ret = pw_notifier_watch(mr);
+	if (ret == -EOPNOTSUPP && !mr->follow_va) {
+		pw_set_error("pw_reg_mr: userfaultfd cannot watch this memory (a regular file's "
+			     "mapping?), so its munmap would go unnoticed; register it with "
+			     "PW_ACCESS_ODP_FOLLOW_VA to accept that accesses follow the address");
+		goto err_free;
+	}
 	if (mr->pinned) {
 		pthread_mutex_lock(&ctx->obj_lock);
 		ret = pin_range_locked(ctx, mr);
@@ -229,7 +239,7 @@ struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
 		}
 		pthread_mutex_unlock(&ctx->obj_lock);
 		if (ret)
-			goto err_free;
+			goto err_unwatch;
 	}
 	ret = pw_keytable_insert(&ctx->keys, mr);
 	if (ret)
@@ -240,11 +250,43 @@ struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
 err_unpin:
 	if (mr->pinned)
 		unpin(ctx, mr);
+err_unwatch:
+	pw_notifier_unwatch(mr);
 err_free:
 	pw_pt_destroy(mr->pt);
 	free(mr);
 	errno = -ret;
 	return NULL;
+}
+
+bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
+{
+	unsigned int n = atomic_load_explicit(&mr->ndead, memory_order_relaxed);
+
+	if (n > PW_MR_MAX_DEAD)
+		return false;
+	for (unsigned int i = 0; i < n; i++)
+		if (a >= mr->dead[i].start && b <= mr->dead[i].end)
+			return false;
+	if (n == PW_MR_MAX_DEAD) {
+		/* too fragmented to track: all of it, conservatively */
+		atomic_store_explicit(&mr->ndead, n + 1, memory_order_release);
+		return true;
+	}
+	mr->dead[n].start = a;
+	mr->dead[n].end = b;
+	atomic_store_explicit(&mr->ndead, n + 1, memory_order_release);
+	return true;
+}
+
+void pw_mr_forget_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
+{
+	if (!mr->pt || a >= b)
+		return;
+	pw_pt_invalidate(mr->pt, a, b - a);
+	pw_pt_lock(mr->pt);
+	mr->anon_start = mr->anon_end = 0;	/* the mapping may change */
+	pw_pt_unlock(mr->pt);
 }
 
 int pw_mr_invalidate(struct pw_mr *ibmr, uint64_t offset, uint64_t len)
@@ -261,8 +303,10 @@ int pw_mr_invalidate(struct pw_mr *ibmr, uint64_t offset, uint64_t len)
 		return -EINVAL;
 	}
 	a = mr->implicit ? offset : mr->start + offset;
+	/* bounds only: a dead range may be invalidated too (a no-op) */
 	if ((!mr->implicit && offset > mr->end - mr->start) ||
-	    a > UINT64_MAX - len || !pw_mr_covers(mr, a, len)) {
+	    a > UINT64_MAX - len ||
+	    (!mr->implicit && (a < mr->start || len > mr->end - a))) {
 		pw_set_error("pw_mr_invalidate: [%#" PRIx64 ", +%" PRIu64
 			     ") is outside the MR", offset, len);
 		return -EINVAL;
@@ -273,10 +317,7 @@ int pw_mr_invalidate(struct pw_mr *ibmr, uint64_t offset, uint64_t len)
 	 * step that saw the old entries is still counted here, and one that
 	 * starts later sees them cleared (both sides fence, seq_cst).
 	 */
-	pw_pt_invalidate(mr->pt, a, len);
-	pw_pt_lock(mr->pt);
-	mr->anon_start = mr->anon_end = 0;	/* the mapping may change */
-	pw_pt_unlock(mr->pt);
+	pw_mr_forget_range(mr, a, a + len);
 	atomic_thread_fence(memory_order_seq_cst);
 	while (atomic_load_explicit(&mr->uses, memory_order_acquire) > 0)
 		sched_yield();
@@ -294,6 +335,9 @@ int pw_dereg_mr(struct pw_mr *ibmr)
 	ctx = ibmr->context;
 	/* removes the key and waits for placements in progress to end */
 	pw_keytable_remove(&ctx->keys, mr);
+	/* no event for it after this; queued ones are dropped, taken ones acked */
+	pw_notifier_unwatch(mr);
+	pw_async_forget_mr(ctx, mr);
 	if (mr->pinned)
 		unpin(ctx, mr);
 	atomic_fetch_sub(&to_pd(ibmr->pd)->users, 1);

@@ -20,6 +20,8 @@
 
 struct pw_pt;
 
+#define PW_MR_MAX_DEAD	32
+
 struct pw_mr_i {
 	struct pw_mr ibmr;
 	uint64_t start;		/* first byte covered */
@@ -43,6 +45,26 @@ struct pw_mr_i {
 	uint64_t anon_start;
 	uint64_t anon_end;
 	struct pw_mr_i *pin_next; /* context's list of pinned MRs (ctx->mr_lock) */
+	/*
+	 * The notifier (paging/notifier.c, under its lock): @watched, the
+	 * range is registered with the userfaultfd; @watch_next, its list;
+	 * @follow_va, PW_ACCESS_ODP_FOLLOW_VA; @rewatch, part was unmapped
+	 * and a fault there should register the new mapping again.
+	 */
+	bool watched;
+	bool follow_va;
+	atomic_bool rewatch;	/* read by the fault worker */
+	struct pw_mr_i *watch_next;
+	/*
+	 * Dead ranges: unmapped or moved away under the MR (default
+	 * semantics), never accessed again. Append-only: written by the
+	 * notifier alone, read lock-free (@ndead published with release).
+	 * More than PW_MR_MAX_DEAD: the whole MR is dead (@ndead past it).
+	 */
+	atomic_uint ndead;
+	struct { uint64_t start, end; } dead[PW_MR_MAX_DEAD];
+	/* async events of this MR handed out and not yet acknowledged */
+	atomic_int events_unacked;
 };
 
 static inline struct pw_mr_i *to_mr(struct pw_mr *mr)
@@ -88,16 +110,43 @@ static inline void pw_mr_put(struct pw_mr_i *mr)
 	atomic_fetch_sub_explicit(&mr->uses, 1, memory_order_release);
 }
 
-/* Does [addr, addr+len) lie inside the MR? Overflow-safe. */
-static inline bool pw_mr_covers(const struct pw_mr_i *mr, uint64_t addr,
+/* Does [addr, addr+len) overlap a dead range of the MR (see above)? */
+static inline bool pw_mr_dead(struct pw_mr_i *mr, uint64_t addr, uint64_t len)
+{
+	unsigned int n = atomic_load_explicit(&mr->ndead, memory_order_acquire);
+
+	if (!n)
+		return false;
+	if (n > PW_MR_MAX_DEAD)
+		return true;
+	for (unsigned int i = 0; i < n; i++)
+		if (addr < mr->dead[i].end && addr + len > mr->dead[i].start)
+			return true;
+	return false;
+}
+
+/*
+ * Does [addr, addr+len) lie inside the MR, and outside its dead ranges?
+ * Overflow-safe.
+ */
+static inline bool pw_mr_covers(struct pw_mr_i *mr, uint64_t addr,
 				uint64_t len)
 {
 	if (addr < mr->start)
 		return false;
 	if (mr->implicit)
 		return len <= UINT64_MAX - addr;
-	return len <= mr->end - addr && addr <= mr->end;
+	return len <= mr->end - addr && addr <= mr->end &&
+	       !pw_mr_dead(mr, addr, len);
 }
+
+/*
+ * The notifier's changes to an MR (paging/notifier.c, its lock held):
+ * kill [a, b) for good (return false if it already was); drop [a, b)
+ * from the page table, so the next access faults.
+ */
+bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b);
+void pw_mr_forget_range(struct pw_mr_i *mr, uint64_t a, uint64_t b);
 
 /*
  * A piece of memory the engine reads or writes, with the key of the MR it

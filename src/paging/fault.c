@@ -19,6 +19,7 @@
 #include "engine/engine.h"
 #include "mr/mr.h"
 #include "paging/fault.h"
+#include "paging/notifier.h"
 #include "paging/pt.h"
 #include "util/util.h"
 
@@ -65,9 +66,11 @@ static uint64_t majflt(void)
  * invalidation that raced with the population (mmu_interval_notifier's
  * read_begin / read_retry discipline).
  */
-static int populate_range(struct pw_pt *pt, uint64_t a, uint64_t len,
+static int populate_range(struct pw_mr_i *mr, uint64_t a, uint64_t len,
 			  bool write)
 {
+	struct pw_pt *pt = mr->pt;
+
 	for (;;) {
 		uint64_t seq = pw_pt_read_begin(pt);
 		int ret;
@@ -94,6 +97,11 @@ static int populate_range(struct pw_pt *pt, uint64_t a, uint64_t len,
 		if (pw_pt_read_retry(pt, seq)) {
 			pw_pt_unlock(pt);
 			continue;
+		}
+		/* unmapped under the MR (notifier): whatever is there now is not ours */
+		if (pw_mr_dead(mr, a, len)) {
+			pw_pt_unlock(pt);
+			return -EFAULT;
 		}
 		ret = pw_pt_set_valid_locked(pt, a, len, write);
 		pw_pt_unlock(pt);
@@ -127,7 +135,9 @@ int pw_fault_populate(struct pw_fault_engine *fe, uint32_t key, uint64_t addr,
 		pw_mr_put(mr);
 		return -EFAULT;
 	}
-	ret = populate_range(mr->pt, a, end - a, write);
+	ret = populate_range(mr, a, end - a, write);
+	if (ret == 0 && atomic_load_explicit(&mr->rewatch, memory_order_relaxed))
+		pw_notifier_rewatch(mr, a, end);	/* FOLLOW_VA: a new mapping */
 	if (ret == 0) {
 		/*
 		 * Fault-around: a fault starting where the MR's last one
@@ -198,7 +208,7 @@ static uint64_t populate_ahead(struct pw_fault_engine *fe, uint32_t key,
 		    pw_fault_nonresident(a, c, &miss)) {
 			uint64_t m = PW_MAX(miss, a);
 
-			if (populate_range(mr->pt, m, a + c - m, write))
+			if (populate_range(mr, m, a + c - m, write))
 				break;
 			n += (a + c - m) / PW_PT_PAGE_SIZE;
 		}
@@ -309,6 +319,8 @@ bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f)
 		/* bit 62: swapped out: bringing it back may need I/O */
 		for (size_t i = 0; i < n && ok; i++)
 			ok = !(ent[i] & (UINT64_C(1) << 62));
+		if (ok && pw_mr_dead(mr, a, end - a))
+			ok = false;	/* the worker reports it */
 		if (ok)
 			ok = pw_pt_set_valid_locked(mr->pt, a, end - a, f->write) == 0;
 	}

@@ -203,9 +203,11 @@ static void write_into_hole(uint32_t policy)
 	pwt_pair_open(&p, &o);
 	pwt_img_alloc_src(&src, &p.a, pg, PWT_PINNED, 24);
 	base = pwt_map(3 * pg);
+	/* a hole before registration: found by a fault (one after it is the
+	 * notifier's, semantics.munmap_odp) */
+	pwt_unmap(base + pg, pg);
 	mr = pw_reg_mr(p.b.pd, base, 3 * pg, PWT_ACCESS_ALL | PW_ACCESS_ON_DEMAND);
 	PWT_NONNULL(mr);
-	pwt_unmap(base + pg, pg);
 	failed0 = atomic_load(&p.b.ctx->faults.stats.failed);
 
 	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 7, src.buf.addr, 64,
@@ -943,9 +945,9 @@ static void t_invalidate_race(const char *arg)
 }
 
 /*
- * pw_mr_invalidate() before replacing a mapping: the next WRITE faults
- * again and lands in the new pages (zeros elsewhere), never in the old
- * ones; bad arguments are EINVAL.
+ * pw_mr_invalidate() before replacing a mapping of a FOLLOW_VA MR: the
+ * next WRITE faults again and lands in the new pages (zeros elsewhere),
+ * never in the old ones; bad arguments are EINVAL.
  */
 static void t_invalidate_remap(const char *arg)
 {
@@ -958,7 +960,9 @@ static void t_invalidate_remap(const char *arg)
 	(void)arg;
 	pwt_pair_open(&p, NULL);
 	pwt_img_alloc_src(&src, &p.a, len, PWT_PINNED, 71);
-	pwt_img_alloc(&dst, &p.b, len, PWT_ODP, 0);
+	/* following the address: the replaced mapping is reachable again */
+	pwt_img_alloc_access(&dst, &p.b, len, PWT_ACCESS_ALL | PW_ACCESS_ODP_FOLLOW_VA,
+			     PWT_ODP, 0);
 	pwt_img_alloc(&pin, &p.b, pg, PWT_PINNED, 0);
 	va = dst.buf.addr;
 	PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_WRITE, 1, src.buf.addr,

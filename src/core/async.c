@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Asynchronous events (pw_get_async_event, as ibv_get_async_event): a
+ * queue per context, filled by the notifier's handler thread, and a
+ * descriptor that polls readable while the queue is not empty (an
+ * eventfd whose counter is 1 exactly then, kept so under the lock).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/context.h"
+
+struct pw_async_node {
+	struct pw_async_event ev;
+	struct pw_async_node *next;
+};
+
+int pw_async_init(struct pw_context *ctx)
+{
+	ctx->async_fd = eventfd(0, EFD_CLOEXEC);
+	if (ctx->async_fd < 0)
+		return -errno;
+	pthread_mutex_init(&ctx->async_lock, NULL);
+	pthread_cond_init(&ctx->async_cond, NULL);
+	return 0;
+}
+
+static void fd_set_ready_locked(struct pw_context *ctx, bool ready)
+{
+	uint64_t v = 1;
+
+	/* the counter is 1 iff the queue is non-empty: neither call blocks */
+	if (ready)
+		(void)!write(ctx->async_fd, &v, sizeof(v));
+	else
+		(void)!read(ctx->async_fd, &v, sizeof(v));
+}
+
+void pw_async_fini(struct pw_context *ctx)
+{
+	struct pw_async_node *n = ctx->async_head;
+
+	while (n) {
+		struct pw_async_node *next = n->next;
+
+		free(n);
+		n = next;
+	}
+	close(ctx->async_fd);
+	pthread_cond_destroy(&ctx->async_cond);
+	pthread_mutex_destroy(&ctx->async_lock);
+}
+
+/* The notifier's handler (never blocks: a lost event is counted). */
+void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
+		      struct pw_mr_i *mr, uint64_t offset, uint64_t length)
+{
+	struct pw_async_node *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		atomic_fetch_add_explicit(&ctx->async_lost, 1, memory_order_relaxed);
+		return;
+	}
+	n->ev.event_type = type;
+	n->ev.element.mr = &mr->ibmr;
+	n->ev.offset = offset;
+	n->ev.length = length;
+	pthread_mutex_lock(&ctx->async_lock);
+	if (ctx->async_tail)
+		ctx->async_tail->next = n;
+	else
+		ctx->async_head = n;
+	ctx->async_tail = n;
+	if (n == ctx->async_head)
+		fd_set_ready_locked(ctx, true);
+	pthread_cond_broadcast(&ctx->async_cond);
+	pthread_mutex_unlock(&ctx->async_lock);
+}
+
+/* pw_dereg_mr: drop the MR's queued events, wait for taken ones' acks */
+void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr)
+{
+	struct pw_async_node **pp, *prev = NULL;
+	bool had;
+
+	pthread_mutex_lock(&ctx->async_lock);
+	had = ctx->async_head != NULL;
+	for (pp = &ctx->async_head; *pp;) {
+		struct pw_async_node *n = *pp;
+
+		if (n->ev.element.mr == &mr->ibmr) {
+			*pp = n->next;
+			free(n);
+			continue;
+		}
+		prev = n;
+		pp = &n->next;
+	}
+	ctx->async_tail = prev;
+	if (had && !ctx->async_head)
+		fd_set_ready_locked(ctx, false);
+	while (atomic_load_explicit(&mr->events_unacked, memory_order_acquire) > 0)
+		pthread_cond_wait(&ctx->async_cond, &ctx->async_lock);
+	pthread_mutex_unlock(&ctx->async_lock);
+}
+
+int pw_get_async_fd(struct pw_context *ctx)
+{
+	return ctx ? ctx->async_fd : -EINVAL;
+}
+
+int pw_get_async_event(struct pw_context *ctx, struct pw_async_event *event)
+{
+	struct pw_async_node *n;
+	int fl;
+
+	if (!ctx || !event)
+		return -EINVAL;
+	fl = fcntl(ctx->async_fd, F_GETFL);
+	pthread_mutex_lock(&ctx->async_lock);
+	while (!ctx->async_head) {
+		if (fl >= 0 && (fl & O_NONBLOCK)) {
+			pthread_mutex_unlock(&ctx->async_lock);
+			return -EAGAIN;
+		}
+		pthread_cond_wait(&ctx->async_cond, &ctx->async_lock);
+	}
+	n = ctx->async_head;
+	ctx->async_head = n->next;
+	if (!ctx->async_head) {
+		ctx->async_tail = NULL;
+		fd_set_ready_locked(ctx, false);
+	}
+	*event = n->ev;
+	atomic_fetch_add_explicit(&to_mr(event->element.mr)->events_unacked, 1,
+				  memory_order_relaxed);
+	pthread_mutex_unlock(&ctx->async_lock);
+	free(n);
+	return 0;
+}
+
+void pw_ack_async_event(struct pw_async_event *event)
+{
+	struct pw_context *ctx;
+
+	if (!event || !event->element.mr)
+		return;
+	ctx = event->element.mr->context;
+	pthread_mutex_lock(&ctx->async_lock);
+	atomic_fetch_sub_explicit(&to_mr(event->element.mr)->events_unacked, 1,
+				  memory_order_release);
+	pthread_cond_broadcast(&ctx->async_cond);
+	pthread_mutex_unlock(&ctx->async_lock);
+}
+
+const char *pw_event_type_str(enum pw_event_type type)
+{
+	switch (type) {
+	case PW_EVENT_MR_UNMAPPED:
+		return "MR range unmapped";
+	case PW_EVENT_MR_REMAPPED:
+		return "MR range moved by mremap";
+	}
+	return "unknown event";
+}
