@@ -105,7 +105,29 @@ static void count_piece(uint64_t s, uint64_t e, void *arg)
 /* The raw syscall: sanitizer runtimes replace the libc wrappers with no-ops. */
 static void munlock_piece(uint64_t s, uint64_t e, void *arg)
 {
-	syscall(SYS_munlock, (void *)(uintptr_t)s, (size_t)(e - s));
+	char line[512];
+	FILE *f;
+
+	if (syscall(SYS_munlock, (void *)(uintptr_t)s, (size_t)(e - s)) == 0 ||
+	    errno != ENOMEM)
+		return;
+	/*
+	 * munlock stops at a hole: part of the MR was unmapped (the notifier
+	 * made it dead). Unlock each mapping still there; a rare path.
+	 */
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long vs, ve;
+
+		if (sscanf(line, "%llx-%llx", &vs, &ve) != 2 || ve <= s || vs >= e)
+			continue;
+		vs = PW_MAX((uint64_t)vs, s);
+		ve = PW_MIN((uint64_t)ve, e);
+		syscall(SYS_munlock, (void *)(uintptr_t)vs, (size_t)(ve - vs));
+	}
+	fclose(f);
 }
 
 /* Populate and lock @mr. Called with ctx->obj_lock held, @mr not yet listed. */

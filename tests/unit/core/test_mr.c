@@ -207,6 +207,34 @@ static uint64_t vma_rss(const void *addr)
 }
 
 /* Every malformed request is EINVAL, with a reason, and leaves nothing. */
+/*
+ * Dead ranges (the notifier's unmap): an access overlapping one by a
+ * single byte is refused, the bytes either side are not; killing a range
+ * inside a dead one is no news; past PW_MR_MAX_DEAD distinct ranges the
+ * whole MR is dead (conservative, never a missed unmap).
+ */
+static void test_covers_dead(void)
+{
+	struct pw_mr_i m = mr_range(0x10000, 0x20000);
+
+	CHECK(pw_mr_kill_range(&m, 0x14000, 0x15000));
+	CHECK(!pw_mr_covers(&m, 0x14000, 1));
+	CHECK(!pw_mr_covers(&m, 0x14fff, 1));
+	CHECK(!pw_mr_covers(&m, 0x13fff, 2));		/* straddles its start */
+	CHECK(!pw_mr_covers(&m, 0x10000, 0x10000));	/* the whole MR */
+	CHECK(pw_mr_covers(&m, 0x13fff, 1));		/* byte before */
+	CHECK(pw_mr_covers(&m, 0x15000, 1));		/* byte after */
+	CHECK(pw_mr_covers(&m, 0x10000, 0x4000));	/* up to it */
+	CHECK(!pw_mr_kill_range(&m, 0x14100, 0x14200));	/* already dead */
+	CHECK(pw_mr_kill_range(&m, 0x1f000, 0x20000));
+	CHECK(!pw_mr_covers(&m, 0x1ffff, 1));
+	CHECK(pw_mr_covers(&m, 0x16000, 0x1000));
+	for (uint64_t i = 0; i < PW_MR_MAX_DEAD; i++)
+		(void)pw_mr_kill_range(&m, 0x10000 + i * 0x10, 0x10000 + i * 0x10 + 1);
+	CHECK(!pw_mr_covers(&m, 0x16000, 1));		/* all of it now */
+	CHECK(!pw_mr_kill_range(&m, 0x18000, 0x18001));
+}
+
 static void test_reg_flags_invalid(void)
 {
 	static const unsigned int bad_bits[] = {
@@ -739,6 +767,7 @@ static const struct unit_test tests[] = {
 	{ "covers_bounds", test_covers_bounds },
 	{ "covers_overflow", test_covers_overflow },
 	{ "covers_implicit", test_covers_implicit },
+	{ "covers_dead", test_covers_dead },
 	{ "reg_flags_invalid", test_reg_flags_invalid },
 	{ "reg_flags_valid", test_reg_flags_valid },
 	{ "reg_implicit", test_reg_implicit },
