@@ -263,7 +263,10 @@ measure_pagewire() {
 
 # Demand paging (issue 4): registration cost, fault latency, first touch,
 # swapped-out target memory and head-of-line blocking, each a same-run
-# comparison inside one pagewire-perf invocation.
+# comparison inside one pagewire-perf invocation. The same invocations
+# measure the platform's bounds too (first touch: the kernel's page
+# population rate, --swapped: its swap-in rate, hol: raw TCP's own p99
+# ratio next to a stream), which bench.py shows next to each figure.
 measure_paging() {
 	local pol
 	run_one pg_reg pwreg 0 reg "$PERF" reg --json

@@ -3,18 +3,25 @@
  * pagewire-perf: perftest-style benchmarks over pagewire.
  *
  * Structure (one responsibility per file):
- *   perf_main.c    command line, --loopback fork, top-level flow
- *   perf_plan.c    tests table, sizes and iterations of a run
- *   perf_conn.c    buffers, MRs, CQs, QPs, private-data exchange
- *   perf_client.c  the measuring side: bw tests drive all QPs from one
- *                  thread (as perftest), latency tests one thread per QP
- *   perf_server.c  the passive side, threaded the same way
- *   perf_ctrl.c    the end-of-run "done" / "result" handshake, and the
- *                  "region" requests of --swapped and hol (page out, verify)
- *   perf_swap.c    swap detection, the server's side of a region request
- *                  (MADV_PAGEOUT, mincore, verification)
- *   perf_report.c  statistics, perftest-like tables, JSON lines
- *   perf_tcp.c     the plain-TCP baselines (tcp_bw, tcp_lat, --baseline)
+ *   perf_main.c      command line, --loopback fork, top-level flow
+ *   perf_plan.c      tests table, sizes and iterations of a run
+ *   perf_conn.c      buffers, MRs, CQs, QPs, private-data exchange
+ *   perf_client.c    the measuring side: bw tests drive all QPs from one
+ *                    thread (as perftest), latency tests one thread per QP
+ *   perf_server.c    the passive side, threaded the same way
+ *   perf_ctrl.c      the end-of-run "done" / "result" handshake, and the
+ *                    "region" requests of --swapped and hol (page out,
+ *                    verify)
+ *   perf_swap.c      swap detection, the server's side of a region request
+ *                    (MADV_PAGEOUT, mincore, verification)
+ *   perf_platform.c  the kernel's own rates that bound --first-touch and
+ *                    --swapped (page population, swap-in), measured by the
+ *                    server once the timed phase is over
+ *   perf_report.c    statistics, perftest-like tables, JSON lines
+ *   perf_tcp.c       the plain-TCP baselines (tcp_bw, tcp_lat, --baseline)
+ *   perf_tcp_hol.c   hol's TCP reference: the machine's own head-of-line
+ *                    factor (an 8-byte TCP ping-pong alone and next to a
+ *                    paced TCP stream)
  *
  * Buffer layout of every QP, on both sides (one mmap, one MR):
  *
@@ -324,6 +331,64 @@ struct perf_step {
 	size_t nrecs;
 };
 
+/*
+ * The platform rate next to --first-touch and --swapped (perf_platform.c):
+ * the server times what the kernel alone does per page of a demand-paged
+ * target, on PERF_PLAT_REPEAT fresh regions of PERF_PLAT_REGION bytes, in
+ * calls of the run's message size, and keeps the median region.
+ */
+#define PERF_PLAT_REGION	(64u << 20)
+#define PERF_PLAT_REPEAT	3
+
+enum perf_plat_kind {
+	PERF_PLAT_NONE,		/* not measured (or the measurement failed) */
+	PERF_PLAT_POPULATE,	/* fresh pages: zero-fill, --first-touch */
+	PERF_PLAT_SWAPIN,	/* paged-out pages: swap-in, --swapped */
+};
+
+enum perf_plat_method {
+	PERF_PLAT_MADV,		/* madvise(MADV_POPULATE_WRITE) */
+	PERF_PLAT_TOUCH,	/* a one-byte write per page (kernel < 5.14) */
+};
+
+/**
+ * struct perf_platform - a platform rate measurement (median region)
+ * @kind:   enum perf_plat_kind
+ * @method: enum perf_plat_method
+ * @bytes/@ns: the region's size and the time its population took
+ * @out/@total: swap-in: pages mincore() found not resident after the
+ *          region's MADV_PAGEOUT, of all its pages
+ *
+ * The server measures it and sends it in its RESULT (perf_ctrl.c); the
+ * client reports it.
+ */
+struct perf_platform {
+	uint64_t kind;
+	uint64_t method;
+	uint64_t bytes;
+	uint64_t ns;
+	uint64_t out;
+	uint64_t total;
+};
+
+/*
+ * hol's TCP reference (perf_tcp_hol.c), measured by the client after the
+ * pagewire phases: an 8-byte TCP ping-pong over 127.0.0.1 alone, and while
+ * a second connection streams messages of A's size paced to A's measured
+ * rate, in alternating phases as B and A.
+ * @alone_us/@hol_us: round trips (us), @n_alone/@n_hol of them
+ * @pace_MBps: the pace asked for (A's a_MBps)
+ * @stream_MBps: what the stream moved over the phases it ran in
+ */
+struct perf_tcp_hol {
+	double *alone_us;
+	double *hol_us;
+	size_t n_alone;
+	size_t n_hol;
+	double pace_MBps;
+	double stream_MBps;
+};
+
 struct perf_run;
 
 /**
@@ -352,6 +417,8 @@ struct perf_run;
  * @ref/@ref_len: server: the client's data-area pattern, made once, that
  *          region checks compare with (memcmp is ~10x pattern_check)
  * @regions_verified: server: region checks passed
+ * @plat:   --first-touch, --swapped: the platform rate; server: what it
+ *          measured, client: what the server's RESULT carried
  * @status: 0, or the thread's failure (negative errno or -EIO)
  */
 struct perf_ep {
@@ -392,6 +459,7 @@ struct perf_ep {
 	uint8_t *ref;
 	size_t ref_len;
 	uint64_t regions_verified;
+	struct perf_platform plat;
 	pthread_t thread;
 	bool thread_started;
 	int status;
@@ -419,6 +487,7 @@ struct perf_ep {
  * @hol_stop: hol: A has stopped; B ends the phase
  * @hol_pageout: hol: A's page-out requests started (odd while one runs:
  *          B drops samples that overlap one)
+ * @tcp_hol: hol (one size): the TCP reference of the client's machine
  */
 struct perf_run {
 	const struct perf_opts *o;
@@ -447,6 +516,7 @@ struct perf_run {
 	atomic_uint hol_b_count;
 	atomic_int hol_stop;
 	atomic_uint hol_pageout;
+	struct perf_tcp_hol tcp_hol;
 };
 
 /* wr_id tags: receives and control sends are told apart from data WRs. */
@@ -568,6 +638,17 @@ void perf_swap_release(struct perf_ep *ep);
 void perf_swap_serve_region(struct perf_ep *ep, const struct perf_region_req *rq,
 			    struct perf_region_rep *rp);
 double perf_swapped_out_frac(const struct perf_run *run);
+int perf_count_not_resident(uint8_t *p, size_t len, size_t page,
+			    uint64_t *out);
+
+/* perf_platform.c */
+int perf_platform_measure(struct perf_ep *ep);
+const char *perf_plat_method_name(uint64_t method);
+double perf_plat_MBps(const struct perf_platform *pl);
+
+/* perf_tcp_hol.c */
+int perf_tcp_hol_run(struct perf_run *run, unsigned int s);
+void perf_tcp_hol_free(struct perf_run *run);
 
 /* perf_tcp.c */
 int perf_tcp_listen(struct perf_run *run, const char *host, uint16_t port,
@@ -591,5 +672,6 @@ void perf_tcp_close(struct perf_run *run);
 void perf_report_header(const struct perf_run *run);
 int perf_report_steps(const struct perf_run *run);
 void perf_report_footer(const struct perf_run *run);
+double perf_hol_a_MBps(const struct perf_run *run, unsigned int s);
 
 #endif /* PAGEWIRE_TOOL_PERF_H */

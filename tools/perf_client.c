@@ -13,7 +13,9 @@
  * Latency tests: one thread per QP; all threads start every size
  * together (a barrier), so -q N measures N QPs running concurrently.
  * hol runs that way too: thread 0 drives QP A, thread 1 QP B, and they
- * meet at the run's barrier at every phase boundary.
+ * meet at the run's barrier at every phase boundary; then the same
+ * phases over plain TCP sockets give the machine's own head-of-line
+ * factor (perf_tcp_hol.c).
  * With --baseline, thread i owns QP i and TCP connection i and measures
  * every size over TCP, then over pagewire, each phase on a barrier.
  * perf_report.c aggregates the QPs.
@@ -1128,6 +1130,12 @@ int perf_client_run(struct perf_run *run)
 	run->barrier_init = false;
 	if (err)
 		return err;
+	/* hol: the machine's own head-of-line factor, same run (one size) */
+	if (run->o->test == PERF_HOL) {
+		err = perf_tcp_hol_run(run, 0);
+		if (err)
+			return err;
+	}
 	err = perf_report_steps(run);
 	perf_report_footer(run);
 	return err;

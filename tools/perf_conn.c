@@ -678,6 +678,7 @@ void perf_run_close(struct perf_run *run)
 			ep->steps[s].recs = NULL;
 		}
 	}
+	perf_tcp_hol_free(run);
 	if (run->channel) {
 		/* After every CQ on it is gone. */
 		err = pw_destroy_comp_channel(run->channel);

@@ -8,7 +8,10 @@
  *   (all measured WRs completed)
  *   post ctrl recv, SEND DONE   ----->   ctrl recv completes
  *                                        verifies its own memory
- *   ctrl recv completes         <-----   SEND RESULT(status, detail)
+ *                                        (--first-touch, --swapped: then
+ *                                        times the platform rate)
+ *   ctrl recv completes         <-----   SEND RESULT(status, detail,
+ *                                             counters, platform rate)
  *
  *   wait for the server's disconnect <-- destroys its QP once RESULT has
  *   (the linger receive is flushed)      completed (was acknowledged)
@@ -44,6 +47,9 @@
  *    16   8 RESULT: detail (first mismatching byte offset + 1, value...)
  *    24  96 RESULT: the server context's counters (pw_query_stats), 12
  *           u64 in the order of ctrl_stats[]; zero in DONE
+ *   120  48 RESULT: the server's platform rate (struct perf_platform,
+ *           perf_platform.c): kind, method, bytes, ns, out, total; all
+ *           zero when not measured
  *
  *   REGION (struct perf_region_req):      REGION_REPLY (perf_region_rep):
  *     8   8 off in the rx area              8   8 status (PERF_REGION_*)
@@ -63,7 +69,9 @@
 
 #define PERF_CTRL_MAGIC		0x54435750u	/* "PWCT" little-endian */
 #define PERF_CTRL_NSTATS	12
-#define PERF_CTRL_MSG_LEN	(24 + 8 * PERF_CTRL_NSTATS)
+#define PERF_CTRL_PLAT_OFF	(24 + 8 * PERF_CTRL_NSTATS)
+#define PERF_CTRL_NPLAT		6
+#define PERF_CTRL_MSG_LEN	(PERF_CTRL_PLAT_OFF + 8 * PERF_CTRL_NPLAT)
 #define PERF_CTRL_DONE		1
 #define PERF_CTRL_RESULT	2
 #define PERF_CTRL_REGION	3
@@ -324,9 +332,20 @@ static uint64_t *ctrl_stat(struct pw_stats *s, int i)
 	return f[i];
 }
 
+/* The platform rate's fields a RESULT carries, in wire order. */
+static uint64_t *ctrl_plat(struct perf_platform *pl, int i)
+{
+	uint64_t *f[PERF_CTRL_NPLAT] = {
+		&pl->kind, &pl->method, &pl->bytes, &pl->ns, &pl->out,
+		&pl->total,
+	};
+
+	return f[i];
+}
+
 /*
  * SEND a control message from the ctrl area's first slot: @n u64 fields
- * from offset 8 (RESULT: two, then the counters).
+ * from offset 8 (RESULT: two, then the counters and the platform rate).
  */
 static int ctrl_send_msg(struct perf_ep *ep, uint32_t type, const uint64_t *f,
 			 unsigned int n)
@@ -347,6 +366,10 @@ static int ctrl_send_msg(struct perf_ep *ep, uint32_t type, const uint64_t *f,
 	    pw_query_stats(ep->run->ctx, &st, sizeof(st)) == 0)
 		for (int i = 0; i < PERF_CTRL_NSTATS; i++)
 			tool_put64(ep->ctrl + 24 + 8 * i, *ctrl_stat(&st, i));
+	if (type == PERF_CTRL_RESULT)
+		for (int i = 0; i < PERF_CTRL_NPLAT; i++)
+			tool_put64(ep->ctrl + PERF_CTRL_PLAT_OFF + 8 * i,
+				   *ctrl_plat(&ep->plat, i));
 	sge.addr = (uint64_t)(uintptr_t)ep->ctrl;
 	sge.length = PERF_CTRL_MSG_LEN;
 	sge.lkey = ep->lkey;
@@ -437,9 +460,12 @@ static int ctrl_wait(struct perf_ep *ep, uint32_t type, int timeout_ms,
 	}
 	*a = f[0];
 	*b = f[1];
-	if (type == PERF_CTRL_RESULT)
-		for (int i = 0; i < PERF_CTRL_NSTATS; i++)
-			*ctrl_stat(&ep->peer_stats, i) = tool_get64(m + 24 + 8 * i);
+	if (type != PERF_CTRL_RESULT)
+		return 0;
+	for (int i = 0; i < PERF_CTRL_NSTATS; i++)
+		*ctrl_stat(&ep->peer_stats, i) = tool_get64(m + 24 + 8 * i);
+	for (int i = 0; i < PERF_CTRL_NPLAT; i++)
+		*ctrl_plat(&ep->plat, i) = tool_get64(m + PERF_CTRL_PLAT_OFF + 8 * i);
 	return 0;
 }
 

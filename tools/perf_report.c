@@ -62,12 +62,43 @@ struct perf_result {
 	size_t n_hol;
 	size_t n_skipped;
 	double hol_all_p99;
+	/* --first-touch, --swapped: the server's platform rate */
+	double plat_MBps;
+	double plat_out_frac;
+	uint64_t plat_kind;
+	uint64_t plat_method;
+	/* hol: the TCP reference (perf_tcp_hol.c) */
+	double tcp_alone_p50;
+	double tcp_alone_p99;
+	double tcp_hol_p50;
+	double tcp_hol_p99;
+	size_t tcp_n_alone;
+	size_t tcp_n_hol;
+	double tcp_pace_MBps;
+	double tcp_stream_MBps;
 };
 
 /* JSON has no nan/inf: anything non-finite becomes 0. */
 static double finite_or_zero(double v)
 {
 	return isfinite(v) ? v : 0.0;
+}
+
+/* @a / @b, 0 when @b is not a positive figure (not measured). */
+static double ratio(double a, double b)
+{
+	return b > 0 ? a / b : 0.0;
+}
+
+/*
+ * The ratio to @resident a target reaches when each byte needs the
+ * kernel's work at @plat MB/s first and the transfer at @resident, one
+ * after the other (no overlap at all: what is left when every CPU is busy
+ * with the transfer): plat / (plat + resident).
+ */
+static double serial_ratio(double plat, double resident)
+{
+	return plat > 0 && resident > 0 ? plat / (plat + resident) : 0.0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -337,21 +368,51 @@ static int compute_resident(const struct perf_run *run, unsigned int s,
 	return 0;
 }
 
+/**
+ * perf_hol_a_MBps() - hol: QP A's WRITE bandwidth while it was streaming
+ * (its with-A phases, page-out requests left out), size @s
+ */
+double perf_hol_a_MBps(const struct perf_run *run, unsigned int s)
+{
+	const struct perf_step *a = &run->eps[0].steps[s];
+
+	return a->busy_ns ? (double)a->msgs * (double)run->plan.size[s] /
+			    ((double)a->busy_ns / 1e9) / 1e6 : 0.0;
+}
+
+/* The p50 and p99 of @n samples @v (sorted here); 0 without any. */
+static void p50_p99(double *v, size_t n, double *p50, double *p99)
+{
+	*p50 = *p99 = 0.0;
+	if (!v || !n)
+		return;
+	qsort(v, n, sizeof(*v), cmp_double);
+	*p50 = percentile(v, n, 0.50);
+	*p99 = percentile(v, n, 0.99);
+}
+
 /*
- * hol: A's figures (QP 0), and B's p99 while A ran counting the samples
- * left out because they overlapped a page-out request too.
+ * hol: A's figures (QP 0), B's p99 while A ran counting the samples left
+ * out because they overlapped a page-out request too, and the TCP
+ * reference's percentiles.
  */
 static int compute_hol(const struct perf_run *run, unsigned int s,
 		       struct perf_result *r)
 {
 	const struct perf_step *a = &run->eps[0].steps[s];
 	const struct perf_step *b = &run->eps[1].steps[s];
+	const struct perf_tcp_hol *t = &run->tcp_hol;
 	size_t n = b->nlat + b->nlat3;
 	double *v;
 
 	r->a_msgs = a->msgs;
-	r->a_MBps = a->busy_ns ? (double)a->msgs * (double)r->size /
-				 ((double)a->busy_ns / 1e9) / 1e6 : 0.0;
+	r->a_MBps = perf_hol_a_MBps(run, s);
+	p50_p99(t->alone_us, t->n_alone, &r->tcp_alone_p50, &r->tcp_alone_p99);
+	p50_p99(t->hol_us, t->n_hol, &r->tcp_hol_p50, &r->tcp_hol_p99);
+	r->tcp_n_alone = t->n_alone;
+	r->tcp_n_hol = t->n_hol;
+	r->tcp_pace_MBps = t->pace_MBps;
+	r->tcp_stream_MBps = t->stream_MBps;
 	r->n_hol = b->nlat;
 	r->n_skipped = b->nlat3;
 	if (!n)
@@ -392,6 +453,14 @@ static int compute(const struct perf_run *run, unsigned int s,
 	r->elapsed_s = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0.0;
 	if (!perf_tests[run->o->test].tcp)
 		r->swapped_frac = perf_swapped_out_frac(run);
+	if (run->o->first_touch || run->o->swapped) {
+		const struct perf_platform *pl = &run->eps[0].plat;
+
+		r->plat_kind = pl->kind;
+		r->plat_method = pl->method;
+		r->plat_MBps = perf_plat_MBps(pl);
+		r->plat_out_frac = pl->total ? (double)pl->out / (double)pl->total : 0.0;
+	}
 	if (r->elapsed_s > 0) {
 		r->msg_rate_Mpps = (double)r->msgs / r->elapsed_s / 1e6;
 		r->bw_MBps = (double)r->msgs * (double)r->size / r->elapsed_s / 1e6;
@@ -597,6 +666,25 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 			r->pair_main, r->pair_pinned,
 			r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0,
 			100.0 * r->swapped_frac);
+	if ((run->o->first_touch || run->o->swapped) && !r->plat_kind)
+		fprintf(f, "   %s rate of the kernel alone: not measured (see the server's messages)\n",
+			run->o->swapped ? "swap-in" : "page population");
+	else if (run->o->first_touch)
+		fprintf(f, "   page population alone (server, same run, %s in %llu-byte calls): %.2f MB/sec = %.3fx resident\n"
+			"     (%.3fx without any overlap with the transfer); first touch gets %.3f of it\n",
+			perf_plat_method_name(r->plat_method),
+			(unsigned long long)r->size, r->plat_MBps,
+			ratio(r->plat_MBps, r->pair_pinned),
+			serial_ratio(r->plat_MBps, r->pair_pinned),
+			ratio(r->pair_main, r->plat_MBps));
+	else if (run->o->swapped)
+		fprintf(f, "   swap-in alone (server, same run, MADV_PAGEOUT then %s in %llu-byte calls; %.1f%% of its pages were out):\n"
+			"     %.2f MB/sec = %.3fx resident (%.3fx without any overlap with the transfer); swapped gets %.3f of it\n",
+			perf_plat_method_name(r->plat_method),
+			(unsigned long long)r->size, 100.0 * r->plat_out_frac,
+			r->plat_MBps, ratio(r->plat_MBps, r->pair_pinned),
+			serial_ratio(r->plat_MBps, r->pair_pinned),
+			ratio(r->pair_main, r->plat_MBps));
 	if (run->o->test == PERF_HOL)
 		fprintf(f, "   B with A: p50 %.2f / p99 %.2f us (%zu samples; %zu more overlapped a page-out, p99 with them %.2f us)\n"
 			"   B alone:  p50 %.2f / p99 %.2f us (%zu samples); p99 ratio %.3f\n"
@@ -606,6 +694,17 @@ static void print_human(const struct perf_run *run, const struct perf_result *r,
 			r->res_p99 > 0 ? r->lat_p99 / r->res_p99 : 0.0,
 			(unsigned long long)r->a_msgs, r->a_MBps,
 			100.0 * r->swapped_frac);
+	if (run->o->test == PERF_HOL)
+		fprintf(f, "   TCP on 127.0.0.1, same run: 8-byte ping-pong p50 %.2f / p99 %.2f us alone (%zu samples),\n"
+			"     p50 %.2f / p99 %.2f us (%zu samples) next to a stream of %llu-byte messages paced to A's %.2f MB/sec (moved %.2f MB/sec);\n"
+			"     TCP p99 ratio %.3f; pagewire's p99 ratio is %.3fx the machine's own\n",
+			r->tcp_alone_p50, r->tcp_alone_p99, r->tcp_n_alone,
+			r->tcp_hol_p50, r->tcp_hol_p99, r->tcp_n_hol,
+			(unsigned long long)r->size, r->tcp_pace_MBps,
+			r->tcp_stream_MBps,
+			ratio(r->tcp_hol_p99, r->tcp_alone_p99),
+			ratio(ratio(r->lat_p99, r->res_p99),
+			      ratio(r->tcp_hol_p99, r->tcp_alone_p99)));
 	if (run->o->vs_pinned && bw)
 		fprintf(f, "   paired with a pinned MR: %s %.2f MB/sec, pinned %.2f MB/sec, ratio %.3f\n",
 			perf_mr_names[run->o->mr], r->pair_main, r->pair_pinned,
@@ -718,12 +817,33 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 		       "\"vs_resident\":%.4f", finite_or_zero(r->pair_main),
 		       finite_or_zero(r->pair_pinned),
 		       r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0);
+	if (o->first_touch)
+		printf(",\"populate_MBps\":%.3f,\"populate_method\":\"%s\","
+		       "\"populate_vs_resident\":%.4f,"
+		       "\"populate_serial_vs_resident\":%.4f,"
+		       "\"first_touch_vs_populate\":%.4f",
+		       finite_or_zero(r->plat_MBps),
+		       r->plat_kind ? perf_plat_method_name(r->plat_method) : "none",
+		       finite_or_zero(ratio(r->plat_MBps, r->pair_pinned)),
+		       finite_or_zero(serial_ratio(r->plat_MBps, r->pair_pinned)),
+		       finite_or_zero(ratio(r->pair_main, r->plat_MBps)));
 	if (o->swapped)
 		printf(",\"swapped_bw_MBps\":%.3f,\"resident_bw_MBps\":%.3f,"
 		       "\"vs_resident\":%.4f,\"swapped_out_frac\":%.4f",
 		       finite_or_zero(r->pair_main), finite_or_zero(r->pair_pinned),
 		       r->pair_pinned > 0 ? r->pair_main / r->pair_pinned : 0.0,
 		       finite_or_zero(r->swapped_frac));
+	if (o->swapped)
+		printf(",\"swapin_MBps\":%.3f,\"swapin_method\":\"%s\","
+		       "\"swapin_out_frac\":%.4f,\"swapin_vs_resident\":%.4f,"
+		       "\"swapin_serial_vs_resident\":%.4f,"
+		       "\"swapped_vs_swapin\":%.4f",
+		       finite_or_zero(r->plat_MBps),
+		       r->plat_kind ? perf_plat_method_name(r->plat_method) : "none",
+		       finite_or_zero(r->plat_out_frac),
+		       finite_or_zero(ratio(r->plat_MBps, r->pair_pinned)),
+		       finite_or_zero(serial_ratio(r->plat_MBps, r->pair_pinned)),
+		       finite_or_zero(ratio(r->pair_main, r->plat_MBps)));
 	if (o->test == PERF_HOL)
 		printf(",\"b_size\":%d,\"hol_p50_us\":%.3f,\"hol_p99_us\":%.3f,"
 		       "\"alone_p50_us\":%.3f,\"alone_p99_us\":%.3f,"
@@ -738,6 +858,22 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 		       finite_or_zero(r->hol_all_p99), r->n_hol, r->n_alone,
 		       r->n_skipped, (unsigned long long)r->a_msgs,
 		       finite_or_zero(r->a_MBps), finite_or_zero(r->swapped_frac));
+	if (o->test == PERF_HOL)
+		printf(",\"tcp_alone_p50_us\":%.3f,\"tcp_alone_p99_us\":%.3f,"
+		       "\"tcp_hol_p50_us\":%.3f,\"tcp_hol_p99_us\":%.3f,"
+		       "\"tcp_p99_ratio\":%.4f,\"p99_ratio_vs_tcp\":%.4f,"
+		       "\"tcp_samples_alone\":%zu,\"tcp_samples_hol\":%zu,"
+		       "\"tcp_pace_MBps\":%.3f,\"tcp_stream_MBps\":%.3f",
+		       finite_or_zero(r->tcp_alone_p50),
+		       finite_or_zero(r->tcp_alone_p99),
+		       finite_or_zero(r->tcp_hol_p50),
+		       finite_or_zero(r->tcp_hol_p99),
+		       finite_or_zero(ratio(r->tcp_hol_p99, r->tcp_alone_p99)),
+		       finite_or_zero(ratio(ratio(r->lat_p99, r->res_p99),
+					    ratio(r->tcp_hol_p99, r->tcp_alone_p99))),
+		       r->tcp_n_alone, r->tcp_n_hol,
+		       finite_or_zero(r->tcp_pace_MBps),
+		       finite_or_zero(r->tcp_stream_MBps));
 	if (o->vs_pinned && t->bw)
 		printf(",\"pair_bw_MBps\":%.3f,\"pinned_bw_MBps\":%.3f,"
 		       "\"vs_pinned\":%.4f", finite_or_zero(r->pair_main),

@@ -4,7 +4,9 @@
  * for the client's DONE (write_bw --swapped and hol: serving the region
  * requests that come before it: verify, page out); for send_bw it keeps
  * receives posted; for the ping-pong tests it answers every ping. After
- * DONE it verifies its own memory and sends the verdict (perf_ctrl.c).
+ * DONE it verifies its own memory (write_bw --first-touch and --swapped:
+ * then measures the platform rate, perf_platform.c) and sends the
+ * verdict (perf_ctrl.c).
  *
  * Bandwidth tests (and tcp_bw): one thread serves all QPs (TCP
  * connections), as the client drives them from one thread. With
@@ -421,6 +423,13 @@ static int server_bw_run(struct perf_run *run)
 		if (err)
 			return err;
 		verdict = server_verify(ep, &detail);
+		/*
+		 * --first-touch, --swapped: the kernel's own rate, now that
+		 * the client waits idle for the verdict; a failure only
+		 * leaves it unmeasured (reported)
+		 */
+		if (!verdict)
+			perf_platform_measure(ep);
 		err = perf_ctrl_server_reply(ep, verdict ? 1 : 0, detail);
 		ep->status = verdict ? verdict : err;
 		if (err)

@@ -153,9 +153,14 @@ static const uint8_t *client_ref(struct perf_ep *ep, size_t len)
 	return ep->ref;
 }
 
-/* Pages of [@p, @p + @len) (page-aligned) that mincore() says are not resident. */
-static int count_not_resident(uint8_t *p, size_t len, size_t page,
-			      uint64_t *out)
+/**
+ * perf_count_not_resident() - pages of [@p, @p + @len) (page-aligned) that
+ * mincore() says are not resident
+ *
+ * Return: 0 (*@out set), or a negative errno from mincore().
+ */
+int perf_count_not_resident(uint8_t *p, size_t len, size_t page,
+			    uint64_t *out)
 {
 	unsigned char vec[MINCORE_CHUNK];
 
@@ -245,7 +250,7 @@ void perf_swap_serve_region(struct perf_ep *ep, const struct perf_region_req *rq
 			return;
 		}
 		rp->total = (b - a) / page;
-		if (count_not_resident((uint8_t *)a, b - a, page, &rp->out)) {
+		if (perf_count_not_resident((uint8_t *)a, b - a, page, &rp->out)) {
 			perf_fail("QP %u: warning: mincore failed: %s", ep->idx,
 				  strerror(errno));
 			rp->out = 0;

@@ -70,14 +70,20 @@ fault_lat)
 	;;
 first_touch)
 	# fresh slots against the resident one, paired; the server verifies
-	# every slot; --stats carries both sides' counters
+	# every slot; --stats carries both sides' counters; the server's page
+	# population rate of the same run comes with the figures
 	out=$("$PERF" write_bw --loopback --json -s 64K -n 64 --first-touch --stats) ||
 		fail "write_bw --first-touch exited $?"
-	echo "$out" | json_check first_touch_bw_MBps resident_bw_MBps vs_resident ||
+	echo "$out" | json_check first_touch_bw_MBps resident_bw_MBps vs_resident \
+		populate_MBps populate_vs_resident populate_serial_vs_resident \
+		first_touch_vs_populate ||
 		fail "first-touch JSON"
 	echo "$out" | python3 -c '
 import json, sys
 d = json.loads(sys.stdin.readline())
+assert d["populate_method"] in ("madv_populate_write", "touch"), d["populate_method"]
+r = d["populate_MBps"] / d["resident_bw_MBps"]
+assert abs(d["populate_vs_resident"] - r) <= 0.01 * r + 1e-3, ("populate_vs_resident", r)
 s = d["stats"]
 for side in ("client", "server"):
     for k in ("faults", "fault_pages", "stall_ns", "naks_sent", "dropped_bytes", "fault_inline"):
