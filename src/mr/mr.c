@@ -276,29 +276,68 @@ err_unwatch:
 	pw_notifier_unwatch(mr);
 err_free:
 	pw_pt_destroy(mr->pt);
+	pw_mr_free_dead(mr);	/* an unmap may have come in meanwhile */
 	free(mr);
 	errno = -ret;
 	return NULL;
 }
 
+/* Whole-MR death when no memory is left to record a range: never missed. */
+static struct pw_dead_set *dead_all(void)
+{
+	static struct {
+		struct pw_dead_set s;
+		struct pw_dead_range r[1];
+	} all = { .s = { .n = 1, .cap = 1 }, .r = { { 0, UINT64_MAX } } };
+
+	return &all.s;
+}
+
 bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
 {
-	unsigned int n = atomic_load_explicit(&mr->ndead, memory_order_relaxed);
+	struct pw_dead_set *d = atomic_load_explicit(&mr->dead, memory_order_relaxed);
+	unsigned int n = d ? atomic_load_explicit(&d->n, memory_order_relaxed) : 0;
 
-	if (n > PW_MR_MAX_DEAD)
-		return false;
 	for (unsigned int i = 0; i < n; i++)
-		if (a >= mr->dead[i].start && b <= mr->dead[i].end)
-			return false;
-	if (n == PW_MR_MAX_DEAD) {
-		/* too fragmented to track: all of it, conservatively */
-		atomic_store_explicit(&mr->ndead, n + 1, memory_order_release);
+		if (a >= atomic_load_explicit(&d->r[i].start, memory_order_relaxed) &&
+		    b <= atomic_load_explicit(&d->r[i].end, memory_order_relaxed))
+			return false;	/* already dead */
+	if (!d || n == d->cap) {
+		unsigned int cap = d ? d->cap * 2 : 8;
+		struct pw_dead_set *nd = malloc(sizeof(*nd) + cap * sizeof(nd->r[0]));
+
+		if (!nd) {
+			atomic_store_explicit(&mr->dead, dead_all(), memory_order_release);
+			return true;
+		}
+		nd->cap = cap;
+		nd->older = d;
+		for (unsigned int i = 0; i < n; i++) {
+			atomic_init(&nd->r[i].start, atomic_load(&d->r[i].start));
+			atomic_init(&nd->r[i].end, atomic_load(&d->r[i].end));
+		}
+		atomic_init(&nd->r[n].start, a);
+		atomic_init(&nd->r[n].end, b);
+		atomic_init(&nd->n, n + 1);
+		atomic_store_explicit(&mr->dead, nd, memory_order_release);
 		return true;
 	}
-	mr->dead[n].start = a;
-	mr->dead[n].end = b;
-	atomic_store_explicit(&mr->ndead, n + 1, memory_order_release);
+	atomic_store_explicit(&d->r[n].start, a, memory_order_relaxed);
+	atomic_store_explicit(&d->r[n].end, b, memory_order_relaxed);
+	atomic_store_explicit(&d->n, n + 1, memory_order_release);
 	return true;
+}
+
+void pw_mr_free_dead(struct pw_mr_i *mr)
+{
+	struct pw_dead_set *d = atomic_load_explicit(&mr->dead, memory_order_relaxed);
+
+	while (d && d != dead_all()) {
+		struct pw_dead_set *older = d->older;
+
+		free(d);
+		d = older;
+	}
 }
 
 void pw_mr_forget_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
@@ -365,6 +404,7 @@ int pw_dereg_mr(struct pw_mr *ibmr)
 	atomic_fetch_sub(&to_pd(ibmr->pd)->users, 1);
 	/* no use is left: no lookup or fault can reach the table now */
 	pw_pt_destroy(mr->pt);
+	pw_mr_free_dead(mr);
 	free(mr);
 	return 0;
 }

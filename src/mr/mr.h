@@ -20,7 +20,16 @@
 
 struct pw_pt;
 
-#define PW_MR_MAX_DEAD	32
+struct pw_dead_range {
+	_Atomic uint64_t start, end;
+};
+
+struct pw_dead_set {
+	atomic_uint n;			/* entries published */
+	unsigned int cap;
+	struct pw_dead_set *older;	/* replaced sets, freed with the MR */
+	struct pw_dead_range r[];
+};
 
 struct pw_mr_i {
 	struct pw_mr ibmr;
@@ -58,11 +67,11 @@ struct pw_mr_i {
 	/*
 	 * Dead ranges: unmapped or moved away under the MR (default
 	 * semantics), never accessed again. Append-only: written by the
-	 * notifier alone, read lock-free (@ndead published with release).
-	 * More than PW_MR_MAX_DEAD: the whole MR is dead (@ndead past it).
+	 * notifier alone (its lock), read lock-free: a full set is replaced
+	 * by a copy twice its size, published with release; old sets stay
+	 * (chained) until the MR is freed, so a reader never sees one go.
 	 */
-	atomic_uint ndead;
-	struct { uint64_t start, end; } dead[PW_MR_MAX_DEAD];
+	_Atomic(struct pw_dead_set *) dead;
 	/* async events of this MR handed out and not yet acknowledged */
 	atomic_int events_unacked;
 };
@@ -113,14 +122,15 @@ static inline void pw_mr_put(struct pw_mr_i *mr)
 /* Does [addr, addr+len) overlap a dead range of the MR (see above)? */
 static inline bool pw_mr_dead(struct pw_mr_i *mr, uint64_t addr, uint64_t len)
 {
-	unsigned int n = atomic_load_explicit(&mr->ndead, memory_order_acquire);
+	struct pw_dead_set *d = atomic_load_explicit(&mr->dead, memory_order_acquire);
+	unsigned int n;
 
-	if (!n)
+	if (!d)
 		return false;
-	if (n > PW_MR_MAX_DEAD)
-		return true;
+	n = atomic_load_explicit(&d->n, memory_order_acquire);
 	for (unsigned int i = 0; i < n; i++)
-		if (addr < mr->dead[i].end && addr + len > mr->dead[i].start)
+		if (addr < atomic_load_explicit(&d->r[i].end, memory_order_relaxed) &&
+		    addr + len > atomic_load_explicit(&d->r[i].start, memory_order_relaxed))
 			return true;
 	return false;
 }
@@ -146,6 +156,7 @@ static inline bool pw_mr_covers(struct pw_mr_i *mr, uint64_t addr,
  * from the page table, so the next access faults.
  */
 bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b);
+void pw_mr_free_dead(struct pw_mr_i *mr);
 void pw_mr_forget_range(struct pw_mr_i *mr, uint64_t a, uint64_t b);
 
 /*

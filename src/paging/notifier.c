@@ -121,27 +121,21 @@ static void removed_locked(uint64_t s, uint64_t e)
 	}
 }
 
-static void handle(const struct uffd_msg *m)
+static void handle_locked(const struct uffd_msg *m)
 {
 	atomic_fetch_add_explicit(&nt.events, 1, memory_order_relaxed);
 	switch (m->event) {
 	case UFFD_EVENT_UNMAP:
-		pthread_mutex_lock(&nt.lock);
 		gone_locked(m->arg.remove.start, m->arg.remove.end,
 			    PW_EVENT_MR_UNMAPPED);
-		pthread_mutex_unlock(&nt.lock);
 		break;
 	case UFFD_EVENT_REMOVE:
-		pthread_mutex_lock(&nt.lock);
 		removed_locked(m->arg.remove.start, m->arg.remove.end);
-		pthread_mutex_unlock(&nt.lock);
 		break;
 	case UFFD_EVENT_REMAP:
 		/* the MR does not move with the pages: its old range is gone */
-		pthread_mutex_lock(&nt.lock);
 		gone_locked(m->arg.remap.from, m->arg.remap.from + m->arg.remap.len,
 			    PW_EVENT_MR_REMAPPED);
-		pthread_mutex_unlock(&nt.lock);
 		break;
 	case UFFD_EVENT_FORK:
 		/*
@@ -176,9 +170,19 @@ static void *notifier_main(void *arg)
 		atomic_store_explicit(&pw_notify_busy, true, memory_order_seq_cst);
 		while (atomic_load_explicit(&pw_notify_placing, memory_order_seq_cst) > 0)
 			sched_yield();
+		/*
+		 * Read and apply under nt.lock: munmap() returns once its
+		 * event is read, and an MR registered right after it (over a
+		 * new mapping there) must not get that event. Its
+		 * registration waits for the lock until the event is applied.
+		 * Reading never blocks (O_NONBLOCK), and no holder of nt.lock
+		 * waits for anything an application thread holds.
+		 */
+		pthread_mutex_lock(&nt.lock);
 		while ((n = read(nt.uffd, msgs, sizeof(msgs))) > 0)
 			for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
-				handle(&msgs[i]);
+				handle_locked(&msgs[i]);
+		pthread_mutex_unlock(&nt.lock);
 		atomic_store_explicit(&pw_notify_busy, false, memory_order_seq_cst);
 	}
 	return NULL;
