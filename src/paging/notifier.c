@@ -31,9 +31,16 @@
 #define USERFAULTFD_IOC_NEW	_IO(0xAA, 0x00)
 #endif
 
+/*
+ * No UFFD_FEATURE_EVENT_FORK: with it, fork() waits in the kernel for the
+ * handler to read the FORK event while the C library holds its own locks
+ * (malloc's among them) across the fork, and the handler, applying an
+ * UNMAP read just before, may need one of them: a deadlock
+ * (semantics.fork_vs_munmap). Without it the kernel drops the child's
+ * registrations by itself, which is all the handler did with the event.
+ */
 #define PW_NOTIFY_FEATURES (UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | \
-			    UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_FORK | \
-			    UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+			    UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
 /* shmem/memfd can be watched too when the kernel has it (>= 5.19) */
 #define PW_NOTIFY_OPTIONAL UFFD_FEATURE_WP_HUGETLBFS_SHMEM
 

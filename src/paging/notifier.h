@@ -7,7 +7,7 @@
  * the registered ranges registered in write-protect mode (and never
  * write-protects a page, so no fault is ever delivered to it) receives
  * UNMAP (munmap, and mmap/mremap over the range), REMOVE (madvise
- * DONTNEED/REMOVE), REMAP (mremap) and FORK.
+ * DONTNEED/REMOVE) and REMAP (mremap); not FORK (notifier.c says why).
  *
  * One notifier per process: a range can be registered with one
  * userfaultfd only, and every context's MRs share the address space.
