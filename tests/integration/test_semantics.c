@@ -1550,9 +1550,10 @@ static void wait_pid_ok(pid_t pid, int timeout_ms)
  * the pre-fork data while the peer writes into both MRs after the fork;
  * the parent sees every new byte, and its own stores reach the peer's
  * READs; the connection stays up, no event. The child (mlock not
- * inherited) may pw_open() afresh and gets its own events. Then 20 forks
- * while the peer streams WRITEs: every WRITE succeeds and the data is
- * exact. Not under TSan (its fork() hangs here, see t_fork_vs_munmap).
+ * inherited) may pw_open() afresh and gets its own events (not under
+ * TSan, which refuses new threads in the child of a threaded process).
+ * Then 20 forks while the peer streams WRITEs: every WRITE succeeds and
+ * the data is exact.
  */
 static void t_fork_parent_sees_writes(const char *arg)
 {
@@ -1568,12 +1569,6 @@ static void t_fork_parent_sees_writes(const char *arg)
 	(void)arg;
 	(void)pwt_mlock_works();	/* probed before the fork */
 	tgt_start(&t);
-	if (SEM_TSAN) {
-		pwt_skip_part("TSan holds its runtime locks across fork(), which waits for the "
-			      "notifier thread to read the FORK event: it hangs");
-		tgt_finish(&t);
-		return;
-	}
 	odp = pwt_map(len);
 	pin = pwt_map(len);
 	want = xmalloc(2 * len);
@@ -1595,7 +1590,7 @@ static void t_fork_parent_sees_writes(const char *arg)
 	pid = fork();
 	PWT_ASSERT(pid >= 0);
 	if (pid == 0)
-		_exit(fork_child(pfd[0], odp, pin, pre, len, true));
+		_exit(fork_child(pfd[0], odp, pin, pre, len, !SEM_TSAN));
 	close(pfd[0]);
 
 	PEER_WRITE(&t, odp, omr->rkey, len, 72, 0, PW_WC_SUCCESS);
@@ -1714,7 +1709,6 @@ static void *fvm_watchdog(void *arg)
  * the kernel waits for the notifier to read the FORK event, and the
  * notifier must not need them to handle an UNMAP read before it. A
  * watchdog fails the test when neither makes progress for 10 s.
- * Not under TSan (its fork() holds the runtime's own locks meanwhile).
  */
 static void t_fork_vs_munmap(const char *arg)
 {
@@ -1724,12 +1718,6 @@ static void t_fork_vs_munmap(const char *arg)
 
 	(void)arg;
 	tgt_start(&t);
-	if (SEM_TSAN) {
-		pwt_skip_part("TSan holds its runtime locks across fork(), which waits for the "
-			      "notifier thread");
-		tgt_finish(&t);
-		return;
-	}
 	alarm(50);
 	memset(&f, 0, sizeof(f));
 	TGT_CONNECT(&t);
@@ -1774,7 +1762,7 @@ static int temp_file(const char *dir, size_t len);
  * anonymous MR stays registered (so that every fork has a FORK event for
  * the notifier to read). At least 2000 registrations and 500 forks; the
  * peer checks the anonymous MR still works. A watchdog fails the test
- * when neither makes progress for 10 s. Not under TSan (see above).
+ * when neither makes progress for 10 s.
  */
 static void t_fork_vs_reg(const char *arg)
 {
@@ -1788,10 +1776,8 @@ static void t_fork_vs_reg(const char *arg)
 
 	(void)arg;
 	tgt_start(&t);
-	if (SEM_TSAN || !dir) {
-		pwt_skip_part(!dir ? "no writable directory on a non-tmpfs filesystem" :
-			      "TSan holds its runtime locks across fork(), which waits for the "
-			      "notifier thread");
+	if (!dir) {
+		pwt_skip_part("no writable directory on a non-tmpfs filesystem");
 		tgt_finish(&t);
 		return;
 	}
@@ -2870,7 +2856,18 @@ static void st_connect(struct st_pthr *p)
 	attr.recv_cq = p->cq;
 	memset(&param, 0, sizeof(param));
 	param.timeout_ms = PWT_TIMEOUT_MS;
-	p->qp = pw_connect(p->pd, &attr, "127.0.0.1", p->port, &param);
+	/*
+	 * The target's accept loop wakes every second to check its stop
+	 * flag, and pw_accept() closes a connection whose handshake is still
+	 * under way when its own timeout ends (a known listener limit: a
+	 * later pw_accept() should take it over). Under a loaded CI that
+	 * resets a connect now and then: try again, a few times.
+	 */
+	for (int tries = 0;; tries++) {
+		p->qp = pw_connect(p->pd, &attr, "127.0.0.1", p->port, &param);
+		if (p->qp || errno != ECONNRESET || tries == 4)
+			break;
+	}
 	PWT_NONNULL(p->qp);
 }
 
@@ -3018,7 +3015,7 @@ static void *st_acceptor(void *arg)
 		attr.send_cq = T->s.scq;
 		attr.recv_cq = T->s.rcq;
 		memset(&param, 0, sizeof(param));
-		param.timeout_ms = 100;
+		param.timeout_ms = 1000;
 		qp = pw_accept(T->l, T->s.pd, &attr, &param);
 		if (!qp) {
 			PWT_ASSERTF(errno == ETIMEDOUT, "pw_accept: %s", strerror(errno));
