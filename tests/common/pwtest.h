@@ -29,7 +29,7 @@
 /* Default wait for one completion or state change. */
 #define PWT_TIMEOUT_MS		10000
 /* Watchdog per test process; CTest kills at 60 s. */
-#define PWT_WATCHDOG_S		55
+#define PWT_WATCHDOG_S		170
 
 #define PWT_KIB			((size_t)1 << 10)
 #define PWT_MIB			((size_t)1 << 20)
