@@ -1705,10 +1705,11 @@ static void *fvm_watchdog(void *arg)
  * fork() in one thread while another munmaps part of a registered ODP
  * MR (a new one each round) and the peer writes into the MR: at least
  * 2000 unmaps, each with its UNMAPPED event, and 500 forks without pause
- * (each child exits at once). fork() holds the C library's locks while
- * the kernel waits for the notifier to read the FORK event, and the
- * notifier must not need them to handle an UNMAP read before it. A
- * watchdog fails the test when neither makes progress for 10 s.
+ * (each child exits at once). fork() holds the C library's locks
+ * (malloc's, stdio's) across the system call, and the notifier, which
+ * allocates when it posts an event, must never be something fork() waits
+ * for (it was, through the FORK event: notifier.c). A watchdog fails the
+ * test when neither makes progress for 10 s.
  */
 static void t_fork_vs_munmap(const char *arg)
 {
@@ -1759,10 +1760,12 @@ static int temp_file(const char *dir, size_t len);
  * and again, an ODP MR over a regular file's mapping (FOLLOW_VA; the
  * notifier, refused for the whole range, tries mapping by mapping from
  * /proc/self/maps) and one over a range with a hole in it, while an
- * anonymous MR stays registered (so that every fork has a FORK event for
- * the notifier to read). At least 2000 registrations and 500 forks; the
- * peer checks the anonymous MR still works. A watchdog fails the test
- * when neither makes progress for 10 s.
+ * anonymous MR stays registered (every fork copies a watched range).
+ * The slow path reads /proc/self/maps with stdio under the notifier's
+ * lock, and fork() holds stdio's lock: the notifier must never be
+ * something fork() waits for. At least 2000 registrations and 500
+ * forks; the peer checks the anonymous MR still works. A watchdog fails
+ * the test when neither makes progress for 10 s.
  */
 static void t_fork_vs_reg(const char *arg)
 {
