@@ -234,7 +234,8 @@ struct pw_qp_i {
 	bool rx_stalled;
 	struct pw_fault fault;	/* the pending STALL fault (token holder) */
 	struct pw_fault drop_fault; /* DROP's background fault (token holder) */
-	bool skip_residency;	/* the op's pages were just faulted in */
+	/* rx only (token holder): the op's pages were just faulted in */
+	bool skip_residency;
 	bool fault_busy;	/* qp->fault submitted, its done not yet run */
 	uint64_t fault_msg;	/* rx.msg_seq of the message qp->fault is for */
 	/*
@@ -308,7 +309,8 @@ void pw_qp_set_stall_locked(struct pw_qp_i *qp, bool on);
 bool pw_qp_fault_check_locked(struct pw_qp_i *qp);
 bool pw_qp_place_wait(struct pw_qp_i *qp);
 bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
-		      uint64_t l, bool write, struct pw_fault *f);
+		      uint64_t l, bool write, bool residency,
+		      struct pw_fault *f);
 
 /* requester.c */
 bool pw_req_next_locked(struct pw_qp_i *qp);

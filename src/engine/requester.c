@@ -56,7 +56,7 @@ static bool req_source_faults_locked(struct pw_qp_i *qp, const struct pw_wqe *w)
 		return false;
 	for (int i = 0; i < (int)w->num_sge; i++) {
 		if (!pw_qp_range_miss(qp, w->sge[i].lkey, w->sge[i].addr,
-				      w->sge[i].length, false, &miss))
+				      w->sge[i].length, false, true, &miss))
 			continue;
 		if (pw_fault_try_inline(&qp->ctx->faults, &miss))
 			continue;

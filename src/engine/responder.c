@@ -119,10 +119,13 @@ static uint32_t check_remote(struct pw_qp_i *qp, uint32_t rkey, uint64_t addr,
 /*
  * Is [a, a + l) of the MR with key @key missing from its page table? An
  * MR without one (pinned), or gone (placement reports that), never is.
+ * @residency: also check that valid pages are resident (large ranges);
+ * the receive side passes false right after a fault round for the op
+ * (rx-only qp->skip_residency), the send side keeps its own round count.
  * On a miss, *f gets the part from the first missing page on.
  */
 bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
-		      uint64_t l, bool write, struct pw_fault *f)
+		      uint64_t l, bool write, bool residency, struct pw_fault *f)
 {
 	struct pw_mr_i *mr;
 	uint64_t m;
@@ -135,7 +138,7 @@ bool pw_qp_range_miss(struct pw_qp_i *qp, uint32_t key, uint64_t a,
 		return false;
 	if (mr->pt && pw_mr_covers(mr, a, l) &&
 	    (!pw_pt_lookup(mr->pt, a, l, write, &m) ||
-	     (l >= PW_RESIDENCY_MIN && !qp->skip_residency &&
+	     (l >= PW_RESIDENCY_MIN && residency &&
 	      pw_fault_nonresident(a, l, &m)))) {
 		/* the first missing page may start before the range */
 		if (m < a)
@@ -173,10 +176,12 @@ static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f,
 	*off = 0;
 	switch (h->opcode) {
 	case PW_OP_READ_REQ:
-		return pw_qp_range_miss(qp, h->rkey, h->raddr, h->read_len, false, f);
+		return pw_qp_range_miss(qp, h->rkey, h->raddr, h->read_len, false,
+					!qp->skip_residency, f);
 	case PW_OP_ATOMIC_CS:
 	case PW_OP_ATOMIC_FA:
-		return pw_qp_range_miss(qp, h->rkey, h->raddr, 8, true, f);
+		return pw_qp_range_miss(qp, h->rkey, h->raddr, 8, true,
+					!qp->skip_residency, f);
 	default:
 		if (rx->dst != DST_PLACE)
 			return false;
@@ -185,7 +190,8 @@ static bool resp_find_miss(struct pw_qp_i *qp, struct pw_fault *f,
 			uint64_t a = (uint64_t)(uintptr_t)rx->iov[i].base + skip;
 			uint64_t l = PW_MIN((uint64_t)rx->iov[i].len - skip, need);
 
-			if (pw_qp_range_miss(qp, rx->iov[i].key, a, l, true, f)) {
+			if (pw_qp_range_miss(qp, rx->iov[i].key, a, l, true,
+					     !qp->skip_residency, f)) {
 				*off = pos + (f->addr - a);
 				return true;
 			}
