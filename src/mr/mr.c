@@ -282,21 +282,24 @@ err_free:
 	return NULL;
 }
 
-/* Whole-MR death when no memory is left to record a range: never missed. */
-static struct pw_dead_set *dead_all(void)
+static void pw_dead_free(struct pw_dead_set *d)
 {
-	static struct {
-		struct pw_dead_set s;
-		struct pw_dead_range r[1];
-	} all = { .s = { .n = 1, .cap = 1 }, .r = { { 0, UINT64_MAX } } };
+	while (d && d != PW_DEAD_ALL) {
+		struct pw_dead_set *older = d->older;
 
-	return &all.s;
+		free(d);
+		d = older;
+	}
 }
 
 bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
 {
 	struct pw_dead_set *d = atomic_load_explicit(&mr->dead, memory_order_relaxed);
-	unsigned int n = d ? atomic_load_explicit(&d->n, memory_order_relaxed) : 0;
+	unsigned int n;
+
+	if (d == PW_DEAD_ALL)
+		return false;
+	n = d ? atomic_load_explicit(&d->n, memory_order_relaxed) : 0;
 
 	for (unsigned int i = 0; i < n; i++)
 		if (a >= atomic_load_explicit(&d->r[i].start, memory_order_relaxed) &&
@@ -307,7 +310,9 @@ bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
 		struct pw_dead_set *nd = malloc(sizeof(*nd) + cap * sizeof(nd->r[0]));
 
 		if (!nd) {
-			atomic_store_explicit(&mr->dead, dead_all(), memory_order_release);
+			/* no memory to record it: all of the MR, never a miss */
+			mr->dead_retired = d;	/* readers may still be in it */
+			atomic_store_explicit(&mr->dead, PW_DEAD_ALL, memory_order_release);
 			return true;
 		}
 		nd->cap = cap;
@@ -330,14 +335,8 @@ bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
 
 void pw_mr_free_dead(struct pw_mr_i *mr)
 {
-	struct pw_dead_set *d = atomic_load_explicit(&mr->dead, memory_order_relaxed);
-
-	while (d && d != dead_all()) {
-		struct pw_dead_set *older = d->older;
-
-		free(d);
-		d = older;
-	}
+	pw_dead_free(atomic_load_explicit(&mr->dead, memory_order_relaxed));
+	pw_dead_free(mr->dead_retired);
 }
 
 void pw_mr_forget_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)

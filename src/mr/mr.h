@@ -31,6 +31,9 @@ struct pw_dead_set {
 	struct pw_dead_range r[];
 };
 
+/* The whole MR is dead (no memory was left to record a range). */
+#define PW_DEAD_ALL	((struct pw_dead_set *)1)
+
 struct pw_mr_i {
 	struct pw_mr ibmr;
 	uint64_t start;		/* first byte covered */
@@ -72,6 +75,7 @@ struct pw_mr_i {
 	 * (chained) until the MR is freed, so a reader never sees one go.
 	 */
 	_Atomic(struct pw_dead_set *) dead;
+	struct pw_dead_set *dead_retired; /* sets before PW_DEAD_ALL, to free */
 	/* async events of this MR handed out and not yet acknowledged */
 	atomic_int events_unacked;
 };
@@ -127,6 +131,8 @@ static inline bool pw_mr_dead(struct pw_mr_i *mr, uint64_t addr, uint64_t len)
 
 	if (!d)
 		return false;
+	if (d == PW_DEAD_ALL)
+		return true;
 	n = atomic_load_explicit(&d->n, memory_order_acquire);
 	for (unsigned int i = 0; i < n; i++)
 		if (addr < atomic_load_explicit(&d->r[i].end, memory_order_relaxed) &&
