@@ -12,11 +12,56 @@
 #include <unistd.h>
 
 #include "core/context.h"
+#include "util/util.h"
 
 struct pw_async_node {
 	struct pw_async_event ev;
 	struct pw_async_node *next;
 };
+
+/*
+ * Nodes come from raw blocks and go back to ctx->async_free, never to
+ * malloc/free: the handler posts while an application thread may hold
+ * malloc's lock and wait for it (util.h, "Raw memory"), and
+ * pw_async_forget_mr drops nodes under async_lock, which the handler
+ * takes. Blocks are returned by pw_async_fini.
+ */
+#define PW_ASYNC_SLAB_BYTES 4096
+
+struct pw_async_slab {
+	struct pw_async_slab *next;
+	struct pw_async_node node[];
+};
+
+static struct pw_async_node *node_get_locked(struct pw_context *ctx)
+{
+	struct pw_async_node *n = ctx->async_free;
+
+	if (!n) {
+		struct pw_async_slab *s = pw_raw_alloc(PW_ASYNC_SLAB_BYTES);
+		size_t cnt = (pw_raw_size(PW_ASYNC_SLAB_BYTES) - sizeof(*s)) /
+			     sizeof(s->node[0]);
+
+		if (!s)
+			return NULL;
+		s->next = ctx->async_slabs;
+		ctx->async_slabs = s;
+		for (size_t i = 0; i < cnt; i++) {
+			s->node[i].next = ctx->async_free;
+			ctx->async_free = &s->node[i];
+		}
+		n = ctx->async_free;
+	}
+	ctx->async_free = n->next;
+	n->next = NULL;
+	return n;
+}
+
+static void node_put_locked(struct pw_context *ctx, struct pw_async_node *n)
+{
+	n->next = ctx->async_free;
+	ctx->async_free = n;
+}
 
 int pw_async_init(struct pw_context *ctx)
 {
@@ -41,14 +86,17 @@ static void fd_set_ready_locked(struct pw_context *ctx, bool ready)
 
 void pw_async_fini(struct pw_context *ctx)
 {
-	struct pw_async_node *n = ctx->async_head;
+	struct pw_async_slab *s = ctx->async_slabs;
 
-	while (n) {
-		struct pw_async_node *next = n->next;
+	/* queued and spare nodes all live in the blocks */
+	while (s) {
+		struct pw_async_slab *next = s->next;
 
-		free(n);
-		n = next;
+		pw_raw_free(s, PW_ASYNC_SLAB_BYTES);
+		s = next;
 	}
+	ctx->async_slabs = NULL;
+	ctx->async_head = ctx->async_tail = ctx->async_free = NULL;
 	close(ctx->async_fd);
 	pthread_cond_destroy(&ctx->async_cond);
 	pthread_mutex_destroy(&ctx->async_lock);
@@ -58,9 +106,12 @@ void pw_async_fini(struct pw_context *ctx)
 void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
 		      struct pw_mr_i *mr, uint64_t offset, uint64_t length)
 {
-	struct pw_async_node *n = calloc(1, sizeof(*n));
+	struct pw_async_node *n;
 
+	pthread_mutex_lock(&ctx->async_lock);
+	n = node_get_locked(ctx);
 	if (!n) {
+		pthread_mutex_unlock(&ctx->async_lock);
 		atomic_fetch_add_explicit(&ctx->async_lost, 1, memory_order_relaxed);
 		return;
 	}
@@ -68,7 +119,6 @@ void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
 	n->ev.element.mr = &mr->ibmr;
 	n->ev.offset = offset;
 	n->ev.length = length;
-	pthread_mutex_lock(&ctx->async_lock);
 	if (ctx->async_tail)
 		ctx->async_tail->next = n;
 	else
@@ -93,7 +143,7 @@ void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr)
 
 		if (n->ev.element.mr == &mr->ibmr) {
 			*pp = n->next;
-			free(n);
+			node_put_locked(ctx, n);
 			continue;
 		}
 		prev = n;
@@ -135,10 +185,10 @@ int pw_get_async_event(struct pw_context *ctx, struct pw_async_event *event)
 		fd_set_ready_locked(ctx, false);
 	}
 	*event = n->ev;
+	node_put_locked(ctx, n);
 	atomic_fetch_add_explicit(&to_mr(event->element.mr)->events_unacked, 1,
 				  memory_order_relaxed);
 	pthread_mutex_unlock(&ctx->async_lock);
-	free(n);
 	return 0;
 }
 

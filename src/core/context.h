@@ -35,6 +35,12 @@ struct pw_context {
 	pthread_mutex_t async_lock;
 	pthread_cond_t async_cond;
 	struct pw_async_node *async_head, *async_tail;
+	/*
+	 * Spare nodes and the raw blocks they come from (async_lock): the
+	 * handler posts without malloc (util.h, "Raw memory").
+	 */
+	struct pw_async_node *async_free;
+	struct pw_async_slab *async_slabs;
 	int async_fd;
 	atomic_uint_fast64_t async_lost;	/* not queued: no memory */
 };

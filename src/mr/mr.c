@@ -282,12 +282,22 @@ err_free:
 	return NULL;
 }
 
+/*
+ * Dead sets are raw memory, not malloc's: the notifier's handler grows
+ * them while an application thread may hold malloc's lock and wait for
+ * the handler (util.h, "Raw memory").
+ */
+static size_t dead_bytes(unsigned int cap)
+{
+	return sizeof(struct pw_dead_set) + cap * sizeof(struct pw_dead_range);
+}
+
 static void pw_dead_free(struct pw_dead_set *d)
 {
 	while (d && d != PW_DEAD_ALL) {
 		struct pw_dead_set *older = d->older;
 
-		free(d);
+		pw_raw_free(d, dead_bytes(d->cap));
 		d = older;
 	}
 }
@@ -307,7 +317,8 @@ bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
 			return false;	/* already dead */
 	if (!d || n == d->cap) {
 		unsigned int cap = d ? d->cap * 2 : 8;
-		struct pw_dead_set *nd = malloc(sizeof(*nd) + cap * sizeof(nd->r[0]));
+		struct pw_dead_set *nd = cap > (1u << 24) ? NULL :
+					 pw_raw_alloc(dead_bytes(cap));
 
 		if (!nd) {
 			/* no memory to record it: all of the MR, never a miss */
@@ -315,7 +326,9 @@ bool pw_mr_kill_range(struct pw_mr_i *mr, uint64_t a, uint64_t b)
 			atomic_store_explicit(&mr->dead, PW_DEAD_ALL, memory_order_release);
 			return true;
 		}
-		nd->cap = cap;
+		/* the rest of the last page is room too */
+		nd->cap = (unsigned int)((pw_raw_size(dead_bytes(cap)) - sizeof(*nd)) /
+					 sizeof(nd->r[0]));
 		nd->older = d;
 		for (unsigned int i = 0; i < n; i++) {
 			atomic_init(&nd->r[i].start, atomic_load(&d->r[i].start));

@@ -51,7 +51,8 @@ atomic_bool pw_notify_busy;
  * lock: protects everything below except the two fence atomics and
  * @events. Taken by pw_reg_mr/pw_dereg_mr (watch, unwatch), pw_open and
  * pw_close (get, put) and the handler while it applies events; nobody
- * holding it ever waits for an application thread, or calls munmap.
+ * holding it ever waits for an application thread, calls munmap, or
+ * allocates with malloc once the handler runs (util.h, "Raw memory").
  */
 static struct {
 	pthread_mutex_t lock;
@@ -162,6 +163,8 @@ static void *notifier_main(void *arg)
 	struct uffd_msg msgs[16];
 
 	(void)arg;
+	/* a name tools and tests can find (tests/unit/core/test_notifier.c) */
+	pthread_setname_np(pthread_self(), "pw-notify");
 	for (;;) {
 		struct pollfd p[2] = { { .fd = nt.uffd, .events = POLLIN },
 				       { .fd = nt.stop_fd, .events = POLLIN } };
@@ -278,32 +281,36 @@ static void atfork_child(void)
 	atomic_store(&pw_notify_busy, false);
 }
 
+static void atfork_install(void)
+{
+	/*
+	 * No prepare handler taking nt.lock: a fork() inside an application
+	 * critical section must not wait for the handler's lock.
+	 * pthread_atfork allocates, so it runs once, before nt.lock.
+	 */
+	pthread_atfork(NULL, NULL, atfork_child);
+}
+
 void pw_notifier_get(void)
 {
-	static bool atfork_done;
+	static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+	int ret = 0;
 
+	pthread_once(&atfork_once, atfork_install);
 	pthread_mutex_lock(&nt.lock);
-	if (!atfork_done) {
-		/*
-		 * No prepare handler taking nt.lock: fork() waits for the
-		 * handler to read its FORK event, and the handler may need
-		 * the lock for an event read before it.
-		 */
-		pthread_atfork(NULL, NULL, atfork_child);
-		atfork_done = true;
-	}
 	if (nt.refs++ == 0 && !nt.tried) {
 		const char *e = getenv("PW_NOTIFIER");
-		int ret = e && !strcmp(e, "off") ? -ECANCELED : start_locked();
 
+		/* no handler runs yet: starting it may allocate under the lock */
+		ret = e && !strcmp(e, "off") ? -ECANCELED : start_locked();
 		nt.tried = true;
-		if (ret)
-			fprintf(stderr, "pagewire: notifier off (%s): ODP MRs work on "
-				"faults and pw_mr_invalidate() alone; munmap, mremap "
-				"and madvise of registered memory are not noticed\n",
-				ret == -ECANCELED ? "PW_NOTIFIER=off" : strerror(-ret));
 	}
 	pthread_mutex_unlock(&nt.lock);
+	if (ret)
+		fprintf(stderr, "pagewire: notifier off (%s): ODP MRs work on "
+			"faults and pw_mr_invalidate() alone; munmap, mremap "
+			"and madvise of registered memory are not noticed\n",
+			ret == -ECANCELED ? "PW_NOTIFIER=off" : strerror(-ret));
 }
 
 void pw_notifier_put(void)
@@ -346,29 +353,78 @@ static int uffd_range(unsigned long req, uint64_t s, uint64_t e)
 	return ioctl(nt.uffd, UFFDIO_UNREGISTER, &u) ? -errno : 0;
 }
 
+/* Parse "start-end " (hex) at the head of a /proc/self/maps line. */
+static bool maps_range(const char *l, const char *end, uint64_t *vs, uint64_t *ve)
+{
+	uint64_t v[2] = { 0, 0 };
+
+	for (int k = 0; k < 2; k++) {
+		int digits = 0;
+
+		for (; l < end; l++, digits++) {
+			int c = *l, d;
+
+			if (c >= '0' && c <= '9')
+				d = c - '0';
+			else if (c >= 'a' && c <= 'f')
+				d = c - 'a' + 10;
+			else
+				break;
+			if (digits >= 16)
+				return false;
+			v[k] = v[k] << 4 | (uint64_t)d;
+		}
+		if (!digits || l >= end || *l != (k ? ' ' : '-'))
+			return false;
+		l++;
+	}
+	*vs = v[0];
+	*ve = v[1];
+	return true;
+}
+
 /*
  * The range has holes (kernels before 6.x refuse those) or nothing
  * mapped at all: register each mapping in it. Nothing mapped is nothing
  * to watch (docs/semantics.md: memory mapped into an ODP MR's range later
- * is not watched). Slow path: reads /proc/self/maps.
+ * is not watched). Slow path: reads /proc/self/maps, with read(2) into a
+ * stack buffer, not stdio: nt.lock is held, and stdio allocates (util.h,
+ * "Raw memory").
  */
 static int register_mapped(uint64_t s, uint64_t e)
 {
-	char line[512];
-	FILE *f = fopen("/proc/self/maps", "re");
+	char buf[4096];
+	size_t have = 0;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	int ret = 0;
 
-	if (!f)
+	if (fd < 0)
 		return -errno;
-	while (!ret && fgets(line, sizeof(line), f)) {
-		unsigned long long vs, ve;
+	while (!ret) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+		char *l = buf, *nl;
 
-		if (sscanf(line, "%llx-%llx", &vs, &ve) != 2 || ve <= s || vs >= e)
+		if (n < 0 && errno == EINTR)
 			continue;
-		ret = uffd_range(UFFDIO_REGISTER, PW_MAX(s, (uint64_t)vs),
-				 PW_MIN(e, (uint64_t)ve));
+		if (n <= 0) {
+			ret = n < 0 ? -errno : 0;
+			break;
+		}
+		have += (size_t)n;
+		while (!ret && (nl = memchr(l, '\n', have - (size_t)(l - buf)))) {
+			uint64_t vs, ve;
+
+			if (maps_range(l, nl, &vs, &ve) && ve > s && vs < e)
+				ret = uffd_range(UFFDIO_REGISTER, PW_MAX(s, vs),
+						 PW_MIN(e, ve));
+			l = nl + 1;
+		}
+		have -= (size_t)(l - buf);
+		if (have == sizeof(buf))
+			have = 0;	/* a line longer than the buffer: its tail is noise */
+		memmove(buf, l, have);
 	}
-	fclose(f);
+	close(fd);
 	return ret;
 }
 

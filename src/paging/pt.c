@@ -49,6 +49,17 @@ struct pw_pt {
 	 * invalidation. Lookups never take it.
 	 */
 	pthread_mutex_t lock;
+	/*
+	 * Nodes are carved from raw chunks (lock), never from malloc: the
+	 * notifier's handler takes the lock, and a malloc under it could wait
+	 * for an application thread whose munmap waits for the handler
+	 * (util.h, "Raw memory"). Nodes live until the table is destroyed,
+	 * so a bump pointer is all the allocator there is.
+	 */
+	struct pw_pt_chunk *chunks;
+	unsigned char *bump;
+	size_t bump_left;
+	size_t next_chunk;	/* bytes of the next chunk (doubles to 1 MiB) */
 	pthread_cond_t seq_even; /* seq became even again (with lock) */
 	_Atomic uint64_t seq;	/* odd while an invalidation runs */
 	uint64_t hand;		/* clock: next index to examine (lock) */
@@ -80,30 +91,52 @@ static inline size_t node_bytes(unsigned int lvl)
 	return lvl ? sizeof(struct pw_pt_dir) : sizeof(struct pw_pt_leaf);
 }
 
+struct pw_pt_chunk {
+	struct pw_pt_chunk *next;
+	size_t bytes;		/* as given to pw_raw_alloc */
+};
+
+#define NODE_ALIGN	64	/* a cache line: leaves are scanned hot */
+#define CHUNK_HDR	((sizeof(struct pw_pt_chunk) + NODE_ALIGN - 1) & ~(size_t)(NODE_ALIGN - 1))
+#define CHUNK_MIN	4096
+#define CHUNK_MAX	(1u << 20)
+
 static void *node_alloc_locked(struct pw_pt *pt, unsigned int lvl)
 {
-	void *node = calloc(1, node_bytes(lvl));
+	size_t sz = (node_bytes(lvl) + NODE_ALIGN - 1) & ~(size_t)(NODE_ALIGN - 1);
+	void *node;
 
-	if (node)
-		add_locked(&pt->mem_bytes, node_bytes(lvl),
-			   memory_order_relaxed);
+	if (pt->bump_left < sz) {
+		size_t bytes = PW_MAX(pt->next_chunk, CHUNK_HDR + sz);
+		struct pw_pt_chunk *c = pw_raw_alloc(bytes);
+
+		if (!c)
+			return NULL;
+		c->next = pt->chunks;
+		c->bytes = bytes;
+		pt->chunks = c;
+		pt->bump = (unsigned char *)c + CHUNK_HDR;
+		pt->bump_left = pw_raw_size(bytes) - CHUNK_HDR;
+		pt->next_chunk = PW_MIN(pt->next_chunk * 2, (size_t)CHUNK_MAX);
+	}
+	node = pt->bump;		/* zeroed: fresh anonymous memory */
+	pt->bump += sz;
+	pt->bump_left -= sz;
+	add_locked(&pt->mem_bytes, node_bytes(lvl), memory_order_relaxed);
 	return node;
 }
 
-static void node_free(void *node, unsigned int lvl)
+static void chunks_free(struct pw_pt *pt)
 {
-	if (lvl) {
-		struct pw_pt_dir *d = node;
+	struct pw_pt_chunk *c = pt->chunks;
 
-		for (unsigned int i = 0; i < DIR_ENTRIES; i++) {
-			void *child = atomic_load_explicit(
-				&d->slot[i], memory_order_relaxed);
+	while (c) {
+		struct pw_pt_chunk *next = c->next;
 
-			if (child)
-				node_free(child, lvl - 1);
-		}
+		pw_raw_free(c, c->bytes);
+		c = next;
 	}
-	free(node);
+	pt->chunks = NULL;
 }
 
 struct pw_pt *pw_pt_create(uint64_t start, uint64_t len, bool implicit)
@@ -144,6 +177,7 @@ struct pw_pt *pw_pt_create(uint64_t start, uint64_t len, bool implicit)
 	     cover <<= PW_PT_DIR_SHIFT)
 		levels++;
 	pt->levels = levels;
+	pt->next_chunk = CHUNK_MIN;
 	pt->root = node_alloc_locked(pt, levels);
 	if (!pt->root)
 		goto err_pt;
@@ -156,7 +190,7 @@ struct pw_pt *pw_pt_create(uint64_t start, uint64_t len, bool implicit)
 err_lock:
 	pthread_mutex_destroy(&pt->lock);
 err_root:
-	free(pt->root);
+	chunks_free(pt);
 err_pt:
 	free(pt);
 	errno = ENOMEM;
@@ -167,7 +201,7 @@ void pw_pt_destroy(struct pw_pt *pt)
 {
 	if (!pt)
 		return;
-	node_free(pt->root, pt->levels);
+	chunks_free(pt);
 	pthread_cond_destroy(&pt->seq_even);
 	pthread_mutex_destroy(&pt->lock);
 	free(pt);
@@ -210,8 +244,9 @@ static struct pw_pt_leaf *leaf_get_locked(struct pw_pt *pt, uint64_t idx)
 				return NULL;
 			/*
 			 * Release: a lookup that finds the pointer must also
-			 * find calloc's zeroes, not whatever the allocator
-			 * left in that memory.
+			 * find the node's zeroes, not whatever an earlier use
+			 * of that memory left (there is none today: chunks
+			 * are fresh mappings; the order costs nothing).
 			 */
 			atomic_store_explicit(slot, node, memory_order_release);
 		}

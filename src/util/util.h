@@ -50,6 +50,21 @@ ssize_t pw_safe_writev(const struct iovec *dst, int ndst, const void *src,
 ssize_t pw_safe_write(void *dst, const void *src, size_t len);
 ssize_t pw_safe_read(void *dst, const void *src, size_t len);
 
+/*
+ * Raw memory (rawmem.c): zeroed blocks, a power of two pages each, carved
+ * from a reservation of our own, never from malloc. For what the
+ * notifier's handler allocates, and for what is allocated under a lock the
+ * handler takes (the page-table lock, the async-event lock): an
+ * application thread may hold malloc's lock while its munmap waits for the
+ * handler. And never mapped into a gap of an ODP MR's range, where a peer
+ * could write. pw_raw_alloc returns NULL with errno set; pw_raw_free takes
+ * the length given to pw_raw_alloc; pw_raw_size is the usable size of such
+ * a block (0: too big). Freed blocks are reused, not unmapped.
+ */
+void *pw_raw_alloc(size_t len);
+void pw_raw_free(void *p, size_t len);
+size_t pw_raw_size(size_t len);
+
 /* Fill @buf with cryptographically random bytes (keys must be unpredictable). */
 void pw_random_bytes(void *buf, size_t len);
 
