@@ -257,6 +257,47 @@ void *pwt_map(size_t len)
 	return p;
 }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PWT_HAS_TSAN 1
+#endif
+#endif
+#ifndef PWT_HAS_TSAN
+#define PWT_HAS_TSAN 0
+#endif
+#if defined(__SANITIZE_THREAD__) || PWT_HAS_TSAN
+static const bool defined_tsan = true;
+#else
+static const bool defined_tsan = false;
+#endif
+
+bool pwt_under_tsan(void)
+{
+	return defined_tsan;
+}
+
+size_t pwt_map_huge(void **p, size_t len)
+{
+	for (;;) {
+		*p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (*p != MAP_FAILED)
+			return len;
+#if defined(__SANITIZE_THREAD__) || PWT_HAS_TSAN
+		/*
+		 * ThreadSanitizer keeps application mappings inside its own
+		 * ranges, where 1 TiB in one piece is often not free: what is
+		 * measured there is the code under test, not the layout.
+		 */
+		if (errno == ENOMEM && len > ((size_t)64 << 30)) {
+			len /= 2;
+			continue;
+		}
+#endif
+		PWT_ASSERTF(0, "mmap %zu bytes: %s", len, strerror(errno));
+	}
+}
+
 void pwt_unmap(void *p, size_t len)
 {
 	PWT_ASSERTF(munmap(p, len) == 0, "munmap: %s", strerror(errno));

@@ -167,6 +167,14 @@ size_t pwt_rss_bytes(void);
 size_t pwt_vmlck_bytes(void);
 /* mmap'ed anonymous memory, page aligned, never touched here. */
 void *pwt_map(size_t len);
+/*
+ * Map @len bytes (NORESERVE) at *@p and return the length mapped: @len,
+ * or under ThreadSanitizer, whose layout often has no 1 TiB gap, the
+ * largest half of it (down to 64 GiB) that maps.
+ */
+size_t pwt_map_huge(void **p, size_t len);
+/* Built with ThreadSanitizer (pwt_map_huge may then map less). */
+bool pwt_under_tsan(void);
 void pwt_unmap(void *p, size_t len);
 
 /* ------------------------------------------------------------------ */
