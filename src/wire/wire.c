@@ -30,6 +30,9 @@ const struct pw_wire_opinfo pw_wire_ops[PW_OP_MAX] = {
 				PW_WIRE_READ_TRAILER_LEN,
 				MAXP + PW_WIRE_READ_TRAILER_LEN },
 	[PW_OP_ATOMIC_RESP] = { "ATOMIC_RESP", PW_WC_CLASS_RESPONSE, 0, 0, 0 },
+	[PW_OP_INVALIDATE]  = { "INVALIDATE",  PW_WC_CLASS_NOTIFY, 0, 0, 0 },
+	[PW_OP_VALIDATE]    = { "VALIDATE",    PW_WC_CLASS_NOTIFY, 0, 0, 0 },
+	[PW_OP_FAULT_IN]    = { "FAULT_IN",    PW_WC_CLASS_NOTIFY, 0, 0, 0 },
 };
 
 static inline void put16(uint8_t *p, uint16_t v)
@@ -126,6 +129,20 @@ int pw_wire_decode_hdr(const void *buf, size_t len, struct pw_hdr *h)
 	if (h->opcode == PW_OP_NAK &&
 	    (h->syndrome == PW_SYN_OK || h->syndrome >= PW_SYN_MAX))
 		return -EBADMSG;
+	if (oi->cls == PW_WC_CLASS_NOTIFY) {
+		/* a range of one MR: never empty, never past the address space */
+		if (h->range_len == 0 || h->range_len > UINT64_MAX - h->raddr)
+			return -EBADMSG;
+		if (h->opcode == PW_OP_FAULT_IN &&
+		    (h->nflags & ~PW_WIRE_FAULT_IN_WRITE))
+			return -EBADMSG;
+		if (h->opcode != PW_OP_FAULT_IN && h->opcode != PW_OP_VALIDATE &&
+		    h->imm != 0)
+			return -EBADMSG;
+		if (h->opcode == PW_OP_VALIDATE && h->syndrome != PW_SYN_OK &&
+		    h->syndrome != PW_SYN_REMOTE_ACCESS)
+			return -EBADMSG;
+	}
 	return 0;
 }
 

@@ -42,7 +42,8 @@
 /*
  * Opcode table. Requests (0x10..0x1f) flow requester -> responder and carry
  * a PSN; responses (0x20..0x2f) flow back; connection management (0x01..)
- * only appears before the QP is connected.
+ * only appears before the QP is connected; notifications (0x30..0x3f) go
+ * either way, outside the PSN sequence.
  */
 enum pw_wire_opcode {
 	PW_OP_CONNECT_REQ	= 0x01,
@@ -62,7 +63,16 @@ enum pw_wire_opcode {
 	PW_OP_READ_RESP		= 0x22,
 	PW_OP_ATOMIC_RESP	= 0x23,
 
-	PW_OP_MAX		= 0x24,
+	/*
+	 * Notifications (issue 6, the seed's proposal): outside the PSN
+	 * sequence, no payload, only between peers that both set
+	 * PW_WIRE_FEAT_NOTIFY. rkey/raddr/op1 name a range of one MR.
+	 */
+	PW_OP_INVALIDATE	= 0x30,	/* target -> peers: range gone (op2 = generation) */
+	PW_OP_VALIDATE		= 0x31,	/* target -> peers: range back (op2 = generation) */
+	PW_OP_FAULT_IN		= 0x32,	/* requester -> target: please fault it in */
+
+	PW_OP_MAX		= 0x33,
 };
 
 enum pw_wire_flags {
@@ -93,6 +103,8 @@ enum pw_wire_syndrome {
 enum pw_wire_feature {
 	/* understands NAK PAGE_FAULT: its responder may use DROP on us */
 	PW_WIRE_FEAT_FAULT_NAK	= 1u << 0,
+	/* understands INVALIDATE / VALIDATE / FAULT_IN (issue 6) */
+	PW_WIRE_FEAT_NOTIFY	= 1u << 1,
 };
 
 /* Message classes of the opcode table. */
@@ -101,7 +113,11 @@ enum pw_wire_class {
 	PW_WC_CLASS_CM,
 	PW_WC_CLASS_REQUEST,
 	PW_WC_CLASS_RESPONSE,
+	PW_WC_CLASS_NOTIFY,
 };
+
+/* FAULT_IN imm: the requester will write there (populate for write). */
+#define PW_WIRE_FAULT_IN_WRITE	1u
 
 /**
  * struct pw_wire_opinfo - one row of the opcode table
@@ -133,14 +149,19 @@ struct pw_hdr {
 	union {
 		uint32_t imm;		/* WRITE_IMM, SEND_IMM */
 		uint32_t read_len;	/* READ_REQ */
-		uint32_t syndrome;	/* NAK */
+		uint32_t syndrome;	/* NAK, VALIDATE (0 or REMOTE_ACCESS) */
+		uint32_t nflags;	/* FAULT_IN: PW_WIRE_FAULT_IN_* */
 	};
 	union {
 		uint64_t compare_add;	/* ATOMIC_CS (compare), ATOMIC_FA (add) */
 		uint64_t orig;		/* ATOMIC_RESP */
 		uint64_t retry_us;	/* NAK (RNR) */
+		uint64_t range_len;	/* INVALIDATE, VALIDATE, FAULT_IN */
 	};
-	uint64_t swap;			/* ATOMIC_CS */
+	union {
+		uint64_t swap;		/* ATOMIC_CS */
+		uint64_t gen;		/* INVALIDATE, VALIDATE */
+	};
 };
 
 /*
@@ -182,7 +203,9 @@ void pw_wire_encode_hdr(const struct pw_hdr *h, uint8_t out[PW_WIRE_HDR_LEN]);
  *
  * Return: 0; -ENODATA if @len < PW_WIRE_HDR_LEN; -EPROTO for a bad magic or
  * version; -EBADMSG for an unknown opcode, unknown flag bits, a non-zero
- * reserved field or an unknown NAK syndrome; -EMSGSIZE when payload_len is
+ * reserved field or an unknown NAK syndrome, and for a notification with
+ * an empty or wrapping range, unknown FAULT_IN flags or a VALIDATE
+ * syndrome other than OK / REMOTE_ACCESS; -EMSGSIZE when payload_len is
  * outside the opcode's bounds (or a READ length is over the maximum).
  */
 int pw_wire_decode_hdr(const void *buf, size_t len, struct pw_hdr *h);

@@ -134,6 +134,9 @@ static struct model_op model_op(unsigned op)
 	case 0x22:
 		m = (struct model_op){ 1, 0, 8, 2147483656u };
 		break;
+	case 0x30: case 0x31: case 0x32:	/* INVALIDATE, VALIDATE, FAULT_IN */
+		m = (struct model_op){ 1, 0, 0, 0 };
+		break;
 	}
 	return m;
 }
@@ -161,6 +164,19 @@ static int model_hdr(const uint8_t *p, size_t len)
 		return -EMSGSIZE;
 	if (p[3] == 0x21 && (imm == 0 || imm >= 7))	/* syndromes 1..6 */
 		return -EBADMSG;
+	if (p[3] >= 0x30) {
+		uint64_t raddr = le(p + 16, 8), rlen = le(p + 32, 8);
+
+		/* a non-empty range that does not wrap */
+		if (rlen == 0 || rlen > UINT64_MAX - raddr)
+			return -EBADMSG;
+		if (p[3] == 0x30 && imm != 0)		/* INVALIDATE: no imm */
+			return -EBADMSG;
+		if (p[3] == 0x31 && imm != 0 && imm != 4) /* VALIDATE: OK or REMOTE_ACCESS */
+			return -EBADMSG;
+		if (p[3] == 0x32 && (imm & ~1u))	/* FAULT_IN: bit 0 write */
+			return -EBADMSG;
+	}
 	return 0;
 }
 

@@ -165,6 +165,9 @@ static const struct op_expect known_ops[] = {
 	{ 0x21, "NAK", PW_WC_CLASS_RESPONSE, 0, 0, 0 },
 	{ 0x22, "READ_RESP", PW_WC_CLASS_RESPONSE, 0, 8, MAXP + 8 },
 	{ 0x23, "ATOMIC_RESP", PW_WC_CLASS_RESPONSE, 0, 0, 0 },
+	{ 0x30, "INVALIDATE", PW_WC_CLASS_NOTIFY, 0, 0, 0 },
+	{ 0x31, "VALIDATE", PW_WC_CLASS_NOTIFY, 0, 0, 0 },
+	{ 0x32, "FAULT_IN", PW_WC_CLASS_NOTIFY, 0, 0, 0 },
 };
 #define N_OPS (sizeof(known_ops) / sizeof(known_ops[0]))
 
@@ -188,6 +191,8 @@ static struct pw_hdr valid_hdr(uint8_t op)
 	h.payload_len = e ? e->min : 0;
 	if (op == PW_OP_NAK)
 		h.syndrome = PW_SYN_RNR;
+	if (e && e->cls == PW_WC_CLASS_NOTIFY)
+		h.range_len = 4096;	/* a notification names a range */
 	return h;
 }
 
@@ -232,6 +237,14 @@ static void random_valid_hdr(const struct op_expect *e, struct pw_hdr *h)
 		h->syndrome = rnd_range(PW_SYN_RNR, PW_SYN_MAX - 1);
 	h->compare_add = rnd();
 	h->swap = rnd();
+	if (e->cls == PW_WC_CLASS_NOTIFY) {
+		/* a non-empty range that does not wrap; imm per opcode */
+		h->range_len = rnd_range(1, 1u << 31);
+		if (h->raddr > UINT64_MAX - h->range_len)
+			h->raddr = UINT64_MAX - h->range_len;
+		h->imm = e->op == PW_OP_FAULT_IN ? (uint32_t)(rnd() & PW_WIRE_FAULT_IN_WRITE) :
+			 e->op == PW_OP_VALIDATE && (rnd() & 1) ? PW_SYN_REMOTE_ACCESS : 0;
+	}
 }
 
 static void test_roundtrip(void)
@@ -442,8 +455,83 @@ static void test_reject_unknown_opcode(void)
 			CHECK(cls == PW_WC_CLASS_CM);
 		else if (op < 0x20)
 			CHECK(cls == PW_WC_CLASS_REQUEST);
-		else
+		else if (op < 0x30)
 			CHECK(cls == PW_WC_CLASS_RESPONSE);
+		else
+			CHECK(cls == PW_WC_CLASS_NOTIFY);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* reject_notify: INVALIDATE / VALIDATE / FAULT_IN field rules          */
+/* ------------------------------------------------------------------ */
+
+static void test_reject_notify(void)
+{
+	static const uint8_t ops[] = { PW_OP_INVALIDATE, PW_OP_VALIDATE,
+				       PW_OP_FAULT_IN };
+
+	for (size_t i = 0; i < sizeof(ops); i++) {
+		struct pw_hdr v = valid_hdr(ops[i]), h;
+		uint8_t b[PW_WIRE_HDR_LEN];
+
+		/* the valid one, then one field broken at a time */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), 0);
+		CHECK(h.range_len == 4096);
+
+		v = valid_hdr(ops[i]);
+		v.range_len = 0;		/* empty range */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EBADMSG);
+
+		v = valid_hdr(ops[i]);
+		v.raddr = UINT64_MAX - 100;	/* wraps */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EBADMSG);
+		v.raddr = UINT64_MAX - 4096;	/* ends exactly at the top */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), 0);
+
+		v = valid_hdr(ops[i]);
+		v.payload_len = 1;		/* no payload, ever */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EMSGSIZE);
+
+		v = valid_hdr(ops[i]);
+		v.imm = 2;			/* not a flag, not a VALIDATE syndrome */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EBADMSG);
+	}
+	{
+		struct pw_hdr v = valid_hdr(PW_OP_FAULT_IN), h;
+		uint8_t b[PW_WIRE_HDR_LEN];
+
+		v.nflags = PW_WIRE_FAULT_IN_WRITE;
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), 0);
+		CHECK(h.nflags == PW_WIRE_FAULT_IN_WRITE);
+	}
+	{
+		struct pw_hdr v = valid_hdr(PW_OP_VALIDATE), h;
+		uint8_t b[PW_WIRE_HDR_LEN];
+
+		v.syndrome = PW_SYN_REMOTE_ACCESS;	/* a FAULT_IN that failed */
+		v.gen = 77;
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), 0);
+		CHECK(h.syndrome == PW_SYN_REMOTE_ACCESS && h.gen == 77);
+		v.syndrome = PW_SYN_RNR;
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EBADMSG);
+	}
+	{
+		struct pw_hdr v = valid_hdr(PW_OP_INVALIDATE), h;
+		uint8_t b[PW_WIRE_HDR_LEN];
+
+		v.imm = 1;			/* INVALIDATE has no imm */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EBADMSG);
 	}
 }
 
@@ -482,7 +570,8 @@ static void test_reject_bad_fields(void)
 		 * (docs/wire.md: senders write 0, receivers ignore).
 		 */
 		if (known_ops[i].op != PW_OP_NAK &&
-		    known_ops[i].op != PW_OP_READ_REQ) {
+		    known_ops[i].op != PW_OP_READ_REQ &&
+		    known_ops[i].cls != PW_WC_CLASS_NOTIFY) {	/* reject_notify */
 			memcpy(b, good, sizeof(b));
 			memset(b + 8, 0xFF, 16);	/* psn, rkey, raddr */
 			memset(b + 28, 0xFF, 20);	/* imm, op1, op2 */
@@ -1388,6 +1477,7 @@ static void test_optable(void)
 		cls = !strcmp(rows[i].cell[2], "CM") ? PW_WC_CLASS_CM :
 		      !strcmp(rows[i].cell[2], "request") ? PW_WC_CLASS_REQUEST :
 		      !strcmp(rows[i].cell[2], "response") ? PW_WC_CLASS_RESPONSE :
+		      !strcmp(rows[i].cell[2], "notify") ? PW_WC_CLASS_NOTIFY :
 		      PW_WC_CLASS_NONE;
 		if (strcmp(rows[i].cell[1], e->name) != 0 ||
 		    cls != pw_wire_ops[v].cls ||
@@ -1450,6 +1540,7 @@ static const struct {
 	{ "reject_bad_magic", test_reject_bad_magic, 0 },
 	{ "reject_unknown_opcode", test_reject_unknown_opcode, 0 },
 	{ "reject_bad_fields", test_reject_bad_fields, 0 },
+	{ "reject_notify", test_reject_notify, 0 },
 	{ "reject_oversize", test_reject_oversize, 0 },
 	{ "conn", test_conn, 0 },
 	{ "trailer", test_trailer, 0 },
