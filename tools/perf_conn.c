@@ -314,8 +314,9 @@ static void ep_fill_attr(struct perf_ep *ep)
 	a->cap.max_recv_sge = 1;
 	a->max_rd_atomic = PERF_RD_ATOMIC;
 	a->max_dest_rd_atomic = PERF_RD_ATOMIC;
-	a->fault_policy = strcmp(run->o->policy, "drop") ? PW_FAULT_STALL :
-			  PW_FAULT_DROP;
+	a->fault_policy = !strcmp(run->o->policy, "drop") ? PW_FAULT_DROP :
+			  !strcmp(run->o->policy, "notify") ? PW_FAULT_NOTIFY :
+			  PW_FAULT_STALL;
 }
 
 static void ep_wire_info(const struct perf_ep *ep, struct perf_wire_info *w)

@@ -117,8 +117,8 @@ static void usage(FILE *f)
 "                       implicit (one ODP key for the whole address space)\n"
 "      --policy=P       responder fault policy of both sides' QPs: stall\n"
 "                       (default: the faulting QP stops reading) or drop\n"
-"                       (discard, NAK PAGE_FAULT, the requester resends);\n"
-"                       notify is not available yet\n"
+"                       (discard, NAK PAGE_FAULT, the requester resends) or\n"
+"                       notify (INVALIDATE the peers; they FAULT_IN first)\n"
 "      --first-touch    write_bw, one size, ODP: blocks of messages to target\n"
 "                       pages nobody has touched (each message its own\n"
 "                       slot) alternate with blocks to a resident slot, in\n"
@@ -345,15 +345,12 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 					    optarg);
 			break;
 		case OPT_POLICY:
-			if (!strcmp(optarg, "notify")) {
-				fprintf(stderr, PERF_PROG ": policy %s is not available yet\n",
-					optarg);
-				exit(PERF_EXIT_USAGE);
-			}
-			if (strcmp(optarg, "stall") && strcmp(optarg, "drop"))
+			if (strcmp(optarg, "stall") && strcmp(optarg, "drop") &&
+			    strcmp(optarg, "notify"))
 				usage_error("--policy: unknown policy '%s' (stall, drop, notify)",
 					    optarg);
-			o->policy = !strcmp(optarg, "drop") ? "drop" : "stall";
+			o->policy = !strcmp(optarg, "drop") ? "drop" :
+				    !strcmp(optarg, "notify") ? "notify" : "stall";
 			break;
 		case OPT_FIRST_TOUCH:
 			o->first_touch = true;

@@ -58,13 +58,27 @@ enum pw_fault_policy {
 	PW_FAULT_POLICY_DEFAULT	= 0,	/* QP: the context's; context: STALL */
 	PW_FAULT_STALL		= 1,	/* stop reading this QP until resolved */
 	PW_FAULT_DROP		= 2,	/* discard, NAK, the requester resends */
+	/*
+	 * The seed's proposal (issue 6): tell the peers when a range of an MR
+	 * goes away (INVALIDATE) so that their requests ask for it first
+	 * (FAULT_IN, VALIDATE); a fault the peer did not know of stalls as
+	 * under STALL. Falls back to STALL with a peer that cannot do it.
+	 */
+	PW_FAULT_NOTIFY		= 3,
 };
+
+/*
+ * pw_context_attr.flags: do not offer the NOTIFY protocol on this
+ * context's connections (behave as a peer from before it; for interop
+ * tests and for peers that want none of its traffic).
+ */
+#define PW_CONTEXT_NO_NOTIFY	(1u << 0)
 
 /**
  * struct pw_context_attr - pw_open() attributes (zero them first)
- * @flags:        0
+ * @flags:        0 or PW_CONTEXT_NO_NOTIFY
  * @fault_policy: enum pw_fault_policy for the context's QPs; 0 takes the
- *                environment's PW_FAULT_POLICY=stall|drop, else STALL
+ *                environment's PW_FAULT_POLICY=stall|drop|notify, else STALL
  */
 struct pw_context_attr {
 	uint32_t flags;
@@ -459,6 +473,20 @@ struct pw_stats {
 	 */
 	uint64_t notifier_off;
 	uint64_t notifier_events;
+	/*
+	 * NOTIFY (issue 6): INVALIDATE/VALIDATE our targets sent and our
+	 * requesters received; FAULT_INs our requesters sent (and so waited
+	 * for) and our targets answered; INVALIDATEs not sent because a QP's
+	 * queue was full (the peer then faults as under STALL); the invalid
+	 * ranges our requesters remember now, over all QPs (bounded:
+	 * PW_RVIEW_MAX per QP).
+	 */
+	uint64_t notifications_sent;
+	uint64_t notifications_received;
+	uint64_t fault_in_sent;
+	uint64_t fault_in_received;
+	uint64_t notify_dropped;
+	uint64_t notify_view_ranges;
 };
 
 /**
@@ -544,7 +572,8 @@ struct pw_qp_cap {
  * @min_rnr_timer_us: wait before an RNR retry; 0 = default 200 us
  * @fault_policy: enum pw_fault_policy for faults this QP's responder takes;
  *                0 = the context's. DROP falls back to STALL with a peer
- *                that cannot handle PAGE_FAULT NAKs.
+ *                that cannot handle PAGE_FAULT NAKs, NOTIFY with a peer
+ *                that did not offer the NOTIFY protocol.
  * @retry_cnt:    PAGE_FAULT NAKs (the peer's DROP policy) taken at the
  *                longest back-off (100 ms; it doubles from the peer's hint
  *                up to there) before the WR fails with PW_WC_RETRY_EXC_ERR:

@@ -14,7 +14,8 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	uint32_t qpn;
 	int ret;
 
-	if (attr && (attr->flags || attr->fault_policy > PW_FAULT_DROP)) {
+	if (attr && ((attr->flags & ~PW_CONTEXT_NO_NOTIFY) ||
+		     attr->fault_policy > PW_FAULT_NOTIFY)) {
 		pw_set_error("pw_open: unknown flags 0x%x or fault policy %u",
 			     attr->flags, attr->fault_policy);
 		errno = EINVAL;
@@ -27,11 +28,14 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 		return NULL;
 	}
 	pthread_mutex_init(&ctx->obj_lock, NULL);
+	pw_nring_init(&ctx->nring);
+	ctx->no_notify = attr && (attr->flags & PW_CONTEXT_NO_NOTIFY);
 	ctx->fault_policy = attr ? attr->fault_policy : 0;
 	if (!ctx->fault_policy) {
 		const char *e = getenv("PW_FAULT_POLICY");
 
 		ctx->fault_policy = e && !strcmp(e, "drop") ? PW_FAULT_DROP :
+				    e && !strcmp(e, "notify") ? PW_FAULT_NOTIFY :
 				    PW_FAULT_STALL;
 	}
 	ret = pw_keytable_init(&ctx->keys);
@@ -59,6 +63,7 @@ err_async:
 err_keys:
 	pw_keytable_destroy(&ctx->keys);
 err_free:
+	pw_nring_fini(&ctx->nring);
 	pthread_mutex_destroy(&ctx->obj_lock);
 	free(ctx);
 	errno = -ret;
@@ -83,6 +88,7 @@ int pw_close(struct pw_context *ctx)
 	pw_notifier_put();
 	pw_async_fini(ctx);
 	pw_keytable_destroy(&ctx->keys);
+	pw_nring_fini(&ctx->nring);
 	pthread_mutex_destroy(&ctx->obj_lock);
 	free(ctx);
 	return 0;
@@ -156,6 +162,16 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 					      memory_order_relaxed);
 	s.notifier_off = !pw_notifier_on();
 	s.notifier_events = pw_notifier_events();
+	s.notifications_sent = atomic_load_explicit(&ctx->nring.sent, memory_order_relaxed);
+	s.notifications_received = atomic_load_explicit(&ctx->nring.received,
+							memory_order_relaxed);
+	s.fault_in_sent = atomic_load_explicit(&ctx->nring.fault_in_sent,
+					       memory_order_relaxed);
+	s.fault_in_received = atomic_load_explicit(&ctx->nring.fault_in_received,
+						   memory_order_relaxed);
+	s.notify_dropped = atomic_load_explicit(&ctx->nring.dropped, memory_order_relaxed);
+	s.notify_view_ranges = (uint64_t)atomic_load_explicit(&ctx->nring.views,
+							      memory_order_relaxed);
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

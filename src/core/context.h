@@ -9,6 +9,7 @@
 #include <pagewire/pagewire.h>
 
 #include "engine/engine.h"
+#include "notify/notify.h"
 #include "mr/mr.h"
 #include "paging/fault.h"
 #include "util/util.h"
@@ -26,6 +27,8 @@ struct pw_context {
 	struct pw_mr_i *pinned;	/* pinned MRs, for overlap-aware munlock */
 	atomic_uint next_qpn;
 	uint32_t fault_policy;	/* enum pw_fault_policy: the QPs' default */
+	bool no_notify;		/* PW_CONTEXT_NO_NOTIFY: do not offer NOTIFY */
+	struct pw_nring nring;	/* invalidations for the peers (notify.h) */
 	/*
 	 * Asynchronous events (core/async.c). async_lock: protects the
 	 * queue and the eventfd's counter (1 iff the queue is non-empty);

@@ -150,6 +150,12 @@ static int recv_cm(int fd, struct pw_hdr *h, struct pw_wire_conn *c,
 	return pw_wire_decode_conn(buf, h->payload_len, c) ? -EPROTO : 0;
 }
 
+static uint32_t offered_features(const struct pw_qp_i *qp)
+{
+	return PW_WIRE_FEAT_FAULT_NAK |
+	       (qp->ctx->no_notify ? 0 : PW_WIRE_FEAT_NOTIFY);
+}
+
 static void fill_conn(struct pw_wire_conn *c, struct pw_qp_i *qp,
 		      const struct pw_qp_init_attr *attr,
 		      const struct pw_conn_param *param)
@@ -157,7 +163,7 @@ static void fill_conn(struct pw_wire_conn *c, struct pw_qp_i *qp,
 	memset(c, 0, sizeof(*c));
 	c->min_version = PW_WIRE_VERSION;
 	c->max_version = PW_WIRE_VERSION;
-	c->features = PW_WIRE_FEAT_FAULT_NAK;
+	c->features = offered_features(qp);
 	c->qpn = qp->ibqp.qp_num;
 	c->max_rd_atomic = attr->max_rd_atomic;
 	c->max_dest_rd_atomic = attr->max_dest_rd_atomic;
@@ -176,7 +182,8 @@ static void go_live(struct pw_qp_i *qp, int fd, uint32_t my_psn,
 	qp->exp_psn = h->psn;
 	qp->ibqp.dest_qp_num = peer->qpn;
 	/* a feature is in use when both sides set it (docs/wire.md §12) */
-	qp->features = peer->features & PW_WIRE_FEAT_FAULT_NAK;
+	qp->features = peer->features & offered_features(qp);
+	pw_notify_qp_live(qp, qp->features);
 	if (peer->max_dest_rd_atomic && peer->max_dest_rd_atomic < qp->rd_max)
 		qp->rd_max = peer->max_dest_rd_atomic;
 	memcpy(qp->ibqp.peer_private_data, peer->pdata, peer->pdata_len);

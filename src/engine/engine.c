@@ -250,6 +250,8 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 	}
 	/* faults resolved off-thread: their QPs resume here (fault.c) */
 	pw_fault_reap(&container_of(eng, struct pw_context, engine)->faults);
+	/* invalidations for the peers (NOTIFY), queued by any thread */
+	pw_notify_reap(container_of(eng, struct pw_context, engine));
 	run_timers(eng);
 	run_cmds(eng);
 	return;
@@ -260,6 +262,7 @@ poll_out:
 	 * was 3% of a busy ping-pong).
 	 */
 	pw_fault_reap(&container_of(eng, struct pw_context, engine)->faults);
+	pw_notify_reap(container_of(eng, struct pw_context, engine));
 	if (++eng->busy_passes % PW_BUSY_TIMER_PASSES == 0)
 		run_timers(eng);
 	run_cmds(eng);

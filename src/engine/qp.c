@@ -35,8 +35,8 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	    attr->max_dest_rd_atomic > PW_MAX_RD_ATOMIC ||
 	    attr->rnr_retry < PW_RNR_RETRY_NONE || attr->rnr_retry > 7 ||
 	    attr->retry_cnt < PW_RNR_RETRY_NONE || attr->retry_cnt > 7 ||
-	    attr->fault_policy > PW_FAULT_DROP) {
-		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, rnr_retry and retry_cnt -1..7, fault_policy 0..2)",
+	    attr->fault_policy > PW_FAULT_NOTIFY) {
+		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, rnr_retry and retry_cnt -1..7, fault_policy 0..3)",
 			     PW_MAX_QP_WR, PW_MAX_SGE, PW_MAX_INLINE_DATA);
 		errno = EINVAL;
 		return NULL;
@@ -535,6 +535,8 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 	pw_fault_cancel(&qp->ctx->faults, &qp->fault);
 	pw_fault_cancel(&qp->ctx->faults, &qp->req_fault);
 	pw_fault_cancel(&qp->ctx->faults, &qp->drop_fault);
+	pw_fault_cancel(&qp->ctx->faults, &qp->nt_fault);
+	pw_notify_qp_gone(qp);
 	shutdown(qp->fd, SHUT_RDWR);
 	pw_qp_free(qp);
 	return 0;

@@ -17,6 +17,7 @@
 
 #include "engine/cq.h"
 #include "mr/mr.h"
+#include "notify/notify.h"
 #include "paging/fault.h"
 #include "util/util.h"
 #include "wire/wire.h"
@@ -126,7 +127,7 @@ struct pw_rx {
 	uint64_t msg_seq;	/* messages begun: ties qp->fault to its message */
 };
 
-enum pw_tx_kind { TX_NONE, TX_REQ, TX_RESP };
+enum pw_tx_kind { TX_NONE, TX_REQ, TX_RESP, TX_CTL /* a notification */ };
 
 /* Transmit state of the message being written. Protected by qp->lock. */
 struct pw_tx {
@@ -212,7 +213,7 @@ struct pw_qp_i {
 	bool sq_sig_all;
 	int rnr_retry;
 	int retry_cnt;		/* PAGE_FAULT resends allowed */
-	uint32_t fault_policy;	/* enum pw_fault_policy: STALL or DROP */
+	uint32_t fault_policy;	/* enum pw_fault_policy: STALL, DROP or NOTIFY */
 	uint32_t features;	/* PW_WIRE_FEAT_* both sides set */
 	uint32_t min_rnr_timer_us;
 
@@ -248,6 +249,11 @@ struct pw_qp_i {
 	bool req_src_done;	/* request req_fault_psn had its fault round */
 	uint32_t req_fault_psn;
 	uint64_t stall_start_ns;
+	/* NOTIFY (notify.h): queue and view under the lock */
+	struct pw_qp_notify nt;
+	struct pw_fault nt_fault;	/* a peer's FAULT_IN being faulted */
+	bool nt_fault_busy;	/* lock */
+	uint32_t nt_fault_token; /* lock */
 	struct pw_qp_i *eng_next;	/* engine list (progress thread) */
 };
 

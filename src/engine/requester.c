@@ -103,6 +103,9 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 		return false;
 	if (req_source_faults_locked(qp, w))
 		return false;
+	/* NOTIFY: a range the target said is gone is asked for first */
+	if (!pw_notify_req_ok_locked(qp, w))
+		return pw_notify_next_locked(qp);
 
 	h.opcode = wire_op(w->opcode);
 	/*

@@ -319,8 +319,8 @@ static void msg_begin(struct pw_qp_i *qp)
 		pw_resp_begin(qp);
 	else if (oi->cls == PW_WC_CLASS_RESPONSE)
 		pw_comp_begin(qp);
-	else
-		pw_rx_protocol_error(qp);	/* CM message after connect */
+	else if (oi->cls != PW_WC_CLASS_NOTIFY || !qp->nt.peer)
+		pw_rx_protocol_error(qp);	/* CM after connect, or not negotiated */
 	rx->state = RX_DATA;
 }
 
@@ -333,6 +333,8 @@ static void msg_finish(struct pw_qp_i *qp)
 		return;
 	if (pw_wire_ops[rx->hdr.opcode].cls == PW_WC_CLASS_REQUEST)
 		pw_resp_finish(qp);
+	else if (pw_wire_ops[rx->hdr.opcode].cls == PW_WC_CLASS_NOTIFY)
+		pw_notify_rx(qp, &rx->hdr);
 	else
 		pw_comp_finish(qp);
 }

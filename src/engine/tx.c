@@ -63,6 +63,9 @@ static bool pick_locked(struct pw_qp_i *qp)
 		return (qp->fatal_nak || qp->ack_pending) && pw_resp_next_locked(qp);
 	if (pw_resp_next_locked(qp))
 		return true;
+	/* notifications go before new requests: a FAULT_IN holds them anyway */
+	if (pw_notify_next_locked(qp))
+		return true;
 	return pw_req_next_locked(qp);
 }
 

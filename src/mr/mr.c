@@ -391,6 +391,7 @@ int pw_mr_invalidate(struct pw_mr *ibmr, uint64_t offset, uint64_t len)
 	 * starts later sees them cleared (both sides fence, seq_cst).
 	 */
 	pw_mr_forget_range(mr, a, a + len);
+	pw_notify_invalidated(mr, a, a + len);	/* NOTIFY: tell the peers */
 	atomic_thread_fence(memory_order_seq_cst);
 	while (atomic_load_explicit(&mr->uses, memory_order_acquire) > 0)
 		sched_yield();
@@ -406,6 +407,8 @@ int pw_dereg_mr(struct pw_mr *ibmr)
 		return -EINVAL;
 	mr = to_mr(ibmr);
 	ctx = ibmr->context;
+	/* NOTIFY: the whole MR goes (peers' FAULT_INs for it then fail) */
+	pw_notify_invalidated(mr, mr->start, mr->end);
 	/* removes the key and waits for placements in progress to end */
 	pw_keytable_remove(&ctx->keys, mr);
 	/* no event for it after this; queued ones are dropped, taken ones acked */

@@ -75,6 +75,8 @@ struct pw_mr_i {
 	 * (chained) until the MR is freed, so a reader never sees one go.
 	 */
 	_Atomic(struct pw_dead_set *) dead;
+	/* NOTIFY generation: bumped by every invalidation (notify.c) */
+	_Atomic uint64_t ngen;
 	struct pw_dead_set *dead_retired; /* sets before PW_DEAD_ALL, to free */
 	/* async events of this MR handed out and not yet acknowledged */
 	atomic_int events_unacked;

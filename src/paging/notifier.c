@@ -115,6 +115,7 @@ static void gone_locked(uint64_t s, uint64_t e, enum pw_event_type type)
 					      memory_order_relaxed);
 		}
 		pw_mr_forget_range(mr, a, b);
+		pw_notify_invalidated(mr, a, b);	/* NOTIFY: tell the peers */
 	}
 }
 
@@ -124,8 +125,10 @@ static void removed_locked(uint64_t s, uint64_t e)
 	for (struct pw_mr_i *mr = nt.watched; mr; mr = mr->watch_next) {
 		uint64_t a = PW_MAX(s, mr->start), b = PW_MIN(e, mr->end);
 
-		if (a < b)
+		if (a < b) {
 			pw_mr_forget_range(mr, a, b);
+			pw_notify_invalidated(mr, a, b);
+		}
 	}
 }
 
