@@ -329,8 +329,13 @@ const char *pwt_mode_name(enum pwt_mode m)
 
 void pwt_side_open(struct pwt_side *s)
 {
+	pwt_side_open_attr(s, NULL);
+}
+
+void pwt_side_open_attr(struct pwt_side *s, const struct pw_context_attr *attr)
+{
 	memset(s, 0, sizeof(*s));
-	s->ctx = pw_open(NULL);
+	s->ctx = pw_open(attr);
 	PWT_NONNULL(s->ctx);
 	s->pd = pw_alloc_pd(s->ctx);
 	PWT_NONNULL(s->pd);
@@ -427,8 +432,8 @@ void pwt_pair_open(struct pwt_pair *p, const struct pwt_pair_opts *o)
 		memset(&def, 0, sizeof(def));
 		o = &def;
 	}
-	pwt_side_open(&p->a);
-	pwt_side_open(&p->b);
+	pwt_side_open_attr(&p->a, &o->a_ctx);
+	pwt_side_open_attr(&p->b, &o->b_ctx);
 	p->l = pw_listen(p->b.ctx, "127.0.0.1", 0);
 	PWT_NONNULL(p->l);
 	p->port = pw_listener_port(p->l);

@@ -207,6 +207,8 @@ struct pwt_side {
 };
 
 void pwt_side_open(struct pwt_side *s);
+/* The same with pw_open() attributes (NULL: defaults). */
+void pwt_side_open_attr(struct pwt_side *s, const struct pw_context_attr *attr);
 /* Destroys whatever is set (QP, implicit MR, CQs, PD, context). */
 void pwt_side_close(struct pwt_side *s);
 
@@ -234,6 +236,8 @@ struct pwt_pair_opts {
 	struct pw_qp_init_attr b_attr;
 	struct pw_conn_param a_param;
 	struct pw_conn_param b_param;
+	struct pw_context_attr a_ctx;	/* pw_open() attributes of each side */
+	struct pw_context_attr b_ctx;
 };
 
 struct pwt_pair {
