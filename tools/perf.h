@@ -195,6 +195,7 @@ struct perf_opts {
 	bool stats;
 	bool mr_set;
 	bool local_reg;		/* the local test 'reg' */
+	bool local_inval;	/* the local test 'inval_lat' */
 	const char *host;
 };
 
@@ -576,6 +577,8 @@ uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);
 
 /* perf_reg.c: the local test 'reg' (registration cost against size) */
 int perf_reg_run(const struct perf_opts *o);
+/* inval_lat: local (two contexts in this process); perf_inval.c */
+int perf_inval_run(const struct perf_opts *o);
 void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set);
 void perf_plan_first_touch(struct perf_plan *p);
 void perf_plan_swapped(struct perf_plan *p);

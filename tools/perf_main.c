@@ -25,7 +25,7 @@
 #include "perf.h"
 #include "tool_util.h"
 
-#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat fault_lat hol reg"
+#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat fault_lat hol reg inval_lat"
 
 /* How long --loopback waits for its server after the client finished. */
 #define LOOPBACK_REAP_MS	30000
@@ -88,6 +88,10 @@ static void usage(FILE *f)
 "              tcp_samples_alone, tcp_samples_hol, tcp_pace_MBps and\n"
 "              tcp_stream_MBps (what the stream moved)\n"
 "  reg         local, no peer: pw_reg_mr + pw_dereg_mr cost against size\n"
+"  inval_lat   local, both sides in this process on 127.0.0.1: the time\n"
+"              from the target's madvise(DONTNEED) / munmap of a registered\n"
+"              page returning to the peer having applied its INVALIDATE\n"
+"              (NOTIFY policy); -n pages per event (default 1000)\n"
 "              (4K .. 1G pinned, .. 1T odp; implicit), median of -n (default:\n"
 "              1000, pinned ~1 GiB worth); -s one size, --mr one kind. JSON:\n"
 "              mr, size, iters, reg_us, reg_min_us, dereg_us (or error)\n"
@@ -400,6 +404,13 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		    o->swapped)
 			usage_error("reg is local: no SERVER_HOST, --loopback, --baseline, --vs-pinned or --swapped");
 		o->local_reg = true;
+		return;
+	}
+	if (!strcmp(test, "inval_lat")) {
+		if (o->host || o->loopback || o->baseline || o->vs_pinned ||
+		    o->swapped)
+			usage_error("inval_lat runs both sides itself on 127.0.0.1: no SERVER_HOST, --loopback, --baseline, --vs-pinned or --swapped");
+		o->local_inval = true;
 		return;
 	}
 	int t = perf_test_by_name(test);
@@ -809,6 +820,8 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &o);
 	if (o.local_reg)
 		return perf_reg_run(&o);
+	if (o.local_inval)
+		return perf_inval_run(&o);
 	/* --swapped, hol: the server's (here: this machine's) swap */
 	if (perf_swap_check_or_skip(&o))
 		return PERF_EXIT_SKIP;

@@ -487,6 +487,8 @@ struct pw_stats {
 	uint64_t fault_in_received;
 	uint64_t notify_dropped;
 	uint64_t notify_view_ranges;
+	/* CLOCK_MONOTONIC ns when our requester last applied an INVALIDATE */
+	uint64_t notify_last_rx_ns;
 };
 
 /**

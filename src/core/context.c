@@ -172,6 +172,8 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 	s.notify_dropped = atomic_load_explicit(&ctx->nring.dropped, memory_order_relaxed);
 	s.notify_view_ranges = (uint64_t)atomic_load_explicit(&ctx->nring.views,
 							      memory_order_relaxed);
+	s.notify_last_rx_ns = atomic_load_explicit(&ctx->nring.last_rx_ns,
+						   memory_order_relaxed);
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

@@ -455,6 +455,8 @@ void pw_notify_rx(struct pw_qp_i *qp, const struct pw_hdr *h)
 	pthread_mutex_lock(&qp->lock);
 	if (h->opcode == PW_OP_INVALIDATE) {
 		view_add_locked(qp, h->rkey, h->raddr, end, h->gen);
+		atomic_store_explicit(&qp->ctx->nring.last_rx_ns, pw_now_ns(),
+				      memory_order_relaxed);
 	} else {
 		if (h->syndrome == PW_SYN_OK)
 			view_clear_locked(qp, h->rkey, h->raddr, end, h->gen);

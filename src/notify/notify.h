@@ -61,6 +61,7 @@ struct pw_nring {
 	atomic_uint_fast64_t sent, received, fault_in_sent, fault_in_received,
 			     dropped;
 	atomic_int_fast64_t views;	/* requester view entries, all QPs */
+	_Atomic uint64_t last_rx_ns;	/* an INVALIDATE was last applied (inval_lat) */
 };
 
 /* one notification waiting to be sent on a QP */

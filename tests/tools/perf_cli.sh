@@ -57,6 +57,23 @@ reg)
 	"$PERF" reg --loopback >/dev/null 2>&1
 	[ $? = 2 ] || fail "reg --loopback must be a usage error (2)"
 	;;
+inval_lat)
+	# both events measured, every INVALIDATE reached the peer (missed 0);
+	# exit 77 (the notifier is off here) is a skip, said by the tool
+	out=$("$PERF" inval_lat --json -n 50)
+	rc=$?
+	[ $rc = 77 ] && exit 77
+	[ $rc = 0 ] || fail "inval_lat exited $rc"
+	[ "$(echo "$out" | grep -c '"test":"inval_lat"')" = 2 ] ||
+		fail "inval_lat: expected 2 lines (madvise, munmap): $out"
+	echo "$out" | json_check iters lat_p50_us lat_p99_us lat_max_us ||
+		fail "inval_lat JSON"
+	echo "$out" | grep -q '"event":"madvise","iters":50,' || fail "inval_lat madvise: $out"
+	echo "$out" | grep -q '"event":"munmap","iters":50,' || fail "inval_lat munmap: $out"
+	[ "$(echo "$out" | grep -c '"missed":0}')" = 2 ] || fail "inval_lat missed some: $out"
+	"$PERF" inval_lat --loopback >/dev/null 2>&1
+	[ $? = 2 ] || fail "inval_lat --loopback must be a usage error (2)"
+	;;
 fault_lat)
 	# fresh pages against resident ones in one run; the server verifies
 	# every page (written bytes exact, the rest zero) before it exits 0
@@ -95,7 +112,7 @@ assert s["server"]["faults"] > 0, "no server fault with --first-touch"
 	;;
 policy)
 	# both responder policies move data that the server verifies
-	for pol in stall drop; do
+	for pol in stall drop notify; do
 		out=$("$PERF" write_bw --loopback --json -s 256K -n 64 --policy=$pol) ||
 			fail "write_bw --policy=$pol exited $?"
 		echo "$out" | grep -q "\"policy\":\"$pol\"" || fail "policy $pol not reported"
