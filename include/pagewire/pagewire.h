@@ -79,10 +79,15 @@ enum pw_fault_policy {
  * @flags:        0 or PW_CONTEXT_NO_NOTIFY
  * @fault_policy: enum pw_fault_policy for the context's QPs; 0 takes the
  *                environment's PW_FAULT_POLICY=stall|drop|notify, else STALL
+ * @mem_budget:   bytes the ODP MRs' page tables may hold; past it cold pages
+ *                are reclaimed (invalidate, tell the peers, MADV_PAGEOUT:
+ *                needs swap for anonymous memory). 0 takes PW_MEM_BUDGET
+ *                (e.g. "256M"), else no budget
  */
 struct pw_context_attr {
 	uint32_t flags;
 	uint32_t fault_policy;
+	uint64_t mem_budget;
 };
 
 /** struct pw_pd - protection domain */
@@ -489,6 +494,18 @@ struct pw_stats {
 	uint64_t notify_view_ranges;
 	/* CLOCK_MONOTONIC ns when our requester last applied an INVALIDATE */
 	uint64_t notify_last_rx_ns;
+	/*
+	 * The memory budget: its size (0: none), what the ODP MRs' page
+	 * tables hold now, pages reclaimed (invalidated) by it, of those the
+	 * ones MADV_PAGEOUT took out of memory and the ones still resident
+	 * after it, and 1 when that was for want of swap.
+	 */
+	uint64_t budget_bytes;
+	uint64_t resident_bytes;
+	uint64_t reclaimed_pages;
+	uint64_t reclaim_paged_out;
+	uint64_t reclaim_unfreed;
+	uint64_t reclaim_no_swap;
 };
 
 /**

@@ -8,6 +8,12 @@
 #include "paging/notifier.h"
 #include "util/util.h"
 
+/* The fault engine added pages: the budget may have to reclaim. */
+static void budget_added(struct pw_fault_engine *fe)
+{
+	pw_budget_kick(&container_of(fe, struct pw_context, faults)->budget);
+}
+
 struct pw_context *pw_open(const struct pw_context_attr *attr)
 {
 	struct pw_context *ctx;
@@ -50,13 +56,23 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	ret = pw_engine_start(&ctx->engine);
 	if (ret)
 		goto err_async;
+	ret = pw_budget_start(ctx, attr ? attr->mem_budget : 0);
+	if (ret) {
+		pw_set_error("pw_open: PW_MEM_BUDGET is not a size (e.g. 256M), or "
+			     "the budget's thread could not start");
+		goto err_budget;
+	}
+	/* before the worker starts: it reads the hook without a lock */
+	if (ctx->budget.started)
+		ctx->faults.added = budget_added;
 	ret = pw_fault_start(&ctx->faults, &ctx->keys, &ctx->engine);
 	if (ret)
-		goto err_engine;
+		goto err_budget;
 	pw_notifier_get();
 	return ctx;
 
-err_engine:
+err_budget:
+	pw_budget_stop(ctx);
 	pw_engine_stop(&ctx->engine);
 err_async:
 	pw_async_fini(ctx);
@@ -82,6 +98,7 @@ int pw_close(struct pw_context *ctx)
 		return -EBUSY;
 	}
 	pthread_mutex_unlock(&ctx->obj_lock);
+	pw_budget_stop(ctx);
 	pw_fault_stop(&ctx->faults);
 	pw_engine_stop(&ctx->engine);
 	pw_fault_fini(&ctx->faults);
@@ -174,6 +191,16 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 							      memory_order_relaxed);
 	s.notify_last_rx_ns = atomic_load_explicit(&ctx->nring.last_rx_ns,
 						   memory_order_relaxed);
+	s.budget_bytes = ctx->budget.bytes;
+	s.resident_bytes = pw_budget_resident(ctx);
+	s.reclaimed_pages = atomic_load_explicit(&ctx->budget.reclaimed_pages,
+						 memory_order_relaxed);
+	s.reclaim_paged_out = atomic_load_explicit(&ctx->budget.paged_out_pages,
+						   memory_order_relaxed);
+	s.reclaim_unfreed = atomic_load_explicit(&ctx->budget.unfreed_pages,
+						 memory_order_relaxed);
+	s.reclaim_no_swap = atomic_load_explicit(&ctx->budget.no_swap,
+						 memory_order_relaxed);
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "notify/notify.h"
 #include "mr/mr.h"
+#include "paging/budget.h"
 #include "paging/fault.h"
 #include "util/util.h"
 
@@ -29,6 +30,7 @@ struct pw_context {
 	uint32_t fault_policy;	/* enum pw_fault_policy: the QPs' default */
 	bool no_notify;		/* PW_CONTEXT_NO_NOTIFY: do not offer NOTIFY */
 	struct pw_nring nring;	/* invalidations for the peers (notify.h) */
+	struct pw_budget budget; /* the ODP memory budget (paging/budget.h) */
 	/*
 	 * Asynchronous events (core/async.c). async_lock: protects the
 	 * queue and the eventfd's counter (1 iff the queue is non-empty);

@@ -266,6 +266,12 @@ struct pw_mr *pw_reg_mr(struct pw_pd *ibpd, void *addr, size_t length,
 	ret = pw_keytable_insert(&ctx->keys, mr);
 	if (ret)
 		goto err_unpin;
+	if (mr->pt) {
+		/* the budget counts and reclaims its pages (paging/budget.h) */
+		pthread_mutex_lock(&ctx->obj_lock);
+		pw_budget_add_mr_locked(ctx, mr);
+		pthread_mutex_unlock(&ctx->obj_lock);
+	}
 	atomic_fetch_add(&to_pd(ibpd)->users, 1);
 	return &mr->ibmr;
 
@@ -411,6 +417,12 @@ int pw_dereg_mr(struct pw_mr *ibmr)
 	pw_notify_invalidated(mr, mr->start, mr->end);
 	/* removes the key and waits for placements in progress to end */
 	pw_keytable_remove(&ctx->keys, mr);
+	if (mr->pt) {
+		/* waits for a reclaim pass that may be evicting from it */
+		pthread_mutex_lock(&ctx->obj_lock);
+		pw_budget_del_mr_locked(ctx, mr);
+		pthread_mutex_unlock(&ctx->obj_lock);
+	}
 	/* no event for it after this; queued ones are dropped, taken ones acked */
 	pw_notifier_unwatch(mr);
 	pw_async_forget_mr(ctx, mr);

@@ -75,6 +75,7 @@ struct pw_mr_i {
 	 * (chained) until the MR is freed, so a reader never sees one go.
 	 */
 	_Atomic(struct pw_dead_set *) dead;
+	struct pw_mr_i *budget_next;	/* ODP MRs of the context (obj_lock) */
 	/* NOTIFY generation: bumped by every invalidation (notify.c) */
 	_Atomic uint64_t ngen;
 	struct pw_dead_set *dead_retired; /* sets before PW_DEAD_ALL, to free */

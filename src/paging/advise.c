@@ -81,6 +81,7 @@ int pw_advise_mr(struct pw_pd *pd, enum pw_advise_mr_advice advice,
 					     s->length);
 				return ret;
 			}
+			pw_budget_kick(&ctx->budget);	/* pages were added */
 			continue;
 		}
 		f = calloc(1, sizeof(*f));

@@ -334,6 +334,8 @@ bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f)
 					  memory_order_relaxed);
 		atomic_fetch_add_explicit(&fe->stats.lat_hist[0], 1,
 					  memory_order_relaxed);
+		if (fe->added)
+			fe->added(fe);
 	}
 out:
 	pw_mr_put(mr);
@@ -391,6 +393,8 @@ static void *worker_main(void *arg)
 		f->err = pw_fault_populate(fe, f->key, f->addr, f->len, f->write,
 					   &ahead);
 		account(fe, f, majflt() > maj);
+		if (fe->added && !f->err)
+			fe->added(fe);
 		/* @f is the owner's once reported: keep what fault-around needs */
 		a_key = f->key;
 		a_write = f->write;
@@ -412,11 +416,14 @@ static void *worker_main(void *arg)
 		atomic_store_explicit(&fe->done_pending, true, memory_order_release);
 		pthread_mutex_unlock(&fe->lock);
 		pw_engine_kick(fe->eng);
-		if (ahead)
+		if (ahead) {
 			atomic_fetch_add_explicit(&fe->stats.around_pages,
 						  populate_ahead(fe, a_key, a_addr,
 								 ahead, a_write),
 						  memory_order_relaxed);
+			if (fe->added)
+				fe->added(fe);
+		}
 		pthread_mutex_lock(&fe->lock);
 	}
 	pthread_mutex_unlock(&fe->lock);

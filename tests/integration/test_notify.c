@@ -357,7 +357,77 @@ static void t_storm(const char *arg)
 	pwt_pair_close(&p);
 }
 
+/* ------------------------------------------------------------------ */
+/* budget                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The memory budget (4 MiB) against a 32 MiB ODP region written whole by
+ * the peer: the target's page tables come back under the budget by CLOCK
+ * reclaim, the peer hears of it (INVALIDATE), and a READ of the whole
+ * region returns every byte written. With swap (arg "swap", run under
+ * with_zram_swap.sh) MADV_PAGEOUT takes reclaimed pages out of memory;
+ * without, the stats say that it could not.
+ */
+static void t_budget(const char *arg)
+{
+	const size_t len = 32 * PWT_MIB, chunk = 256 * PWT_KIB;
+	const uint64_t budget = 4 * PWT_MIB;
+	struct pwt_pair_opts o = notify_opts();
+	struct pwt_pair p;
+	struct pwt_img src, dst, sink;
+	struct pw_stats sb;
+	bool swap = arg && !strcmp(arg, "swap");
+	uint64_t id = 1;
+
+	o.b_ctx.mem_budget = budget;
+	pwt_pair_open(&p, &o);
+	pwt_img_alloc_src(&src, &p.a, len, PWT_PINNED, 71);
+	pwt_img_alloc(&sink, &p.a, len, PWT_PINNED, 0);
+	pwt_img_alloc(&dst, &p.b, len, PWT_ODP, 0);
+	for (size_t off = 0; off < len; off += chunk)
+		write_at(&p, &src, &dst, off, (uint32_t)chunk, id++);
+	for (int i = 0; i < 5000; i++) {
+		sb = stats(p.b.ctx);
+		if (sb.resident_bytes <= budget)
+			break;
+		pwt_sleep_ms(2);
+	}
+	PWT_EQ(sb.budget_bytes, budget);
+	PWT_ASSERTF(sb.resident_bytes <= budget, "page tables hold %llu bytes, budget %llu",
+		    (unsigned long long)sb.resident_bytes, (unsigned long long)budget);
+	PWT_ASSERT(sb.reclaimed_pages >= (len - budget) / PG);
+	wait_received(p.a.ctx, 1);	/* the peer was told */
+	if (swap) {
+		PWT_ASSERTF(sb.reclaim_paged_out > 0, "nothing paged out (unfreed %llu)",
+			    (unsigned long long)sb.reclaim_unfreed);
+		PWT_EQ(sb.reclaim_no_swap, 0);
+	} else if (sb.reclaim_paged_out == 0) {
+		/* no swap here: reclaim invalidated, but could not free */
+		PWT_ASSERT(sb.reclaim_unfreed > 0 && sb.reclaim_no_swap == 1);
+	}
+
+	/* every byte comes back, reclaimed or not */
+	for (size_t off = 0; off < len; off += chunk) {
+		PWT_OK(pwt_post_rdma(p.a.qp, PW_WR_RDMA_READ, id, sink.buf.addr + off,
+				     (uint32_t)chunk, sink.buf.lkey,
+				     pwt_va(dst.buf.addr + off), dst.buf.rkey,
+				     PW_SEND_SIGNALED));
+		PWT_EXPECT_OK(p.a.scq, id, PW_WC_RDMA_READ, (uint32_t)chunk,
+			      p.a.qp->qp_num);
+		id++;
+	}
+	PWT_MEMEQ(sink.buf.addr, src.want, len);
+	PWT_IMG_CHECK(&dst);
+
+	pwt_img_free(&dst);
+	pwt_img_free(&sink);
+	pwt_img_free(&src);
+	pwt_pair_close(&p);
+}
+
 static const struct pwt_case cases[] = {
+	{ "budget", t_budget },
 	{ "reach_pd", t_reach_pd },
 	{ "fault_in_unmapped", t_fault_in_unmapped },
 	{ "old_peer", t_old_peer },
