@@ -196,6 +196,10 @@ struct perf_opts {
 	bool mr_set;
 	bool local_reg;		/* the local test 'reg' */
 	bool local_inval;	/* the local test 'inval_lat' */
+	bool local_over;	/* the local test 'overcommit' */
+	uint64_t budget;	/* overcommit: --budget (bytes) */
+	unsigned int ratio;	/* overcommit: --ratio (region / budget) */
+	unsigned int seconds;	/* overcommit: --seconds */
 	const char *host;
 };
 
@@ -579,6 +583,8 @@ uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);
 int perf_reg_run(const struct perf_opts *o);
 /* inval_lat: local (two contexts in this process); perf_inval.c */
 int perf_inval_run(const struct perf_opts *o);
+/* overcommit: a forked target and this process on 127.0.0.1; perf_over.c */
+int perf_over_run(const struct perf_opts *o);
 void perf_plan_pair(struct perf_plan *p, enum perf_test t, bool iters_set);
 void perf_plan_first_touch(struct perf_plan *p);
 void perf_plan_swapped(struct perf_plan *p);

@@ -25,7 +25,7 @@
 #include "perf.h"
 #include "tool_util.h"
 
-#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat fault_lat hol reg inval_lat"
+#define TEST_NAMES "write_bw write_lat read_bw read_lat send_bw send_lat atomic_lat tcp_bw tcp_lat fault_lat hol reg inval_lat overcommit"
 
 /* How long --loopback waits for its server after the client finished. */
 #define LOOPBACK_REAP_MS	30000
@@ -88,6 +88,14 @@ static void usage(FILE *f)
 "              tcp_samples_alone, tcp_samples_hol, tcp_pace_MBps and\n"
 "              tcp_stream_MBps (what the stream moved)\n"
 "  reg         local, no peer: pw_reg_mr + pw_dereg_mr cost against size\n"
+"  overcommit  a forked target registers --ratio (8) times its --budget\n"
+"              (64M) and this process writes and reads random 4 KiB pages\n"
+"              across it for --seconds (10), 16 in flight; --policy=pinned|\n"
+"              stall|drop|notify. Every byte is verified at the end\n"
+"              (per-page checksums). JSON: policy, ops_per_s, bw_MBps,\n"
+"              lat_p50_us, lat_p99_us, faults, invalidations, notifications,\n"
+"              retransmitted_bytes, wasted_bytes, stall_ns, peak_rss_bytes,\n"
+"              budget_bytes, region_bytes, verified (or error)\n"
 "  inval_lat   local, both sides in this process on 127.0.0.1: the time\n"
 "              from the target's madvise(DONTNEED) / munmap of a registered\n"
 "              page returning to the peer having applied its INVALIDATE\n"
@@ -245,6 +253,9 @@ enum {
 	OPT_BASELINE,
 	OPT_VS_PINNED,
 	OPT_STATS,
+	OPT_BUDGET,
+	OPT_RATIO,
+	OPT_SECONDS,
 };
 
 static const struct option long_opts[] = {
@@ -266,6 +277,9 @@ static const struct option long_opts[] = {
 	{ "baseline",	 no_argument,	    NULL, OPT_BASELINE },
 	{ "vs-pinned",	 no_argument,	    NULL, OPT_VS_PINNED },
 	{ "stats",	 no_argument,	    NULL, OPT_STATS },
+	{ "budget",	 required_argument, NULL, OPT_BUDGET },
+	{ "ratio",	 required_argument, NULL, OPT_RATIO },
+	{ "seconds",	 required_argument, NULL, OPT_SECONDS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -349,12 +363,14 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 					    optarg);
 			break;
 		case OPT_POLICY:
+			/* pinned: overcommit only (checked with the test) */
 			if (strcmp(optarg, "stall") && strcmp(optarg, "drop") &&
-			    strcmp(optarg, "notify"))
-				usage_error("--policy: unknown policy '%s' (stall, drop, notify)",
+			    strcmp(optarg, "notify") && strcmp(optarg, "pinned"))
+				usage_error("--policy: unknown policy '%s' (stall, drop, notify; overcommit: pinned too)",
 					    optarg);
 			o->policy = !strcmp(optarg, "drop") ? "drop" :
-				    !strcmp(optarg, "notify") ? "notify" : "stall";
+				    !strcmp(optarg, "notify") ? "notify" :
+				    !strcmp(optarg, "pinned") ? "pinned" : "stall";
 			break;
 		case OPT_FIRST_TOUCH:
 			o->first_touch = true;
@@ -379,6 +395,22 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 			break;
 		case OPT_STATS:
 			o->stats = true;
+			break;
+		case OPT_BUDGET:
+			if (tool_parse_size(optarg, &o->budget) || !o->budget ||
+			    o->budget % 4096)
+				usage_error("--budget: '%s' is not a size in whole pages (e.g. 64M)",
+					    optarg);
+			break;
+		case OPT_RATIO:
+			o->ratio = (unsigned int)strtoul(optarg, NULL, 10);
+			if (o->ratio < 1 || o->ratio > 1024)
+				usage_error("--ratio: 1..1024 (region size / budget)");
+			break;
+		case OPT_SECONDS:
+			o->seconds = (unsigned int)strtoul(optarg, NULL, 10);
+			if (o->seconds < 1 || o->seconds > 3600)
+				usage_error("--seconds: 1..3600");
 			break;
 		case ':':
 			usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -406,6 +438,13 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		o->local_reg = true;
 		return;
 	}
+	if (!strcmp(test, "overcommit")) {
+		if (o->host || o->loopback || o->baseline || o->vs_pinned ||
+		    o->swapped || o->first_touch)
+			usage_error("overcommit runs both sides itself on 127.0.0.1: no SERVER_HOST, --loopback, --baseline, --vs-pinned, --swapped or --first-touch");
+		o->local_over = true;
+		return;
+	}
 	if (!strcmp(test, "inval_lat")) {
 		if (o->host || o->loopback || o->baseline || o->vs_pinned ||
 		    o->swapped)
@@ -413,6 +452,8 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		o->local_inval = true;
 		return;
 	}
+	if (o->policy && !strcmp(o->policy, "pinned"))
+		usage_error("--policy=pinned is for overcommit only");
 	int t = perf_test_by_name(test);
 
 	if (t < 0)
@@ -822,6 +863,8 @@ int main(int argc, char **argv)
 		return perf_reg_run(&o);
 	if (o.local_inval)
 		return perf_inval_run(&o);
+	if (o.local_over)
+		return perf_over_run(&o);
 	/* --swapped, hol: the server's (here: this machine's) swap */
 	if (perf_swap_check_or_skip(&o))
 		return PERF_EXIT_SKIP;

@@ -365,6 +365,7 @@ static void fill_wqe(struct pw_qp_i *qp, struct pw_wqe *w,
 	w->fence = wr->send_flags & PW_SEND_FENCE;
 	w->solicited = wr->send_flags & PW_SEND_SOLICITED;
 	w->inlined = wr->send_flags & PW_SEND_INLINE;
+	w->nt_asked = false;
 	w->imm = wr->imm_data;
 	w->status = PW_WC_SUCCESS;
 	w->num_sge = (uint8_t)wr->num_sge;
@@ -535,7 +536,8 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 	pw_fault_cancel(&qp->ctx->faults, &qp->fault);
 	pw_fault_cancel(&qp->ctx->faults, &qp->req_fault);
 	pw_fault_cancel(&qp->ctx->faults, &qp->drop_fault);
-	pw_fault_cancel(&qp->ctx->faults, &qp->nt_fault);
+	for (int i = 0; i < PW_NT_BATCH; i++)
+		pw_fault_cancel(&qp->ctx->faults, &qp->nt_fault[i].f);
 	pw_notify_qp_gone(qp);
 	shutdown(qp->fd, SHUT_RDWR);
 	pw_qp_free(qp);

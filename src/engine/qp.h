@@ -58,6 +58,7 @@ struct pw_wqe {
 	bool fence;
 	bool solicited;
 	bool inlined;
+	bool nt_asked;		/* NOTIFY: its FAULT_IN round is done (lock) */
 	enum pw_wc_status status; /* local error found at post or tx time */
 	uint32_t imm;
 	uint32_t rkey;
@@ -251,9 +252,7 @@ struct pw_qp_i {
 	uint64_t stall_start_ns;
 	/* NOTIFY (notify.h): queue and view under the lock */
 	struct pw_qp_notify nt;
-	struct pw_fault nt_fault;	/* a peer's FAULT_IN being faulted */
-	bool nt_fault_busy;	/* lock */
-	uint32_t nt_fault_token; /* lock */
+	struct pw_nt_fault nt_fault[PW_NT_BATCH]; /* the peer's FAULT_INs */
 	struct pw_qp_i *eng_next;	/* engine list (progress thread) */
 };
 

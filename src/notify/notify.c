@@ -317,45 +317,74 @@ static bool view_hit_locked(struct pw_qp_i *qp, uint32_t rkey, uint64_t a,
 	return false;
 }
 
+/* The remote range @w touches, if any: false for a SEND or an empty op. */
+static bool wqe_range(const struct pw_wqe *w, uint64_t *len, bool *write)
+{
+	switch (w->opcode) {
+	case PW_WR_RDMA_WRITE:
+	case PW_WR_RDMA_WRITE_WITH_IMM:
+		*len = w->length;
+		*write = true;
+		break;
+	case PW_WR_RDMA_READ:
+		*len = w->length;
+		*write = false;
+		break;
+	case PW_WR_ATOMIC_CMP_AND_SWP:
+	case PW_WR_ATOMIC_FETCH_AND_ADD:
+		*len = 8;
+		*write = true;
+		break;
+	default:
+		return false;	/* SEND: no remote range */
+	}
+	return *len && *len <= UINT64_MAX - w->raddr;
+}
+
 bool pw_notify_req_ok_locked(struct pw_qp_i *qp, const struct pw_wqe *w)
 {
 	struct pw_qp_notify *nt = &qp->nt;
 	uint64_t len;
 	bool write;
 
-	if (nt->wait)
-		return false;	/* RC order: everything waits for the VALIDATE */
-	if (!nt->nview || !nt->peer)
+	/*
+	 * A request asked for goes once its own VALIDATE is in: requests go
+	 * in order, so those behind it wait anyway (RC), while the target
+	 * is still faulting theirs in.
+	 */
+	if (w->nt_asked) {
+		for (unsigned int i = 0; i < nt->nwait; i++)
+			if (nt->wait_token[i] == w->psn)
+				return false;
 		return true;
-	switch (w->opcode) {
-	case PW_WR_RDMA_WRITE:
-	case PW_WR_RDMA_WRITE_WITH_IMM:
-		len = w->length;
-		write = true;
-		break;
-	case PW_WR_RDMA_READ:
-		len = w->length;
-		write = false;
-		break;
-	case PW_WR_ATOMIC_CMP_AND_SWP:
-	case PW_WR_ATOMIC_FETCH_AND_ADD:
-		len = 8;
-		write = true;
-		break;
-	default:
-		return true;	/* SEND: no remote range */
 	}
-	if (!len || (nt->pass && nt->pass_psn == w->psn) ||
-	    len > UINT64_MAX - w->raddr || !view_hit_locked(qp, w->rkey, w->raddr, len))
+	if (!nt->nview || !nt->peer ||
+	    !wqe_range(w, &len, &write) || !view_hit_locked(qp, w->rkey, w->raddr, len))
 		return true;
-	/* "the writes would not occur if the mapping has not been established" */
-	ntq_push_locked(qp, &(struct pw_nmsg){ .op = PW_OP_FAULT_IN,
-			.token = w->psn, .rkey = w->rkey,
-			.imm = write ? PW_WIRE_FAULT_IN_WRITE : 0,
-			.start = w->raddr, .len = len });
-	nt->wait = true;
-	nt->wait_token = w->psn;
-	return false;
+	/*
+	 * "The writes would not occur if the mapping has not been
+	 * established": ask for this request's range, and for those of the
+	 * requests queued behind it, in one round trip (they would each
+	 * wait for one otherwise, the QP held every time).
+	 */
+	for (uint32_t c = qp->sq_next; c != qp->sq_tail && nt->nwait < PW_NT_BATCH &&
+	     nt->qcount < PW_NTQ_MAX; c++) {
+		struct pw_wqe *x = pw_sq_at(qp, c);
+
+		if (x->status != PW_WC_SUCCESS)
+			break;
+		if (x->nt_asked || !wqe_range(x, &len, &write) ||
+		    !view_hit_locked(qp, x->rkey, x->raddr, len))
+			continue;
+		ntq_push_locked(qp, &(struct pw_nmsg){ .op = PW_OP_FAULT_IN,
+				.token = x->psn, .rkey = x->rkey,
+				.imm = write ? PW_WIRE_FAULT_IN_WRITE : 0,
+				.start = x->raddr, .len = len });
+		/* each request gets one round at most: churn cannot hold it */
+		x->nt_asked = true;
+		nt->wait_token[nt->nwait++] = x->psn;
+	}
+	return false;	/* asked now, or when a batch slot frees up */
 }
 
 /* ------------------------------------------------------------------ */
@@ -386,16 +415,17 @@ static uint64_t mr_gen(struct pw_qp_i *qp, uint32_t rkey)
 
 static void fault_in_done(struct pw_fault *f)
 {
-	struct pw_qp_i *qp = container_of(f, struct pw_qp_i, nt_fault);
+	struct pw_nt_fault *nf = container_of(f, struct pw_nt_fault, f);
+	struct pw_qp_i *qp = nf->qp;
 	/* the generation before any later invalidation is queued behind us */
 	uint64_t gen = mr_gen(qp, f->key);
 
 	if (!qp->in_engine)
 		return;		/* destroyed meanwhile: pw_destroy_qp cancels */
 	pthread_mutex_lock(&qp->lock);
-	qp->nt_fault_busy = false;
+	nf->busy = false;
 	if (pw_qp_get_state(qp) == PW_QPS_RTS)
-		answer_locked(qp, qp->nt_fault_token, f->key, f->addr, f->len,
+		answer_locked(qp, nf->token, f->key, f->addr, f->len,
 			      f->err ? PW_SYN_REMOTE_ACCESS : PW_SYN_OK, gen);
 	pthread_mutex_unlock(&qp->lock);
 }
@@ -403,6 +433,7 @@ static void fault_in_done(struct pw_fault *f)
 static void rx_fault_in(struct pw_qp_i *qp, const struct pw_hdr *h)
 {
 	bool write = h->nflags & PW_WIRE_FAULT_IN_WRITE;
+	struct pw_nt_fault *nf = NULL;
 	struct pw_mr_i *mr;
 	uint32_t syn = PW_SYN_OK;
 	bool odp = false;
@@ -423,23 +454,30 @@ static void rx_fault_in(struct pw_qp_i *qp, const struct pw_hdr *h)
 		pw_mr_put(mr);
 	}
 	pthread_mutex_lock(&qp->lock);
-	if (syn == PW_SYN_OK && odp && qp->nt_fault_busy)
-		syn = PW_SYN_REMOTE_ACCESS;	/* one at a time (section 14) */
+	if (syn == PW_SYN_OK && odp) {
+		for (int i = 0; i < PW_NT_BATCH && !nf; i++)
+			if (!qp->nt_fault[i].busy)
+				nf = &qp->nt_fault[i];
+		/* more than a batch at once (section 14): the op will fault */
+		if (!nf)
+			syn = PW_SYN_REMOTE_ACCESS;
+	}
 	if (syn != PW_SYN_OK || !odp) {
 		/* pinned memory is always there; a bad range is answered now */
 		answer_locked(qp, h->psn, h->rkey, h->raddr, h->range_len, syn, gen);
 		pthread_mutex_unlock(&qp->lock);
 		return;
 	}
-	qp->nt_fault_busy = true;
-	qp->nt_fault_token = h->psn;
+	nf->busy = true;
+	nf->token = h->psn;
+	nf->qp = qp;
 	pthread_mutex_unlock(&qp->lock);
-	qp->nt_fault.key = h->rkey;
-	qp->nt_fault.addr = h->raddr;
-	qp->nt_fault.len = h->range_len;
-	qp->nt_fault.write = write;
-	qp->nt_fault.done = fault_in_done;
-	pw_fault_submit(&qp->ctx->faults, &qp->nt_fault);
+	nf->f.key = h->rkey;
+	nf->f.addr = h->raddr;
+	nf->f.len = h->range_len;
+	nf->f.write = write;
+	nf->f.done = fault_in_done;
+	pw_fault_submit(&qp->ctx->faults, &nf->f);
 }
 
 void pw_notify_rx(struct pw_qp_i *qp, const struct pw_hdr *h)
@@ -460,16 +498,16 @@ void pw_notify_rx(struct pw_qp_i *qp, const struct pw_hdr *h)
 	} else {
 		if (h->syndrome == PW_SYN_OK)
 			view_clear_locked(qp, h->rkey, h->raddr, end, h->gen);
-		if (nt->wait && h->psn == nt->wait_token) {
-			/*
-			 * Answered: the held request goes now, valid or not
-			 * (an error is the target's to report), and never
-			 * asks twice.
-			 */
-			nt->wait = false;
-			nt->pass = true;
-			nt->pass_psn = h->psn;
-			pw_tx_flush_locked(qp);
+		/*
+		 * Answered: the request goes when its turn comes, valid or
+		 * not (an error is the target's to report); none asks twice.
+		 */
+		for (unsigned int i = 0; i < nt->nwait; i++) {
+			if (nt->wait_token[i] != h->psn)
+				continue;
+			nt->wait_token[i] = nt->wait_token[--nt->nwait];
+			pw_tx_flush_locked(qp);	/* it may be the next to go */
+			break;
 		}
 	}
 	pthread_mutex_unlock(&qp->lock);

@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "paging/fault.h"
+
 struct pw_context;
 struct pw_pd;
 struct pw_qp_i;
@@ -34,9 +36,15 @@ struct pw_wqe;
 struct pw_hdr;
 
 #define PW_NRING_MAX	256	/* invalidations waiting for the engine, per context */
-#define PW_NTQ_MAX	16	/* notifications queued for sending, per QP */
-#define PW_NTQ_INVAL	14	/* of those, INVALIDATEs: room stays for answers */
+#define PW_NTQ_MAX	32	/* notifications queued for sending, per QP */
+#define PW_NTQ_INVAL	14	/* of those, INVALIDATEs: room stays for 8 + 8 FAULT_IN/VALIDATE */
 #define PW_RVIEW_MAX	64	/* invalid ranges a requester remembers, per QP */
+/*
+ * FAULT_INs a requester sends at once (the invalid ranges of the next
+ * requests in its send queue: one round trip for all of them) and a
+ * target serves at once per QP.
+ */
+#define PW_NT_BATCH	8
 
 /* one invalidation waiting for the engine */
 struct pw_ninv {
@@ -90,11 +98,17 @@ struct pw_qp_notify {
 	struct pw_rview_ent view[PW_RVIEW_MAX];
 	unsigned int nview;
 	uint64_t clock;
-	/* requester: a FAULT_IN is out; requests wait for its VALIDATE */
-	bool wait;
-	uint32_t wait_token;
-	bool pass;		/* request pass_psn had its FAULT_IN round */
-	uint32_t pass_psn;
+	/* requester: FAULT_INs out; requests wait for all their VALIDATEs */
+	unsigned int nwait;
+	uint32_t wait_token[PW_NT_BATCH];
+};
+
+/* target: one FAULT_IN being faulted in (embedded in the QP) */
+struct pw_nt_fault {
+	struct pw_fault f;
+	struct pw_qp_i *qp;
+	uint32_t token;		/* qp->lock */
+	bool busy;		/* qp->lock */
 };
 
 void pw_nring_init(struct pw_nring *r);
