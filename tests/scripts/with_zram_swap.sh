@@ -1,6 +1,6 @@
 #!/bin/sh
-# with_zram_swap.sh CMD...: run CMD with a 256 MiB zram swap device that
-# this script sets up and always tears down. Exit 77 (CTest: skipped, with
+# with_zram_swap.sh CMD...: run CMD with a zram swap device (ZRAM_SIZE,
+# default 256M) that this script sets up and always tears down. Exit 77 (CTest: skipped, with
 # the reason printed) when not root or when zram is not available.
 set -u
 if [ "$(id -u)" != 0 ]; then
@@ -23,7 +23,7 @@ cleanup() {
 	echo "$n" >/sys/class/zram-control/hot_remove 2>/dev/null
 }
 trap cleanup EXIT INT TERM
-echo 256M >"/sys/block/zram$n/disksize" || exit 1
+echo "${ZRAM_SIZE:-256M}" >"/sys/block/zram$n/disksize" || exit 1
 mkswap "$dev" >/dev/null || exit 1
 swapon -p 32767 "$dev" || { echo "SKIP: swapon $dev failed" >&2; exit 77; }
 "$@"

@@ -57,6 +57,26 @@ reg)
 	"$PERF" reg --loopback >/dev/null 2>&1
 	[ $? = 2 ] || fail "reg --loopback must be a usage error (2)"
 	;;
+overcommit)
+	# every policy finishes with every byte verified (no swap needed at
+	# this size: the budget then only invalidates); the JSON contract
+	for pol in pinned stall drop notify; do
+		out=$("$PERF" overcommit --json --policy=$pol --budget=4M --ratio=4 --seconds=1) ||
+			fail "overcommit --policy=$pol exited $?: $out"
+		echo "$out" | json_check ops_per_s bw_MBps lat_p50_us lat_p99_us peak_rss_bytes ||
+			fail "overcommit $pol JSON"
+		for f in policy faults invalidations notifications retransmitted_bytes \
+			 wasted_bytes budget_bytes; do
+			echo "$out" | grep -q "\"$f\":" || fail "overcommit $pol: no $f"
+		done
+		echo "$out" | grep -q '"verified":true' || fail "overcommit $pol not verified: $out"
+	done
+	echo "$out" | grep -q '"policy":"notify"' || fail "overcommit: policy not reported"
+	"$PERF" overcommit --ratio=0 >/dev/null 2>&1
+	[ $? = 2 ] || fail "overcommit --ratio=0 must be a usage error (2)"
+	"$PERF" write_bw --loopback --policy=pinned >/dev/null 2>&1
+	[ $? = 2 ] || fail "--policy=pinned outside overcommit must be a usage error (2)"
+	;;
 inval_lat)
 	# both events measured, every INVALIDATE reached the peer (missed 0);
 	# exit 77 (the notifier is off here) is a skip, said by the tool
