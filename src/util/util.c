@@ -54,3 +54,7 @@ void pw_random_bytes(void *buf, size_t len)
 		len -= (size_t)n;
 	}
 }
+
+#ifdef PW_TSAN_WIRE
+char pw_tsan_wire;	/* the object "the wire" is released and acquired on */
+#endif
