@@ -306,6 +306,26 @@ enum pw_wc_status pw_qp_check_sges(struct pw_qp_i *qp, const struct pw_sge *sge,
 				   int n, bool write, uint64_t *total);
 enum pw_wc_status pw_syndrome_to_status(uint32_t syndrome);
 
+/*
+ * Make @h the message tx sends next, from its first byte. Its payload
+ * (ndata, data_left) and trailer (trailer_len, syndrome) are the caller's
+ * to set; every other transmit field starts afresh here.
+ */
+static inline void pw_tx_start_locked(struct pw_qp_i *qp, enum pw_tx_kind kind,
+				      const struct pw_hdr *h)
+{
+	struct pw_tx *tx = &qp->tx;
+
+	pw_wire_encode_hdr(h, tx->hdr);
+	tx->kind = kind;
+	tx->hdr_off = 0;
+	tx->didx = 0;
+	tx->doff = 0;
+	tx->zero_fill = false;
+	tx->trailer_off = 0;
+	tx->wqe = NULL;
+}
+
 /* tx.c */
 void pw_tx_flush_locked(struct pw_qp_i *qp);
 /* The stream can carry nothing more (cut mid-message, or dead): shut it. */

@@ -159,15 +159,9 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 		}
 		break;
 	}
-	pw_wire_encode_hdr(&h, tx->hdr);
-	tx->kind = TX_REQ;
+	pw_tx_start_locked(qp, TX_REQ, &h);
 	tx->wqe = w;
-	tx->hdr_off = 0;
-	tx->didx = 0;
-	tx->doff = 0;
-	tx->zero_fill = false;
 	tx->trailer_len = 0;
-	tx->trailer_off = 0;
 	if (rd)
 		qp->rd_out++;
 	qp->sq_next++;

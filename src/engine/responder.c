@@ -88,15 +88,8 @@ bool pw_resp_next_locked(struct pw_qp_i *qp)
 	} else {
 		return false;
 	}
-	pw_wire_encode_hdr(&h, tx->hdr);
-	tx->kind = TX_RESP;
-	tx->hdr_off = 0;
-	tx->didx = 0;
-	tx->doff = 0;
-	tx->zero_fill = false;
+	pw_tx_start_locked(qp, TX_RESP, &h);
 	tx->syndrome = PW_SYN_OK;
-	tx->trailer_off = 0;
-	tx->wqe = NULL;
 	return true;
 }
 

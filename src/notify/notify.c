@@ -183,17 +183,10 @@ bool pw_notify_next_locked(struct pw_qp_i *qp)
 	h.imm = m.imm;
 	h.range_len = m.len;
 	h.gen = m.gen;
-	pw_wire_encode_hdr(&h, tx->hdr);
-	tx->kind = TX_CTL;
-	tx->hdr_off = 0;
+	pw_tx_start_locked(qp, TX_CTL, &h);
 	tx->ndata = 0;
-	tx->didx = 0;
-	tx->doff = 0;
 	tx->data_left = 0;
-	tx->zero_fill = false;
 	tx->trailer_len = 0;
-	tx->trailer_off = 0;
-	tx->wqe = NULL;
 	if (m.op == PW_OP_FAULT_IN)
 		atomic_fetch_add_explicit(&qp->ctx->nring.fault_in_sent, 1,
 					  memory_order_relaxed);
