@@ -477,3 +477,24 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 	errno = -ret;
 	return NULL;
 }
+
+struct pw_qp *pw_qp_attach_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			      int fd, uint32_t my_psn, uint32_t peer_psn,
+			      uint32_t peer_features)
+{
+	struct pw_wire_conn peer = { .min_version = PW_WIRE_VERSION,
+				     .max_version = PW_WIRE_VERSION,
+				     .features = peer_features, .qpn = 1 };
+	struct pw_hdr h = { .psn = peer_psn };
+	struct pw_qp_i *qp;
+
+	if (!pd || !attr || fd < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	qp = pw_qp_create(pd, attr, -1);
+	if (!qp)
+		return NULL;
+	go_live(qp, fd, my_psn, &h, &peer);
+	return &qp->ibqp;
+}

@@ -369,4 +369,13 @@ void pw_rx_protocol_error(struct pw_qp_i *qp);
 /* responder.c */
 bool pw_resp_push_locked(struct pw_qp_i *qp, const struct pw_resp *r);
 
+/*
+ * cm.c, for the fuzz harnesses only: a live QP over a connected,
+ * non-blocking stream socket @fd, as if the handshake had happened with a
+ * peer offering @peer_features and starting at @peer_psn. The QP owns @fd.
+ */
+struct pw_qp *pw_qp_attach_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			      int fd, uint32_t my_psn, uint32_t peer_psn,
+			      uint32_t peer_features);
+
 #endif /* PW_ENGINE_QP_H */
