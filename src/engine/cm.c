@@ -498,3 +498,32 @@ struct pw_qp *pw_qp_attach_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	go_live(qp, fd, my_psn, &h, &peer);
 	return &qp->ibqp;
 }
+
+struct pw_qp *pw_cm_accept_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			      int fd, int timeout_ms)
+{
+	uint64_t deadline = pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct pw_wire_conn mine, peer;
+	struct pw_qp_i *qp;
+	struct pw_hdr h;
+	int ret;
+
+	if (!pd || !attr || fd < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	qp = pw_qp_create(pd, attr, -1);
+	if (!qp)
+		return NULL;
+	fill_conn(&mine, qp, attr, NULL);
+	ret = handshake_in(fd, &h, &peer, deadline);
+	if (!ret)
+		ret = send_cm(fd, PW_OP_CONNECT_REP, 0x100, &mine, deadline);
+	if (ret) {
+		pw_qp_free(qp);
+		errno = -ret;
+		return NULL;
+	}
+	go_live(qp, fd, 0x100, &h, &peer);
+	return &qp->ibqp;
+}

@@ -377,5 +377,12 @@ bool pw_resp_push_locked(struct pw_qp_i *qp, const struct pw_resp *r);
 struct pw_qp *pw_qp_attach_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			      int fd, uint32_t my_psn, uint32_t peer_psn,
 			      uint32_t peer_features);
+/*
+ * cm.c, for the fuzz harnesses only: the server side of the handshake
+ * (pw_accept's, for one connection) on @fd. Return the live QP, which
+ * owns @fd, or NULL with errno set (the caller keeps @fd).
+ */
+struct pw_qp *pw_cm_accept_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			      int fd, int timeout_ms);
 
 #endif /* PW_ENGINE_QP_H */

@@ -40,7 +40,7 @@
 #define FR_RECVS	16
 #define FR_RECV_LEN	4096
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "replay_inputs.h"
 
 static struct {
 	struct pw_context *ctx;
@@ -208,82 +208,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifndef PW_LIBFUZZER
 /*
- * gcc build: replay every file given (or in the directories given), then
- * N deterministic mutations of each: byte flips and truncations.
+ * gcc replay (replay_inputs.c): the harness must reach memory, or it
+ * tests nothing: the corpus writes into both MRs (keys patched), so
+ * neither can be all zero.
  */
-#include <dirent.h>
-#include <sys/stat.h>
-
-static int replay_file(const char *path, unsigned int mutations, uint32_t *seed)
+int fuzz_after_replay(void)
 {
-	FILE *f = fopen(path, "rb");
-	uint8_t in[65536];
-	size_t n;
-
-	if (!f)
-		return -1;
-	n = fread(in, 1, sizeof(in), f);
-	fclose(f);
-	LLVMFuzzerTestOneInput(in, n);
-	for (unsigned int m = 0; m < mutations && n; m++) {
-		uint8_t mut[65536];
-		size_t len = n;
-
-		memcpy(mut, in, n);
-		for (int k = 0; k < 4; k++) {
-			*seed = *seed * 1103515245u + 12345u;
-			mut[(*seed >> 8) % n] ^= (uint8_t)(1u << ((*seed >> 4) & 7));
-		}
-		if ((*seed & 0xf) == 0)
-			len = (*seed >> 12) % n;
-		LLVMFuzzerTestOneInput(mut, len);
-	}
-	return 0;
-}
-
-int main(int argc, char **argv)
-{
-	unsigned int mutations = 50, files = 0;
-	uint32_t seed = 1;
-
-	for (int i = 1; i < argc; i++) {
-		struct stat st;
-
-		if (!strcmp(argv[i], "-n") && i + 1 < argc) {
-			mutations = (unsigned int)strtoul(argv[++i], NULL, 10);
-			continue;
-		}
-		if (stat(argv[i], &st))
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			DIR *d = opendir(argv[i]);
-			struct dirent *e;
-
-			while (d && (e = readdir(d))) {
-				char p[4096];
-
-				if (e->d_name[0] == '.')
-					continue;
-				snprintf(p, sizeof(p), "%s/%s", argv[i], e->d_name);
-				if (!replay_file(p, mutations, &seed))
-					files++;
-			}
-			if (d)
-				closedir(d);
-		} else if (!replay_file(argv[i], mutations, &seed)) {
-			files++;
-		}
-	}
-	printf("fuzz_responder: %u inputs and %u mutations each, no finding\n",
-	       files, mutations);
-	if (!files) {
-		fprintf(stderr, "fuzz_responder: no input\n");
-		return 1;
-	}
-	/*
-	 * The harness must reach memory, or it tests nothing: the corpus
-	 * writes into both MRs (keys patched), so neither can be all zero.
-	 */
 	for (int i = 0; i < 2; i++) {
 		size_t nz = 0;
 
