@@ -36,17 +36,11 @@ asan: deps
 # (clang). Not the `tools` label: those drive pagewire-perf measurements, and
 # its `reg` wants 1 TiB of address space in one piece, which TSan's memory
 # layout often lacks (the tests' own 1 TiB cases shrink there by themselves).
-# Not integration.op.mixed_modes either, for now: an intermittent report
-# (the responder's sendmsg of a READ source against the test refilling that
-# buffer for its next round) that is not explained yet; docs/design.md,
-# "Known open TSan report". TSAN_EXCLUDE= runs it too.
-TSAN_EXCLUDE ?= ^integration\.op\.mixed_modes$$
 tsan: deps
 	@CC=clang cmake -S . -B $(TSAN_BUILD) -DPW_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 \
-		ctest --output-on-failure -j $(JOBS) -LE tools \
-		$(if $(TSAN_EXCLUDE),-E '$(TSAN_EXCLUDE)') $(CTEST_ARGS)
+		ctest --output-on-failure -j $(JOBS) -LE tools $(CTEST_ARGS)
 
 # pagewire vs raw TCP, libfabric tcp and UCX tcp, one run, ratios; writes
 # BENCHMARKS.md and bench/out/bw_vs_size.svg. BENCH_QUICK=1 for ~2 minutes.

@@ -108,8 +108,6 @@ static ssize_t fill(struct pw_qp_i *qp)
 	do {
 		n = recv(qp->fd, rx->buf + rx->tail, room, MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
-	if (n > 0)
-		pw_wire_received();	/* TSan: after the peer's send (util.h) */
 	if (n > 0) {
 		/* short: the socket is empty, skip the EAGAIN round trip */
 		rx->drained = (size_t)n < room;
@@ -259,7 +257,6 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 	if (n > 0) {
 		size_t want = iov[cnt].iov_len;
 
-		pw_wire_received();	/* TSan: after the peer's send (util.h) */
 		dlen = 0;
 		for (int i = 0; i < cnt; i++)
 			dlen += iov[i].iov_len;

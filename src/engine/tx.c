@@ -175,8 +175,7 @@ static int send_current(struct pw_qp_i *qp)
 		if (cnt < 0)
 			return -1;
 		mh.msg_iovlen = (size_t)cnt;
-		pw_wire_sent();	/* TSan: the peer's receive follows this (util.h) */
-		r = sendmsg(qp->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		r = pw_sendmsg(qp->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 		pw_kiov_put(uses, nuses);
 		if (r >= 0) {
 			advance(tx, (size_t)r);

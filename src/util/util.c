@@ -55,6 +55,61 @@ void pw_random_bytes(void *buf, size_t len)
 	}
 }
 
-#ifdef PW_TSAN_WIRE
-char pw_tsan_wire;	/* the object "the wire" is released and acquired on */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PW_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define PW_TSAN 1
+#endif
+
+#ifdef PW_TSAN
+void __tsan_read_range(void *addr, unsigned long size);
+const char *__tsan_default_options(void);
+
+/* see pw_sendmsg(): the reads are recorded by us, before the call */
+const char *__tsan_default_options(void)
+{
+	return "intercept_send=0";
+}
+
+/*
+ * Record reads of the payload: bytes [from, to) of the iovec list. Before
+ * the call only the first PRE bytes (a call rarely takes more than a socket
+ * buffer, and recording all of a large remainder on every partial send
+ * would cost O(n^2)); what a call took beyond that is recorded after it.
+ */
+#define PW_TSAN_SEND_PRE (256u * 1024)
+
+static void tsan_read_iov(const struct msghdr *mh, size_t from, size_t to)
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < mh->msg_iovlen && off < to; i++) {
+		size_t len = mh->msg_iov[i].iov_len;
+		size_t a = from > off ? from - off : 0;
+		size_t b = to - off < len ? to - off : len;
+
+		if (a < b)
+			__tsan_read_range((char *)mh->msg_iov[i].iov_base + a, b - a);
+		off += len;
+	}
+}
+
+ssize_t pw_sendmsg(int fd, const struct msghdr *mh, int flags)
+{
+	ssize_t r;
+
+	tsan_read_iov(mh, 0, PW_TSAN_SEND_PRE);
+	r = sendmsg(fd, mh, flags);
+	if (r > (ssize_t)PW_TSAN_SEND_PRE)
+		tsan_read_iov(mh, PW_TSAN_SEND_PRE, (size_t)r);
+	return r;
+}
+#else
+ssize_t pw_sendmsg(int fd, const struct msghdr *mh, int flags)
+{
+	return sendmsg(fd, mh, flags);
+}
 #endif

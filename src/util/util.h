@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -66,32 +68,15 @@ void pw_raw_free(void *p, size_t len);
 size_t pw_raw_size(size_t len);
 
 /*
- * ThreadSanitizer cannot see a byte stream as synchronization: a peer
- * context in the same process (the integration tests' pairs) reads, in
- * its responder, memory the application wrote before posting, ordered
- * only by the request's bytes crossing a socket. The transmit path
- * releases and the receive path acquires one object standing for "the
- * wire", which is the real order (nothing is received before it was
- * sent). Nothing in other builds.
+ * sendmsg(2) for the data path. TSan builds record the payload reads
+ * before the call: TSan's interceptor records them after it returns, when
+ * on loopback the peer may already have received the bytes, completed the
+ * op and reused the buffer, which it then reports as a race
+ * (integration.op.mixed_modes). Its own late check is turned off for
+ * these builds (intercept_send=0, util.c); its ordering of sockets (a
+ * send releases, a receive acquires) stays. Elsewhere plain sendmsg.
  */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PW_TSAN_WIRE 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define PW_TSAN_WIRE 1
-#endif
-#ifdef PW_TSAN_WIRE
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-extern char pw_tsan_wire;
-#define pw_wire_sent()		__tsan_release(&pw_tsan_wire)
-#define pw_wire_received()	__tsan_acquire(&pw_tsan_wire)
-#else
-#define pw_wire_sent()		do { } while (0)
-#define pw_wire_received()	do { } while (0)
-#endif
+ssize_t pw_sendmsg(int fd, const struct msghdr *mh, int flags);
 
 /* Fill @buf with cryptographically random bytes (keys must be unpredictable). */
 void pw_random_bytes(void *buf, size_t len);

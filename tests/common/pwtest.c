@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -270,6 +271,14 @@ static const bool defined_tsan = true;
 #else
 static const bool defined_tsan = false;
 #endif
+
+bool pwt_peek(void *dst, const void *p, size_t len)
+{
+	struct iovec l = { .iov_base = dst, .iov_len = len };
+	struct iovec r = { .iov_base = (void *)(uintptr_t)p, .iov_len = len };
+
+	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)len;
+}
 
 bool pwt_under_tsan(void)
 {

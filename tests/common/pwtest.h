@@ -175,6 +175,13 @@ void *pwt_map(size_t len);
 size_t pwt_map_huge(void **p, size_t len);
 /* Built with ThreadSanitizer (pwt_map_huge may then map less). */
 bool pwt_under_tsan(void);
+/*
+ * Copy @len bytes from @p, which the engine may be writing right now (a
+ * test sampling a transfer in flight), through process_vm_readv: the race
+ * is deliberate, and a plain read would be reported by ThreadSanitizer as
+ * the race it is. Returns false if the memory cannot be read.
+ */
+bool pwt_peek(void *dst, const void *p, size_t len);
 void pwt_unmap(void *p, size_t len);
 
 /* ------------------------------------------------------------------ */

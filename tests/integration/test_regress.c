@@ -74,13 +74,21 @@ static void expect_still_unmapped(const void *p, size_t len)
 }
 
 /* Waits until the byte at @p is nonzero. */
+static uint8_t peek_u8(const uint8_t *p)
+{
+	uint8_t v = 0;
+
+	PWT_ASSERT(pwt_peek(&v, p, 1));
+	return v;
+}
+
+/* Sample a byte a transfer in flight writes (pwt_peek: a deliberate race). */
 static void wait_nonzero(const uint8_t *p, int ms, const char *what)
 {
-	const volatile uint8_t *v = p;
 	uint64_t deadline = pwt_now_ms() + (uint64_t)ms;
 	unsigned int spins = 0;
 
-	while (*v == 0) {
+	while (peek_u8(p) == 0) {
 		if (++spins % 1024 == 0) {
 			PWT_ASSERTF(pwt_now_ms() < deadline,
 				    "%s: no byte arrived within %d ms", what, ms);
@@ -473,10 +481,9 @@ static bool dereg_src_midway_once(size_t len)
 	PWT_OK(pwt_post_send1(p.a.qp, PW_WR_SEND, ERR_WR_ID, src, (uint32_t)len,
 			      smr->lkey, 0, PW_SEND_SIGNALED));
 	{
-		const volatile uint8_t *v = rbuf;
 		uint64_t deadline = pwt_now_ms() + PWT_TIMEOUT_MS;
 
-		while (*v == RECV_BYTE) {
+		while (peek_u8(rbuf) == RECV_BYTE) {
 			PWT_ASSERTF(pwt_now_ms() < deadline,
 				    "receive buffer: no byte arrived within %d ms",
 				    PWT_TIMEOUT_MS);
@@ -487,7 +494,7 @@ static bool dereg_src_midway_once(size_t len)
 	t_dereg = pwt_now_us() - t0;
 	/* Placement is in order: had the receiver got close to the end, the
 	 * sender could have sent the whole message before the dereg. */
-	near_end = ((const volatile uint8_t *)rbuf)[len - IN_FLIGHT_MAX] != RECV_BYTE;
+	near_end = peek_u8(rbuf + len - IN_FLIGHT_MAX) != RECV_BYTE;
 	/* The application reuses the source at once. */
 	memset(src, 0, len);
 
@@ -688,14 +695,18 @@ static bool destroy_read_resp_once(size_t big)
 
 	/* b executed the WRITE, hence the READ before it (RC order). */
 	deadline = pwt_now_ms() + PWT_TIMEOUT_MS;
-	while (memcmp((const void *)(bmem.buf.addr + 4096 + 256),
-		      asrc.buf.addr + 256, 64) != 0) {
+	for (;;) {
+		uint8_t got[64];
+
+		PWT_ASSERT(pwt_peek(got, bmem.buf.addr + 4096 + 256, sizeof(got)));
+		if (!memcmp(got, asrc.buf.addr + 256, sizeof(got)))
+			break;
 		PWT_ASSERTF(pwt_now_ms() < deadline,
 			    "a's WRITE did not land at b within %d ms", PWT_TIMEOUT_MS);
 		sched_yield();
 	}
 
-	if (((const volatile uint8_t *)abig.addr)[big - 1] != 0)
+	if (peek_u8(abig.addr + big - 1) != 0)
 		vacuous = "the big WRITE had fully arrived";
 	else if ((n = pw_poll_cq(p.b.scq, 1, &wc)) != 0)
 		vacuous = "the big WRITE had completed";
