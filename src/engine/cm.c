@@ -478,6 +478,17 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 	return NULL;
 }
 
+/* The fuzz harnesses' hooks below: their arguments, and a QP not yet live. */
+static struct pw_qp_i *harness_qp(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+				  int fd)
+{
+	if (!pd || !attr || fd < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return pw_qp_create(pd, attr, -1);
+}
+
 struct pw_qp *pw_qp_attach_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			      int fd, uint32_t my_psn, uint32_t peer_psn,
 			      uint32_t peer_features)
@@ -488,11 +499,7 @@ struct pw_qp *pw_qp_attach_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	struct pw_hdr h = { .psn = peer_psn };
 	struct pw_qp_i *qp;
 
-	if (!pd || !attr || fd < 0) {
-		errno = EINVAL;
-		return NULL;
-	}
-	qp = pw_qp_create(pd, attr, -1);
+	qp = harness_qp(pd, attr, fd);
 	if (!qp)
 		return NULL;
 	go_live(qp, fd, my_psn, &h, &peer);
@@ -508,11 +515,7 @@ struct pw_qp *pw_cm_accept_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	struct pw_hdr h;
 	int ret;
 
-	if (!pd || !attr || fd < 0) {
-		errno = EINVAL;
-		return NULL;
-	}
-	qp = pw_qp_create(pd, attr, -1);
+	qp = harness_qp(pd, attr, fd);
 	if (!qp)
 		return NULL;
 	fill_conn(&mine, qp, attr, NULL);
