@@ -83,11 +83,26 @@ enum pw_fault_policy {
  *                are reclaimed (invalidate, tell the peers, MADV_PAGEOUT:
  *                needs swap for anonymous memory). 0 takes PW_MEM_BUDGET
  *                (e.g. "256M"), else no budget
+ * @peer_timeout_ms: dead-peer bound for the context's connections: a peer
+ *                that stops answering (host gone, link cut) fails the QP
+ *                with PW_WC_RETRY_EXC_ERR within about this long, whether
+ *                data is outstanding (TCP_USER_TIMEOUT) or the link is idle
+ *                (keepalive probes). 0 takes PW_PEER_TIMEOUT_MS, else
+ *                30000; at least 1000 (docs/limits.md)
+ * @max_half_open: incoming connections per listener that may sit in the
+ *                handshake at once; past it the oldest is dropped, so a
+ *                flood of silent connects cannot hold out a real client
+ *                or fds. 0 = default 64, at most 4096
+ * @handshake_timeout_ms: how long an incoming connection may take to send
+ *                its CONNECT_REQ; 0 = default 5000
  */
 struct pw_context_attr {
 	uint32_t flags;
 	uint32_t fault_policy;
 	uint64_t mem_budget;
+	uint32_t peer_timeout_ms;
+	uint32_t max_half_open;
+	uint32_t handshake_timeout_ms;
 };
 
 /** struct pw_pd - protection domain */
@@ -506,6 +521,15 @@ struct pw_stats {
 	uint64_t reclaim_paged_out;
 	uint64_t reclaim_unfreed;
 	uint64_t reclaim_no_swap;
+	/*
+	 * Limits (docs/limits.md): incoming connections dropped from a
+	 * listener's handshake set because it was full (max_half_open), and
+	 * ones that failed it (timeout, EOF, not our protocol); READ/ATOMIC
+	 * requests refused because the peer overran max_dest_rd_atomic.
+	 */
+	uint64_t conn_half_open_dropped;
+	uint64_t conn_handshake_failed;
+	uint64_t rd_atomic_overrun;
 };
 
 /**
@@ -597,6 +621,8 @@ struct pw_qp_cap {
  *                longest back-off (100 ms; it doubles from the peer's hint
  *                up to there) before the WR fails with PW_WC_RETRY_EXC_ERR:
  *                0 = default (7), 1..7, or PW_RNR_RETRY_NONE for none
+ * @peer_timeout_ms: this QP's dead-peer bound (see pw_context_attr);
+ *                0 = the context's, else at least 1000
  *
  * Numeric fields left at zero take the documented defaults; the values in
  * effect are written back into @cap by pw_connect()/pw_accept().
@@ -613,6 +639,7 @@ struct pw_qp_init_attr {
 	uint32_t min_rnr_timer_us;
 	uint32_t fault_policy;
 	int retry_cnt;
+	uint32_t peer_timeout_ms;
 };
 
 /**

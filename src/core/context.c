@@ -14,6 +14,32 @@ static void budget_added(struct pw_fault_engine *fe)
 	pw_budget_kick(&container_of(fe, struct pw_context, faults)->budget);
 }
 
+/* The limits of docs/limits.md: attribute, else environment, else default. */
+static int context_limits(struct pw_context *ctx, const struct pw_context_attr *attr)
+{
+	const char *e = getenv("PW_PEER_TIMEOUT_MS");
+
+	ctx->peer_timeout_ms = attr ? attr->peer_timeout_ms : 0;
+	if (!ctx->peer_timeout_ms && e && *e) {
+		char *end;
+		unsigned long v = strtoul(e, &end, 10);
+
+		if (*end || v < PW_MIN_PEER_TIMEOUT_MS || v > INT32_MAX) {
+			pw_set_error("pw_open: PW_PEER_TIMEOUT_MS must be a number of ms >= %d",
+				     PW_MIN_PEER_TIMEOUT_MS);
+			return -EINVAL;
+		}
+		ctx->peer_timeout_ms = (uint32_t)v;
+	}
+	if (!ctx->peer_timeout_ms)
+		ctx->peer_timeout_ms = PW_DEF_PEER_TIMEOUT_MS;
+	ctx->max_half_open = attr && attr->max_half_open ? attr->max_half_open :
+			     PW_DEF_HALF_OPEN;
+	ctx->handshake_ms = attr && attr->handshake_timeout_ms ?
+			    attr->handshake_timeout_ms : PW_DEF_HANDSHAKE_MS;
+	return 0;
+}
+
 struct pw_context *pw_open(const struct pw_context_attr *attr)
 {
 	struct pw_context *ctx;
@@ -24,6 +50,13 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 		     attr->fault_policy > PW_FAULT_NOTIFY)) {
 		pw_set_error("pw_open: unknown flags 0x%x or fault policy %u",
 			     attr->flags, attr->fault_policy);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (attr && ((attr->peer_timeout_ms && attr->peer_timeout_ms < PW_MIN_PEER_TIMEOUT_MS) ||
+		     attr->max_half_open > PW_MAX_HALF_OPEN)) {
+		pw_set_error("pw_open: peer_timeout_ms must be 0 or >= %d, max_half_open <= %d",
+			     PW_MIN_PEER_TIMEOUT_MS, PW_MAX_HALF_OPEN);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -44,6 +77,9 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 				    e && !strcmp(e, "notify") ? PW_FAULT_NOTIFY :
 				    PW_FAULT_STALL;
 	}
+	ret = context_limits(ctx, attr);
+	if (ret)
+		goto err_free;
 	ret = pw_keytable_init(&ctx->keys);
 	if (ret)
 		goto err_free;
@@ -201,6 +237,11 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 						 memory_order_relaxed);
 	s.reclaim_no_swap = atomic_load_explicit(&ctx->budget.no_swap,
 						 memory_order_relaxed);
+	s.conn_half_open_dropped = atomic_load_explicit(&ctx->conn_dropped,
+							memory_order_relaxed);
+	s.conn_handshake_failed = atomic_load_explicit(&ctx->conn_failed,
+						       memory_order_relaxed);
+	s.rd_atomic_overrun = atomic_load_explicit(&ctx->rd_overrun, memory_order_relaxed);
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

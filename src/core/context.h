@@ -15,6 +15,16 @@
 #include "paging/fault.h"
 #include "util/util.h"
 
+/*
+ * Limits against a dead or hostile peer (issue 7, docs/limits.md). The
+ * dead-peer bound defaults to what the BRIEF allows at most (30 s).
+ */
+#define PW_DEF_PEER_TIMEOUT_MS	30000
+#define PW_MIN_PEER_TIMEOUT_MS	1000	/* keepalive counts whole seconds */
+#define PW_DEF_HALF_OPEN	64
+#define PW_MAX_HALF_OPEN	4096
+#define PW_DEF_HANDSHAKE_MS	5000
+
 struct pw_context {
 	struct pw_engine engine;
 	struct pw_keytable keys;
@@ -29,6 +39,12 @@ struct pw_context {
 	atomic_uint next_qpn;
 	uint32_t fault_policy;	/* enum pw_fault_policy: the QPs' default */
 	bool no_notify;		/* PW_CONTEXT_NO_NOTIFY: do not offer NOTIFY */
+	/* limits (docs/limits.md); fixed at pw_open */
+	uint32_t peer_timeout_ms;	/* dead-peer bound of the connections */
+	uint32_t max_half_open;		/* per listener, in the handshake */
+	uint32_t handshake_ms;		/* per incoming connection */
+	/* counters of the limits above (pw_stats) */
+	atomic_uint_fast64_t conn_dropped, conn_failed, rd_overrun;
 	struct pw_nring nring;	/* invalidations for the peers (notify.h) */
 	struct pw_budget budget; /* the ODP memory budget (paging/budget.h) */
 	/*

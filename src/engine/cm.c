@@ -23,12 +23,33 @@
 #include "engine/qp.h"
 
 #define PW_DEF_CM_TIMEOUT_MS	10000
-#define PW_HANDSHAKE_MS		5000	/* per incoming connection */
+#define PW_CM_REQ_MAX	(PW_WIRE_HDR_LEN + PW_WIRE_CONN_FIXED_LEN + PW_WIRE_MAX_PDATA)
+
+/*
+ * An incoming connection whose CONNECT_REQ is not all here yet (or is,
+ * and waits for a pw_accept). Bytes are taken as they come, so one silent
+ * client never holds up the others (issue 7: a half-open flood must not
+ * starve real clients).
+ */
+struct pw_half_open {
+	int fd;
+	uint32_t got;		/* bytes of buf filled */
+	bool ready;		/* a whole, valid CONNECT_REQ is in buf */
+	uint64_t deadline;	/* ns: handshake_ms after accept4 */
+	uint8_t buf[PW_CM_REQ_MAX];
+};
 
 struct pw_listener {
 	struct pw_context *ctx;
 	int fd;
 	uint16_t port;
+	/*
+	 * lock: one pw_accept at a time per listener; protects the handshake
+	 * set ho[0..nho), kept in arrival order (the oldest is dropped first).
+	 */
+	pthread_mutex_t lock;
+	uint32_t nho, max_ho;
+	struct pw_half_open *ho;
 };
 
 static uint64_t deadline_of(int timeout_ms)
@@ -86,30 +107,38 @@ static int io_all(int fd, void *buf, size_t len, bool out, uint64_t deadline)
 	return 0;
 }
 
-/* Dead-peer detection bound (BRIEF: "none hang"): keepalive + user timeout. */
-#define PW_KEEPIDLE_S		10
-#define PW_KEEPINTVL_S		5
-#define PW_KEEPCNT		3
-#define PW_USER_TIMEOUT_MS	30000
-
+/* Latency: a request must not wait for Nagle; the engine never blocks. */
 static void tune_socket(int fd)
 {
-	int one = 1, idle = PW_KEEPIDLE_S, intvl = PW_KEEPINTVL_S;
-	int cnt = PW_KEEPCNT, uto = PW_USER_TIMEOUT_MS;
+	int one = 1;
 
-	/* latency: a request must not wait for Nagle */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/*
-	 * A peer host that vanishes without FIN/RST (power loss, partition)
-	 * must still end in RETRY_EXC_ERR: idle links are probed, and unACKed
-	 * data fails the connection after PW_USER_TIMEOUT_MS.
-	 */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/*
+ * The dead-peer bound (issue 7, docs/limits.md). A peer host that
+ * vanishes without FIN/RST (power loss, link cut) must still end in
+ * RETRY_EXC_ERR within @ms, as a NIC's transport timer would:
+ * - unACKed data: TCP_USER_TIMEOUT fails the connection after uto;
+ * - an idle link (say, a READ whose request was ACKed): keepalive probes
+ *   start at half the bound, one every intvl, and with a user timeout set
+ *   Linux fails the connection at the first unanswered probe once uto
+ *   has passed since the peer was last heard from (tcp_keepalive_timer).
+ * uto leaves one probe interval of the bound for that last probe.
+ */
+static void set_peer_timeout(int fd, uint32_t ms)
+{
+	int one = 1, idle = (int)PW_MAX(ms / 2000, 1u);
+	int intvl = (int)PW_MAX(ms / 10000, 1u);
+	int cnt = (int)PW_MAX((ms / 1000 - (uint32_t)idle) / (uint32_t)intvl, 1u);
+	int uto = (int)ms - intvl * 1000;
+
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
 static int send_cm(int fd, uint8_t op, uint32_t psn, const struct pw_wire_conn *c,
@@ -177,6 +206,7 @@ static void fill_conn(struct pw_wire_conn *c, struct pw_qp_i *qp,
 static void go_live(struct pw_qp_i *qp, int fd, uint32_t my_psn,
 		    const struct pw_hdr *h, const struct pw_wire_conn *peer)
 {
+	set_peer_timeout(fd, qp->peer_timeout_ms);
 	qp->fd = fd;
 	qp->next_psn = my_psn;
 	qp->exp_psn = h->psn;
@@ -250,11 +280,16 @@ struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	l = calloc(1, sizeof(*l));
-	if (!l) {
+	if (l)
+		l->ho = calloc(ctx->max_half_open, sizeof(*l->ho));
+	if (!l || !l->ho) {
+		free(l);
 		close(fd);
 		errno = ENOMEM;
 		return NULL;
 	}
+	pthread_mutex_init(&l->lock, NULL);
+	l->max_ho = ctx->max_half_open;
 	l->ctx = ctx;
 	l->fd = fd;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -282,9 +317,13 @@ int pw_close_listener(struct pw_listener *l)
 	if (!l)
 		return -EINVAL;
 	close(l->fd);
+	for (uint32_t i = 0; i < l->nho; i++)
+		close(l->ho[i].fd);
 	pthread_mutex_lock(&l->ctx->obj_lock);
 	l->ctx->nlistener--;
 	pthread_mutex_unlock(&l->ctx->obj_lock);
+	pthread_mutex_destroy(&l->lock);
+	free(l->ho);
 	free(l);
 	return 0;
 }
@@ -396,27 +435,217 @@ err:
 	return NULL;
 }
 
-/* Run one incoming handshake. Return 0 and fill @h/@peer, or -errno. */
-static int handshake_in(int fd, struct pw_hdr *h, struct pw_wire_conn *peer,
-			uint64_t deadline)
+/*
+ * Parse what has arrived of a CONNECT_REQ: a pure function of (buf, len).
+ * Return the bytes still missing (> 0), 0 when @buf holds exactly one
+ * valid request (@h and @peer filled), or -EPROTO.
+ */
+static int cm_req_parse(const uint8_t *buf, size_t len, struct pw_hdr *h,
+			struct pw_wire_conn *peer)
 {
-	uint64_t hs = pw_now_ns() + PW_HANDSHAKE_MS * 1000000ull;
+	size_t total;
+
+	if (len < PW_WIRE_HDR_LEN)
+		return (int)(PW_WIRE_HDR_LEN - len);
+	if (pw_wire_decode_hdr(buf, PW_WIRE_HDR_LEN, h) ||
+	    h->opcode != PW_OP_CONNECT_REQ)
+		return -EPROTO;
+	/* the opcode table bounds a CM payload to the fixed part + pdata */
+	total = PW_WIRE_HDR_LEN + (size_t)h->payload_len;
+	if (total > PW_CM_REQ_MAX)
+		return -EPROTO;
+	if (len < total)
+		return (int)(total - len);
+	return pw_wire_decode_conn(buf + PW_WIRE_HDR_LEN, h->payload_len, peer) ?
+	       -EPROTO : 0;
+}
+
+/*
+ * Take what @ho's socket has of its request, never more (the rest of the
+ * stream is the engine's). Return 1 when the request is whole and valid,
+ * 0 when more must come, or -errno (EOF, not our protocol).
+ */
+static int ho_progress(struct pw_half_open *ho)
+{
+	struct pw_hdr h;
+	struct pw_wire_conn peer;
+
+	for (;;) {
+		int need = cm_req_parse(ho->buf, ho->got, &h, &peer);
+		ssize_t n;
+
+		if (need < 0)
+			return need;
+		if (need == 0)
+			return 1;
+		n = recv(ho->fd, ho->buf + ho->got, (size_t)need, MSG_DONTWAIT);
+		if (n > 0) {
+			ho->got += (uint32_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? 0 : -errno;
+	}
+}
+
+/*
+ * A whole request came in: answer it (REP, or REJ for a version we do not
+ * speak) and go live. Return 0, or -errno with @fd to be closed.
+ */
+static int handshake_finish(struct pw_qp_i *qp, int fd, const uint8_t *req,
+			    uint32_t len, const struct pw_wire_conn *mine,
+			    uint32_t psn, uint64_t deadline)
+{
+	struct pw_wire_conn peer;
+	struct pw_hdr h;
 	int ret;
 
-	/* a silent half-open connection cannot hold the listener for long */
-	ret = recv_cm(fd, h, peer, PW_MIN(hs, deadline));
-	if (ret)
-		return ret;
-	if (h->opcode != PW_OP_CONNECT_REQ)
+	if (cm_req_parse(req, len, &h, &peer) != 0)
 		return -EPROTO;
-	if (peer->min_version > PW_WIRE_VERSION || peer->max_version < PW_WIRE_VERSION) {
+	if (peer.min_version > PW_WIRE_VERSION || peer.max_version < PW_WIRE_VERSION) {
 		struct pw_wire_conn rej = { .min_version = PW_WIRE_VERSION,
 					    .max_version = PW_WIRE_VERSION,
 					    .reason = EPROTO };
 
-		send_cm(fd, PW_OP_CONNECT_REJ, 0, &rej, PW_MIN(hs, deadline));
+		send_cm(fd, PW_OP_CONNECT_REJ, 0, &rej, deadline);
 		return -EPROTO;
 	}
+	ret = send_cm(fd, PW_OP_CONNECT_REP, psn, mine, deadline);
+	if (ret)
+		return ret;
+	go_live(qp, fd, psn, &h, &peer);
+	return 0;
+}
+
+static void ho_drop_locked(struct pw_listener *l, uint32_t i,
+			   atomic_uint_fast64_t *counter)
+{
+	close(l->ho[i].fd);
+	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+	memmove(&l->ho[i], &l->ho[i + 1], (l->nho - i - 1) * sizeof(l->ho[0]));
+	l->nho--;
+}
+
+/* Take every connection the kernel has queued into the handshake set. */
+static int ho_accept_locked(struct pw_listener *l)
+{
+	for (;;) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct pw_half_open *ho;
+		int ret;
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return 0;
+			/* out of fds: what we hold times out and frees some */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				return 0;
+			return -errno;
+		}
+		tune_socket(fd);
+		/*
+		 * Full: the oldest still silent makes room (a real client
+		 * sends its request at once, so it is rarely the one); one
+		 * whose request is here keeps its place.
+		 */
+		if (l->nho == l->max_ho) {
+			uint32_t i = 0;
+
+			while (i < l->nho && l->ho[i].ready)
+				i++;
+			if (i == l->nho) {
+				close(fd);
+				atomic_fetch_add_explicit(&l->ctx->conn_dropped, 1,
+							  memory_order_relaxed);
+				continue;
+			}
+			ho_drop_locked(l, i, &l->ctx->conn_dropped);
+		}
+		ho = &l->ho[l->nho++];
+		ho->fd = fd;
+		ho->got = 0;
+		ho->ready = false;
+		ho->deadline = pw_now_ns() + (uint64_t)l->ctx->handshake_ms * 1000000ull;
+		ret = ho_progress(ho);
+		if (ret < 0)
+			ho_drop_locked(l, l->nho - 1, &l->ctx->conn_failed);
+		else
+			ho->ready = ret == 1;
+	}
+}
+
+/*
+ * Right after ho_wait_locked: read what the polled connections have, and
+ * drop those that failed. @pfd[i + 1] is ho[i] as it was polled.
+ */
+static void ho_read_locked(struct pw_listener *l, struct pollfd *pfd)
+{
+	uint32_t n = l->nho;
+
+	for (uint32_t i = 0, j = 0; j < n; j++) {
+		struct pw_half_open *ho = &l->ho[i];
+		int ret = 0;
+
+		if (!ho->ready && pfd[j + 1].revents)
+			ret = ho_progress(ho);
+		if (ret < 0) {
+			ho_drop_locked(l, i, &l->ctx->conn_failed);
+			continue;
+		}
+		ho->ready |= ret == 1;
+		i++;
+	}
+}
+
+/* Index of a connection whose request is whole, or -1; expires the late. */
+static int ho_ready_locked(struct pw_listener *l)
+{
+	uint64_t now = pw_now_ns();
+
+	for (uint32_t i = 0; i < l->nho;) {
+		if (l->ho[i].ready)
+			return (int)i;
+		if (now >= l->ho[i].deadline) {
+			ho_drop_locked(l, i, &l->ctx->conn_failed);
+			continue;
+		}
+		i++;
+	}
+	return -1;
+}
+
+/*
+ * Wait until the listener or a half-open connection has something, or
+ * @deadline / the first handshake deadline passes. @pfd has room for
+ * max_ho + 1 entries.
+ */
+static int ho_wait_locked(struct pw_listener *l, struct pollfd *pfd,
+			  uint64_t deadline)
+{
+	uint64_t now = pw_now_ns(), until = deadline;
+	int ms, r;
+
+	pfd[0] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+	for (uint32_t i = 0; i < l->nho; i++) {
+		pfd[i + 1] = (struct pollfd){ .fd = l->ho[i].fd, .events = POLLIN };
+		until = PW_MIN(until, l->ho[i].deadline);
+	}
+	if (deadline != UINT64_MAX && now >= deadline)
+		return -ETIMEDOUT;
+	ms = until == UINT64_MAX ? -1 :
+	     until <= now ? 0 :
+	     (int)PW_MIN((until - now + 999999) / 1000000, (uint64_t)INT32_MAX);
+	r = poll(pfd, l->nho + 1, ms);
+	if (r < 0 && errno != EINTR)
+		return -errno;
+	if (r <= 0)
+		for (uint32_t i = 0; i <= l->nho; i++)
+			pfd[i].revents = 0;
+	ho_read_locked(l, pfd);
 	return 0;
 }
 
@@ -425,9 +654,9 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 			const struct pw_conn_param *param)
 {
 	uint64_t deadline = deadline_of(param ? param->timeout_ms : 0);
-	struct pw_wire_conn mine, peer;
+	struct pw_wire_conn mine;
+	struct pollfd *pfd = NULL;
 	struct pw_qp_i *qp;
-	struct pw_hdr h;
 	uint32_t psn = random_psn();
 	int ret;
 
@@ -444,34 +673,44 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 	qp = pw_qp_create(pd, attr, -1);
 	if (!qp)
 		return NULL;
+	pfd = calloc(l->max_ho + 1, sizeof(*pfd));
+	if (!pfd) {
+		ret = -ENOMEM;
+		goto err_qp;
+	}
 	fill_conn(&mine, qp, attr, param);
+	pthread_mutex_lock(&l->lock);
 	for (;;) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct pw_half_open ho;
+		int i;
 
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-				ret = -errno;
-				break;
-			}
-			ret = wait_fd(l->fd, POLLIN, deadline);
+		ret = ho_accept_locked(l);
+		if (ret)
+			break;
+		i = ho_ready_locked(l);
+		if (i < 0) {
+			ret = ho_wait_locked(l, pfd, deadline);
 			if (ret)
 				break;
 			continue;
 		}
-		tune_socket(fd);
-		ret = handshake_in(fd, &h, &peer, deadline);
-		if (!ret)
-			ret = send_cm(fd, PW_OP_CONNECT_REP, psn, &mine, deadline);
-		if (ret) {
-			/* a bad or dead client: drop it and keep listening */
-			close(fd);
-			if (ret == -ETIMEDOUT && pw_now_ns() >= deadline)
-				break;
-			continue;
+		ho = l->ho[i];
+		memmove(&l->ho[i], &l->ho[i + 1], (l->nho - (uint32_t)i - 1) * sizeof(ho));
+		l->nho--;
+		ret = handshake_finish(qp, ho.fd, ho.buf, ho.got, &mine, psn,
+				       PW_MIN(ho.deadline, deadline));
+		if (!ret) {
+			pthread_mutex_unlock(&l->lock);
+			free(pfd);
+			return &qp->ibqp;
 		}
-		go_live(qp, fd, psn, &h, &peer);
-		return &qp->ibqp;
+		/* a bad or dead client: drop it and keep listening */
+		close(ho.fd);
+		atomic_fetch_add_explicit(&l->ctx->conn_failed, 1, memory_order_relaxed);
 	}
+	pthread_mutex_unlock(&l->lock);
+	free(pfd);
+err_qp:
 	pw_set_error("pw_accept: %s", strerror(-ret));
 	pw_qp_free(qp);
 	errno = -ret;
@@ -510,23 +749,27 @@ struct pw_qp *pw_cm_accept_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			      int fd, int timeout_ms)
 {
 	uint64_t deadline = pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	struct pw_wire_conn mine, peer;
+	struct pw_half_open ho = { .fd = fd };
+	struct pw_wire_conn mine;
 	struct pw_qp_i *qp;
-	struct pw_hdr h;
 	int ret;
 
 	qp = harness_qp(pd, attr, fd);
 	if (!qp)
 		return NULL;
 	fill_conn(&mine, qp, attr, NULL);
-	ret = handshake_in(fd, &h, &peer, deadline);
-	if (!ret)
-		ret = send_cm(fd, PW_OP_CONNECT_REP, 0x100, &mine, deadline);
+	/* pw_accept's incremental reader, byte stream by byte stream */
+	while ((ret = ho_progress(&ho)) == 0) {
+		ret = wait_fd(fd, POLLIN, deadline);
+		if (ret)
+			break;
+	}
+	if (ret == 1)
+		ret = handshake_finish(qp, fd, ho.buf, ho.got, &mine, 0x100, deadline);
 	if (ret) {
 		pw_qp_free(qp);
 		errno = -ret;
 		return NULL;
 	}
-	go_live(qp, fd, 0x100, &h, &peer);
 	return &qp->ibqp;
 }

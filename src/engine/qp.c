@@ -35,9 +35,11 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	    attr->max_dest_rd_atomic > PW_MAX_RD_ATOMIC ||
 	    attr->rnr_retry < PW_RNR_RETRY_NONE || attr->rnr_retry > 7 ||
 	    attr->retry_cnt < PW_RNR_RETRY_NONE || attr->retry_cnt > 7 ||
-	    attr->fault_policy > PW_FAULT_NOTIFY) {
-		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, rnr_retry and retry_cnt -1..7, fault_policy 0..3)",
-			     PW_MAX_QP_WR, PW_MAX_SGE, PW_MAX_INLINE_DATA);
+	    attr->fault_policy > PW_FAULT_NOTIFY ||
+	    (attr->peer_timeout_ms && attr->peer_timeout_ms < PW_MIN_PEER_TIMEOUT_MS)) {
+		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, <= %d rd_atomic, rnr_retry and retry_cnt -1..7, fault_policy 0..3, peer_timeout_ms 0 or >= %d)",
+			     PW_MAX_QP_WR, PW_MAX_SGE, PW_MAX_INLINE_DATA,
+			     PW_MAX_RD_ATOMIC, PW_MIN_PEER_TIMEOUT_MS);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -79,6 +81,8 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	qp->fault_left = qp->retry_cnt;
 	qp->fault_policy = attr->fault_policy ? attr->fault_policy :
 			   ctx->fault_policy;
+	attr->peer_timeout_ms = def(attr->peer_timeout_ms, ctx->peer_timeout_ms);
+	qp->peer_timeout_ms = attr->peer_timeout_ms;
 
 	qp->sq = calloc(qp->sq_cap, sizeof(*qp->sq));
 	qp->sq_sge = calloc((size_t)qp->sq_cap * qp->max_send_sge, sizeof(*qp->sq_sge));

@@ -215,6 +215,7 @@ struct pw_qp_i {
 	int rnr_retry;
 	int retry_cnt;		/* PAGE_FAULT resends allowed */
 	uint32_t fault_policy;	/* enum pw_fault_policy: STALL, DROP or NOTIFY */
+	uint32_t peer_timeout_ms; /* dead-peer bound: cm.c sets the socket up */
 	uint32_t features;	/* PW_WIRE_FEAT_* both sides set */
 	uint32_t min_rnr_timer_us;
 

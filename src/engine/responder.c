@@ -105,6 +105,8 @@ static uint32_t check_remote(struct pw_qp_i *qp, uint32_t rkey, uint64_t addr,
 	if (mr->ibmr.pd != qp->ibqp.pd || !(mr->ibmr.access & access) ||
 	    !pw_mr_covers(mr, addr, len))
 		syn = PW_SYN_REMOTE_ACCESS;
+	else if (qp->nt.send_inval)
+		pw_notify_key_used_locked(qp, rkey);
 	pw_mr_put(mr);
 	return syn;
 }
@@ -524,7 +526,10 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		pw_rx_set_sges(rx, r->sge, (int)r->num_sge);
 		break;
 	case PW_OP_READ_REQ:
+		/* IBA C9-92: more than the credits we granted is an invalid request */
 		if (qp->rd_in >= qp->dest_rd_max) {
+			atomic_fetch_add_explicit(&qp->ctx->rd_overrun, 1,
+						  memory_order_relaxed);
 			rx->err_syn = PW_SYN_INVALID_REQ;
 			break;
 		}
@@ -536,6 +541,9 @@ void pw_resp_begin(struct pw_qp_i *qp)
 	case PW_OP_ATOMIC_CS:
 	case PW_OP_ATOMIC_FA:
 		if (qp->rd_in >= qp->dest_rd_max || (h->raddr & 7)) {
+			if (qp->rd_in >= qp->dest_rd_max)
+				atomic_fetch_add_explicit(&qp->ctx->rd_overrun, 1,
+							  memory_order_relaxed);
 			rx->err_syn = PW_SYN_INVALID_REQ;
 			break;
 		}

@@ -111,6 +111,12 @@ int pw_keytable_insert(struct pw_keytable *kt, struct pw_mr_i *mr)
 	}
 	do {
 		pw_random_bytes(&key, sizeof(key));
+		if (pw_random_weak()) {
+			pw_set_error("no kernel randomness (getrandom and /dev/urandom "
+				     "failed): refusing to make guessable keys");
+			ret = -EAGAIN;
+			goto out;
+		}
 	} while (key == 0 || find_locked(kt, key) || quarantined_locked(kt, key));
 	mr->ibmr.lkey = key;
 	mr->ibmr.rkey = key;

@@ -129,6 +129,25 @@ static void ntq_push_locked(struct pw_qp_i *qp, const struct pw_nmsg *m)
 	nt->q[(nt->qhead + nt->qcount++) % PW_NTQ_MAX] = *m;
 }
 
+void pw_notify_key_used_locked(struct pw_qp_i *qp, uint32_t rkey)
+{
+	struct pw_qp_notify *nt = &qp->nt;
+
+	for (unsigned int i = 0; i < PW_NT_KEYS; i++)
+		if (nt->keys[i] == rkey)
+			return;
+	nt->keys[nt->keys_next] = rkey;
+	nt->keys_next = (nt->keys_next + 1) % PW_NT_KEYS;
+}
+
+static bool key_known_locked(const struct pw_qp_i *qp, uint32_t rkey)
+{
+	for (unsigned int i = 0; i < PW_NT_KEYS; i++)
+		if (qp->nt.keys[i] == rkey)
+			return true;
+	return false;
+}
+
 void pw_notify_reap(struct pw_context *ctx)
 {
 	struct pw_nring *r = &ctx->nring;
@@ -152,8 +171,10 @@ void pw_notify_reap(struct pw_context *ctx)
 		pthread_mutex_lock(&qp->lock);
 		if (pw_qp_get_state(qp) == PW_QPS_RTS) {
 			for (unsigned int i = 0; i < n; i++) {
-				if (batch[i].pd != qp->ibqp.pd)
-					continue;	/* other PDs have no access */
+				/* other PDs have no access; keys it never used stay unknown */
+				if (batch[i].pd != qp->ibqp.pd ||
+				    !key_known_locked(qp, batch[i].rkey))
+					continue;
 				ntq_invalidate_locked(qp, &batch[i]);
 				any = true;
 			}
@@ -447,6 +468,14 @@ static void rx_fault_in(struct pw_qp_i *qp, const struct pw_hdr *h)
 		pw_mr_put(mr);
 	}
 	pthread_mutex_lock(&qp->lock);
+	if (syn != PW_SYN_OK && ++qp->nt.bad_fault_in > PW_NT_BAD_MAX) {
+		/* probing keys at message rate, without losing the QP: no */
+		pthread_mutex_unlock(&qp->lock);
+		pw_rx_protocol_error(qp);
+		return;
+	}
+	if (syn == PW_SYN_OK)
+		pw_notify_key_used_locked(qp, h->rkey);
 	if (syn == PW_SYN_OK && odp) {
 		for (int i = 0; i < PW_NT_BATCH && !nf; i++)
 			if (!qp->nt_fault[i].busy)

@@ -45,6 +45,14 @@ struct pw_hdr;
  * target serves at once per QP.
  */
 #define PW_NT_BATCH	8
+/* keys remembered per QP for INVALIDATE fan-out (struct pw_qp_notify) */
+#define PW_NT_KEYS	8
+/*
+ * FAULT_INs naming a key, PD, right or range the peer may not use before
+ * the QP is failed: an honest requester only asks for ranges it was told
+ * of, so more than a few is probing for keys (docs/security.md).
+ */
+#define PW_NT_BAD_MAX	8
 
 /* one invalidation waiting for the engine */
 struct pw_ninv {
@@ -101,6 +109,16 @@ struct pw_qp_notify {
 	/* requester: FAULT_INs out; requests wait for all their VALIDATEs */
 	unsigned int nwait;
 	uint32_t wait_token[PW_NT_BATCH];
+	/*
+	 * target (qp->lock): the last keys the peer used successfully. Only
+	 * those MRs' INVALIDATEs go to it, so a peer never learns a key of
+	 * its PD it was not given (docs/security.md); an older key it still
+	 * uses faults as under STALL.
+	 */
+	uint32_t keys[PW_NT_KEYS];
+	unsigned int keys_next;
+	/* target: FAULT_INs for a key or range the peer may not touch */
+	unsigned int bad_fault_in;
 };
 
 /* target: one FAULT_IN being faulted in (embedded in the QP) */
@@ -119,6 +137,9 @@ void pw_nring_fini(struct pw_nring *r);
  * queue INVALIDATE for the peers. Any thread; no malloc, no waiting.
  */
 void pw_notify_invalidated(struct pw_mr_i *mr, uint64_t a, uint64_t b);
+
+/* The peer of @qp used @rkey successfully: tell it when that MR changes. */
+void pw_notify_key_used_locked(struct pw_qp_i *qp, uint32_t rkey);
 
 /* Token holder, once per batch: hand queued invalidations to the QPs. */
 void pw_notify_reap(struct pw_context *ctx);

@@ -210,6 +210,9 @@ static uint64_t populate_ahead(struct pw_fault_engine *fe, uint32_t key,
 
 			if (populate_range(mr, m, a + c - m, write))
 				break;
+			/* FOLLOW_VA: as pw_fault_populate, a new mapping is watched anew */
+			if (atomic_load_explicit(&mr->rewatch, memory_order_relaxed))
+				pw_notifier_rewatch(mr, m, a + c);
 			n += (a + c - m) / PW_PT_PAGE_SIZE;
 		}
 		a += c;
@@ -308,7 +311,8 @@ bool pw_fault_try_inline(struct pw_fault_engine *fe, const struct pw_fault *f)
 	mr = pw_mr_get(fe->keys, f->key);
 	if (!mr)
 		return false;
-	if (!mr->pt)
+	/* FOLLOW_VA after an unmap: the worker watches the new mapping anew */
+	if (!mr->pt || atomic_load_explicit(&mr->rewatch, memory_order_relaxed))
 		goto out;
 	pw_pt_lock(mr->pt);
 	if (a >= mr->anon_start && end <= mr->anon_end &&

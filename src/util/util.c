@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,8 +38,35 @@ const char *pw_last_error(void)
  * reports an unmapped or read-only destination as EFAULT. Same thread group,
  * so no ptrace permission is involved.
  */
+static atomic_bool random_weak;
+
+bool pw_random_weak(void)
+{
+	return atomic_load_explicit(&random_weak, memory_order_relaxed);
+}
+
+static bool urandom_bytes(unsigned char *p, size_t len)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	while (fd >= 0 && len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n <= 0 && !(n < 0 && errno == EINTR))
+			break;
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return len == 0;
+}
+
 void pw_random_bytes(void *buf, size_t len)
 {
+	static atomic_uint_fast64_t ctr;
 	unsigned char *p = buf;
 
 	while (len) {
@@ -46,12 +75,23 @@ void pw_random_bytes(void *buf, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			/* getrandom cannot fail on Linux >= 3.17 once seeded */
-			n = 0;
 			break;
 		}
 		p += n;
 		len -= (size_t)n;
+	}
+	if (!len || urandom_bytes(p, len))
+		return;
+	/* no kernel randomness at all: never leave @buf undefined */
+	atomic_store_explicit(&random_weak, true, memory_order_relaxed);
+	for (size_t i = 0; i < len; i++) {
+		uint64_t x = pw_now_ns() ^ ((uint64_t)getpid() << 32) ^
+			     atomic_fetch_add_explicit(&ctr, 0x9e3779b97f4a7c15ull,
+						       memory_order_relaxed);
+
+		x ^= x >> 31;
+		x *= 0xbf58476d1ce4e5b9ull;
+		p[i] = (unsigned char)(x ^ (x >> 29));
 	}
 }
 

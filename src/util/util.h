@@ -3,6 +3,7 @@
 #ifndef PW_UTIL_UTIL_H
 #define PW_UTIL_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -78,7 +79,15 @@ size_t pw_raw_size(size_t len);
  */
 ssize_t pw_sendmsg(int fd, const struct msghdr *mh, int flags);
 
-/* Fill @buf with cryptographically random bytes (keys must be unpredictable). */
+/*
+ * Fill @buf with cryptographically random bytes (keys must be
+ * unpredictable): getrandom(2), else /dev/urandom. Should both fail (a
+ * seccomp filter, no /dev), @buf gets a clock-based mix that is NOT
+ * unpredictable and pw_random_weak() turns true for good: the key table
+ * then refuses to make keys (docs/security.md) rather than hand out
+ * guessable ones; PSNs and QP numbers may use the mix.
+ */
 void pw_random_bytes(void *buf, size_t len);
+bool pw_random_weak(void);
 
 #endif /* PW_UTIL_UTIL_H */

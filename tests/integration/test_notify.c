@@ -72,8 +72,10 @@ static void write_at(struct pwt_pair *p, struct pwt_img *src, struct pwt_img *ds
 }
 
 /*
- * The target invalidates part of an MR of PD 1: both peers connected to
- * PD 1 are told, the peer connected to PD 2 is not. A WRITE into the range
+ * The target invalidates part of an MR of PD 1: the two peers connected to
+ * PD 1 that used its key are told; a PD 1 peer that never used it is not
+ * (an INVALIDATE would hand it the key: docs/security.md), nor is the
+ * peer connected to PD 2. A WRITE into the range
  * asks first (FAULT_IN, VALIDATE), lands, and the range is valid again.
  */
 static void t_reach_pd(const char *arg)
@@ -81,21 +83,24 @@ static void t_reach_pd(const char *arg)
 	const size_t len = 64 * PG;
 	struct pwt_pair_opts o = notify_opts();
 	struct pwt_pair p;
-	struct pwt_side c, d;
+	struct pwt_side c, d, e;
 	struct pwt_acceptor acc;
-	struct pw_qp *bc, *bd;
+	struct pw_qp *bc, *bd, *be;
 	struct pw_pd *pd2;
 	struct pwt_img src, dst;
+	struct pwt_buf sink;
 	struct pw_stats sa, sb;
 
 	(void)arg;
 	pwt_pair_open(&p, &o);
 	pwt_side_open(&c);
 	pwt_side_open(&d);
+	pwt_side_open(&e);
 	pd2 = pw_alloc_pd(p.b.ctx);
 	PWT_NONNULL(pd2);
-	/* c -> b in PD 1 (p.b.pd), d -> b in PD 2 */
+	/* c, e -> b in PD 1 (p.b.pd), d -> b in PD 2 */
 	pwt_connect_qp(&c, &p.b, p.l, NULL, &o.b_attr, &c.qp, &bc);
+	pwt_connect_qp(&e, &p.b, p.l, NULL, &o.b_attr, &e.qp, &be);
 	memset(&acc, 0, sizeof(acc));
 	acc.l = p.l;
 	acc.pd = pd2;
@@ -115,12 +120,18 @@ static void t_reach_pd(const char *arg)
 	pwt_img_alloc(&dst, &p.b, len, PWT_ODP, 0);
 	write_at(&p, &src, &dst, 0, (uint32_t)len, 1);	/* all resident */
 	PWT_EQ(stats(p.a.ctx).fault_in_sent, 0);
+	/* c uses the key too (a READ); e never does */
+	pwt_buf_alloc(&sink, &c, PG, PWT_ACCESS_ALL, PWT_PINNED);
+	PWT_OK(pwt_post_rdma(c.qp, PW_WR_RDMA_READ, 7, sink.addr, 64, sink.lkey,
+			     pwt_va(dst.buf.addr), dst.buf.rkey, PW_SEND_SIGNALED));
+	PWT_EXPECT_OK(c.scq, 7, PW_WC_RDMA_READ, 64, c.qp->qp_num);
 
 	PWT_OK(pw_mr_invalidate(dst.buf.mr, 8 * PG, 4 * PG));
 	wait_received(p.a.ctx, 1);
 	wait_received(c.ctx, 1);
 	pwt_sleep_ms(100);
 	PWT_EQ(stats(d.ctx).notifications_received, 0);	/* PD 2: no access */
+	PWT_EQ(stats(e.ctx).notifications_received, 0);	/* never had the key */
 	sa = stats(p.a.ctx);
 	PWT_ASSERT(sa.notify_view_ranges == 1);
 	sb = stats(p.b.ctx);
@@ -147,11 +158,14 @@ static void t_reach_pd(const char *arg)
 
 	pwt_img_free(&dst);
 	pwt_img_free(&src);
+	pwt_buf_free(&sink);
 	PWT_OK(pw_destroy_qp(bc));
 	PWT_OK(pw_destroy_qp(bd));
+	PWT_OK(pw_destroy_qp(be));
 	PWT_OK(pw_dealloc_pd(pd2));
 	pwt_side_close(&c);
 	pwt_side_close(&d);
+	pwt_side_close(&e);
 	pwt_pair_close(&p);
 }
 
