@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
-DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps
+DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps iptables libnetfilter-queue-dev pkg-config
 
 .PHONY: all deps build check demo asan tsan fuzz soak bench clean
 
