@@ -88,7 +88,7 @@ enum pw_fault_policy {
  *                with PW_WC_RETRY_EXC_ERR within about this long, whether
  *                data is outstanding (TCP_USER_TIMEOUT) or the link is idle
  *                (keepalive probes). 0 takes PW_PEER_TIMEOUT_MS, else
- *                30000; at least 1000 (docs/limits.md)
+ *                30000; 2000..3600000 (docs/limits.md)
  * @max_half_open: incoming connections per listener that may sit in the
  *                handshake at once; past it the oldest is dropped, so a
  *                flood of silent connects cannot hold out a real client
@@ -622,7 +622,7 @@ struct pw_qp_cap {
  *                up to there) before the WR fails with PW_WC_RETRY_EXC_ERR:
  *                0 = default (7), 1..7, or PW_RNR_RETRY_NONE for none
  * @peer_timeout_ms: this QP's dead-peer bound (see pw_context_attr);
- *                0 = the context's, else at least 1000
+ *                0 = the context's, else 2000..3600000
  *
  * Numeric fields left at zero take the documented defaults; the values in
  * effect are written back into @cap by pw_connect()/pw_accept().
@@ -663,7 +663,13 @@ struct pw_conn_param {
 struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
 			      uint16_t port);
 uint16_t pw_listener_port(const struct pw_listener *l);
-/* Readable when a connection is waiting for pw_accept(). */
+/*
+ * Readable when pw_accept() has something to do: a new connection, bytes
+ * of a request in the listener's handshake set, or a whole request that
+ * waits (an epoll fd: poll, select or epoll it; do not read it). A slow
+ * client may make pw_accept() wait for the rest of its request, up to
+ * the call's timeout: event loops pass a short one.
+ */
 int pw_listener_fd(const struct pw_listener *l);
 int pw_close_listener(struct pw_listener *l);
 
@@ -683,7 +689,11 @@ struct pw_qp *pw_connect(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 /**
  * pw_accept() - accept the next connection on @l as an RC QP in @pd
  *
- * Return: the QP, or NULL with errno (ETIMEDOUT when none arrived).
+ * Calls on one listener run one at a time; each waits for the listener at
+ * most its timeout.
+ *
+ * Return: the QP, or NULL with errno (ETIMEDOUT when none arrived, EMFILE
+ * or ENFILE when out of file descriptors with no handshake pending).
  */
 struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 			struct pw_qp_init_attr *attr,

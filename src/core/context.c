@@ -24,9 +24,9 @@ static int context_limits(struct pw_context *ctx, const struct pw_context_attr *
 		char *end;
 		unsigned long v = strtoul(e, &end, 10);
 
-		if (*end || v < PW_MIN_PEER_TIMEOUT_MS || v > INT32_MAX) {
-			pw_set_error("pw_open: PW_PEER_TIMEOUT_MS must be a number of ms >= %d",
-				     PW_MIN_PEER_TIMEOUT_MS);
+		if (*end || v < PW_MIN_PEER_TIMEOUT_MS || v > PW_MAX_PEER_TIMEOUT_MS) {
+			pw_set_error("pw_open: PW_PEER_TIMEOUT_MS must be a number of ms, %d..%d",
+				     PW_MIN_PEER_TIMEOUT_MS, PW_MAX_PEER_TIMEOUT_MS);
 			return -EINVAL;
 		}
 		ctx->peer_timeout_ms = (uint32_t)v;
@@ -53,10 +53,11 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 		errno = EINVAL;
 		return NULL;
 	}
-	if (attr && ((attr->peer_timeout_ms && attr->peer_timeout_ms < PW_MIN_PEER_TIMEOUT_MS) ||
+	if (attr && ((attr->peer_timeout_ms && (attr->peer_timeout_ms < PW_MIN_PEER_TIMEOUT_MS ||
+						  attr->peer_timeout_ms > PW_MAX_PEER_TIMEOUT_MS)) ||
 		     attr->max_half_open > PW_MAX_HALF_OPEN)) {
-		pw_set_error("pw_open: peer_timeout_ms must be 0 or >= %d, max_half_open <= %d",
-			     PW_MIN_PEER_TIMEOUT_MS, PW_MAX_HALF_OPEN);
+		pw_set_error("pw_open: peer_timeout_ms must be 0 or %d..%d, max_half_open <= %d",
+			     PW_MIN_PEER_TIMEOUT_MS, PW_MAX_PEER_TIMEOUT_MS, PW_MAX_HALF_OPEN);
 		errno = EINVAL;
 		return NULL;
 	}

@@ -20,7 +20,13 @@
  * dead-peer bound defaults to what the BRIEF allows at most (30 s).
  */
 #define PW_DEF_PEER_TIMEOUT_MS	30000
-#define PW_MIN_PEER_TIMEOUT_MS	1000	/* keepalive counts whole seconds */
+/*
+ * Keepalive counts whole seconds and cm.c keeps one probe interval of the
+ * bound for the last probe: from 2 s on, the user timeout is >= half the
+ * bound. Up to 1 h, the first probe (half the bound) fits TCP_KEEPIDLE.
+ */
+#define PW_MIN_PEER_TIMEOUT_MS	2000
+#define PW_MAX_PEER_TIMEOUT_MS	3600000
 #define PW_DEF_HALF_OPEN	64
 #define PW_MAX_HALF_OPEN	4096
 #define PW_DEF_HANDSHAKE_MS	5000

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 
 #define PW_DEF_CM_TIMEOUT_MS	10000
 #define PW_CM_REQ_MAX	(PW_WIRE_HDR_LEN + PW_WIRE_CONN_FIXED_LEN + PW_WIRE_MAX_PDATA)
+#define PW_CM_STARVED_NS	(50 * 1000000ull)	/* listener rest when out of fds */
 
 /*
  * An incoming connection whose CONNECT_REQ is not all here yet (or is,
@@ -44,12 +47,24 @@ struct pw_listener {
 	int fd;
 	uint16_t port;
 	/*
-	 * lock: one pw_accept at a time per listener; protects the handshake
-	 * set ho[0..nho), kept in arrival order (the oldest is dropped first).
+	 * pw_listener_fd(): an epoll set of the listening socket, the
+	 * handshake set's sockets and @readyfd (an eventfd, readable while a
+	 * whole request waits in the set), so that it is readable whenever
+	 * pw_accept() has something to do.
+	 */
+	int epfd, readyfd;
+	/*
+	 * lock: one pw_accept at a time per listener (the others wait for it
+	 * at most their timeout); protects the handshake set ho[0..nho), kept
+	 * in arrival order (the oldest is dropped first), @ready_signalled
+	 * and @starved_until (accept4 ran out of fds: the listener is not
+	 * polled until then, so that pw_accept does not spin on it).
 	 */
 	pthread_mutex_t lock;
 	uint32_t nho, max_ho;
 	struct pw_half_open *ho;
+	bool ready_signalled;
+	uint64_t starved_until;
 };
 
 static uint64_t deadline_of(int timeout_ms)
@@ -125,7 +140,9 @@ static void tune_socket(int fd)
  *   start at half the bound, one every intvl, and with a user timeout set
  *   Linux fails the connection at the first unanswered probe once uto
  *   has passed since the peer was last heard from (tcp_keepalive_timer).
- * uto leaves one probe interval of the bound for that last probe.
+ * uto leaves one probe interval of the bound for that last probe; with
+ * @ms in [PW_MIN_PEER_TIMEOUT_MS, PW_MAX_PEER_TIMEOUT_MS] (checked at
+ * pw_open / QP creation) uto >= @ms / 2 > 0 and idle fits TCP_KEEPIDLE.
  */
 static void set_peer_timeout(int fd, uint32_t ms)
 {
@@ -239,6 +256,13 @@ static int check_param(const struct pw_conn_param *param)
 	return 0;
 }
 
+static int epoll_add(int epfd, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
 struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
 			      uint16_t port)
 {
@@ -280,13 +304,28 @@ struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	l = calloc(1, sizeof(*l));
-	if (l)
-		l->ho = calloc(ctx->max_half_open, sizeof(*l->ho));
-	if (!l || !l->ho) {
-		free(l);
-		close(fd);
-		errno = ENOMEM;
-		return NULL;
+	if (!l) {
+		err = ENOMEM;
+		goto err_fd;
+	}
+	l->ho = calloc(ctx->max_half_open, sizeof(*l->ho));
+	if (!l->ho) {
+		err = ENOMEM;
+		goto err_l;
+	}
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0) {
+		err = errno;
+		goto err_ho;
+	}
+	l->readyfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->readyfd < 0) {
+		err = errno;
+		goto err_ep;
+	}
+	if (epoll_add(l->epfd, fd) || epoll_add(l->epfd, l->readyfd)) {
+		err = errno;
+		goto err_ready;
 	}
 	pthread_mutex_init(&l->lock, NULL);
 	l->max_ho = ctx->max_half_open;
@@ -300,6 +339,20 @@ struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
 	ctx->nlistener++;
 	pthread_mutex_unlock(&ctx->obj_lock);
 	return l;
+
+err_ready:
+	close(l->readyfd);
+err_ep:
+	close(l->epfd);
+err_ho:
+	free(l->ho);
+err_l:
+	free(l);
+err_fd:
+	close(fd);
+	pw_set_error("pw_listen: %s", strerror(err));
+	errno = err;
+	return NULL;
 }
 
 uint16_t pw_listener_port(const struct pw_listener *l)
@@ -309,7 +362,7 @@ uint16_t pw_listener_port(const struct pw_listener *l)
 
 int pw_listener_fd(const struct pw_listener *l)
 {
-	return l ? l->fd : -EINVAL;
+	return l ? l->epfd : -EINVAL;
 }
 
 int pw_close_listener(struct pw_listener *l)
@@ -319,6 +372,8 @@ int pw_close_listener(struct pw_listener *l)
 	close(l->fd);
 	for (uint32_t i = 0; i < l->nho; i++)
 		close(l->ho[i].fd);
+	close(l->readyfd);
+	close(l->epfd);
 	pthread_mutex_lock(&l->ctx->obj_lock);
 	l->ctx->nlistener--;
 	pthread_mutex_unlock(&l->ctx->obj_lock);
@@ -520,19 +575,63 @@ static int handshake_finish(struct pw_qp_i *qp, int fd, const uint8_t *req,
 	return 0;
 }
 
+/* Take ho[i] out of the set (and of pw_listener_fd's epoll set); return its fd. */
+static int ho_take_locked(struct pw_listener *l, uint32_t i)
+{
+	int fd = l->ho[i].fd;
+
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+	memmove(&l->ho[i], &l->ho[i + 1], (l->nho - i - 1) * sizeof(l->ho[0]));
+	l->nho--;
+	return fd;
+}
+
 static void ho_drop_locked(struct pw_listener *l, uint32_t i,
 			   atomic_uint_fast64_t *counter)
 {
-	close(l->ho[i].fd);
+	close(ho_take_locked(l, i));
 	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
-	memmove(&l->ho[i], &l->ho[i + 1], (l->nho - i - 1) * sizeof(l->ho[0]));
-	l->nho--;
 }
 
-/* Take every connection the kernel has queued into the handshake set. */
+/*
+ * Room for one more connection: when the set is full, the oldest one
+ * still silent goes (a real client sends its request at once, so it is
+ * rarely the one; it gets a last read first). False when every entry has
+ * its whole request: new connections then wait in the kernel's backlog
+ * for the next pw_accept, as before the set existed.
+ */
+static bool ho_make_room_locked(struct pw_listener *l)
+{
+	if (l->nho < l->max_ho)
+		return true;
+	for (uint32_t i = 0; i < l->nho; i++) {
+		int ret;
+
+		if (l->ho[i].ready)
+			continue;
+		ret = ho_progress(&l->ho[i]);
+		if (ret == 1) {
+			l->ho[i].ready = true;
+			continue;
+		}
+		ho_drop_locked(l, i, ret < 0 ? &l->ctx->conn_failed :
+					       &l->ctx->conn_dropped);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Take the connections the kernel has queued into the handshake set, as
+ * far as there is room. Out of fds with nothing in the set: -EMFILE (or
+ * the like) for the caller; with connections in the set, they time out
+ * or finish and free fds, so the listener rests a little instead.
+ */
 static int ho_accept_locked(struct pw_listener *l)
 {
-	for (;;) {
+	if (pw_now_ns() < l->starved_until)
+		return 0;
+	while (ho_make_room_locked(l)) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		struct pw_half_open *ho;
 		int ret;
@@ -540,42 +639,52 @@ static int ho_accept_locked(struct pw_listener *l)
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
 				return 0;
-			/* out of fds: what we hold times out and frees some */
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
+			    errno == ENOMEM) {
+				if (!l->nho)
+					return -errno;
+				l->starved_until = pw_now_ns() + PW_CM_STARVED_NS;
 				return 0;
+			}
 			return -errno;
 		}
 		tune_socket(fd);
-		/*
-		 * Full: the oldest still silent makes room (a real client
-		 * sends its request at once, so it is rarely the one); one
-		 * whose request is here keeps its place.
-		 */
-		if (l->nho == l->max_ho) {
-			uint32_t i = 0;
-
-			while (i < l->nho && l->ho[i].ready)
-				i++;
-			if (i == l->nho) {
-				close(fd);
-				atomic_fetch_add_explicit(&l->ctx->conn_dropped, 1,
-							  memory_order_relaxed);
-				continue;
-			}
-			ho_drop_locked(l, i, &l->ctx->conn_dropped);
-		}
 		ho = &l->ho[l->nho++];
 		ho->fd = fd;
 		ho->got = 0;
 		ho->ready = false;
 		ho->deadline = pw_now_ns() + (uint64_t)l->ctx->handshake_ms * 1000000ull;
 		ret = ho_progress(ho);
-		if (ret < 0)
-			ho_drop_locked(l, l->nho - 1, &l->ctx->conn_failed);
-		else
-			ho->ready = ret == 1;
+		if (ret < 0) {
+			l->nho--;
+			close(fd);
+			atomic_fetch_add_explicit(&l->ctx->conn_failed, 1,
+						  memory_order_relaxed);
+			continue;
+		}
+		ho->ready = ret == 1;
+		/* readiness of pw_listener_fd() follows it from now on */
+		if (!ho->ready && epoll_add(l->epfd, fd)) {
+			l->nho--;
+			close(fd);
+			return -errno;
+		}
 	}
+	return 0;
+}
+
+/* pw_listener_fd() is readable while a whole request waits in the set. */
+static void ho_signal_locked(struct pw_listener *l)
+{
+	bool any = false;
+	uint64_t v = 1;
+
+	for (uint32_t i = 0; i < l->nho && !any; i++)
+		any = l->ho[i].ready;
+	if (any && !l->ready_signalled)
+		l->ready_signalled = write(l->readyfd, &v, sizeof(v)) == sizeof(v);
+	else if (!any && l->ready_signalled)
+		l->ready_signalled = read(l->readyfd, &v, sizeof(v)) != sizeof(v);
 }
 
 /*
@@ -596,7 +705,11 @@ static void ho_read_locked(struct pw_listener *l, struct pollfd *pfd)
 			ho_drop_locked(l, i, &l->ctx->conn_failed);
 			continue;
 		}
-		ho->ready |= ret == 1;
+		if (ret == 1) {
+			/* whole: readyfd speaks for it from now on */
+			ho->ready = true;
+			epoll_ctl(l->epfd, EPOLL_CTL_DEL, ho->fd, NULL);
+		}
 		i++;
 	}
 }
@@ -629,7 +742,11 @@ static int ho_wait_locked(struct pw_listener *l, struct pollfd *pfd,
 	uint64_t now = pw_now_ns(), until = deadline;
 	int ms, r;
 
-	pfd[0] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+	/* a negative fd is not polled: the listener rests while starved */
+	pfd[0] = (struct pollfd){ .fd = now < l->starved_until ? -1 : l->fd,
+				  .events = POLLIN };
+	if (now < l->starved_until)
+		until = PW_MIN(until, l->starved_until);
 	for (uint32_t i = 0; i < l->nho; i++) {
 		pfd[i + 1] = (struct pollfd){ .fd = l->ho[i].fd, .events = POLLIN };
 		until = PW_MIN(until, l->ho[i].deadline);
@@ -647,6 +764,23 @@ static int ho_wait_locked(struct pw_listener *l, struct pollfd *pfd,
 			pfd[i].revents = 0;
 	ho_read_locked(l, pfd);
 	return 0;
+}
+
+/* Take @m by @deadline (CLOCK_MONOTONIC ns; UINT64_MAX: forever). */
+static int lock_until(pthread_mutex_t *m, uint64_t deadline)
+{
+	struct timespec ts;
+	uint64_t now = pw_now_ns(), left;
+
+	if (deadline == UINT64_MAX)
+		return -pthread_mutex_lock(m);
+	/* pthread_mutex_timedlock counts in CLOCK_REALTIME */
+	left = deadline > now ? deadline - now : 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	left += (uint64_t)ts.tv_nsec;
+	ts.tv_sec += (time_t)(left / 1000000000ull);
+	ts.tv_nsec = (long)(left % 1000000000ull);
+	return -pthread_mutex_timedlock(m, &ts);
 }
 
 struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
@@ -679,10 +813,12 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 		goto err_qp;
 	}
 	fill_conn(&mine, qp, attr, param);
-	pthread_mutex_lock(&l->lock);
+	ret = lock_until(&l->lock, deadline);
+	if (ret)
+		goto err_pfd;
 	for (;;) {
-		struct pw_half_open ho;
-		int i;
+		uint64_t reply_by;
+		int i, fd;
 
 		ret = ho_accept_locked(l);
 		if (ret)
@@ -694,21 +830,25 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 				break;
 			continue;
 		}
-		ho = l->ho[i];
-		memmove(&l->ho[i], &l->ho[i + 1], (l->nho - (uint32_t)i - 1) * sizeof(ho));
-		l->nho--;
-		ret = handshake_finish(qp, ho.fd, ho.buf, ho.got, &mine, psn,
-				       PW_MIN(ho.deadline, deadline));
+		/* a whole request may have waited for us: the reply's own time */
+		reply_by = PW_MIN(pw_now_ns() + (uint64_t)l->ctx->handshake_ms * 1000000ull,
+				  deadline);
+		ret = handshake_finish(qp, l->ho[i].fd, l->ho[i].buf, l->ho[i].got,
+				       &mine, psn, reply_by);
+		fd = ho_take_locked(l, (uint32_t)i);
 		if (!ret) {
+			ho_signal_locked(l);
 			pthread_mutex_unlock(&l->lock);
 			free(pfd);
 			return &qp->ibqp;
 		}
 		/* a bad or dead client: drop it and keep listening */
-		close(ho.fd);
+		close(fd);
 		atomic_fetch_add_explicit(&l->ctx->conn_failed, 1, memory_order_relaxed);
 	}
+	ho_signal_locked(l);
 	pthread_mutex_unlock(&l->lock);
+err_pfd:
 	free(pfd);
 err_qp:
 	pw_set_error("pw_accept: %s", strerror(-ret));

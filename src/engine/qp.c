@@ -36,10 +36,11 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	    attr->rnr_retry < PW_RNR_RETRY_NONE || attr->rnr_retry > 7 ||
 	    attr->retry_cnt < PW_RNR_RETRY_NONE || attr->retry_cnt > 7 ||
 	    attr->fault_policy > PW_FAULT_NOTIFY ||
-	    (attr->peer_timeout_ms && attr->peer_timeout_ms < PW_MIN_PEER_TIMEOUT_MS)) {
-		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, <= %d rd_atomic, rnr_retry and retry_cnt -1..7, fault_policy 0..3, peer_timeout_ms 0 or >= %d)",
+	    (attr->peer_timeout_ms && (attr->peer_timeout_ms < PW_MIN_PEER_TIMEOUT_MS ||
+				       attr->peer_timeout_ms > PW_MAX_PEER_TIMEOUT_MS))) {
+		pw_set_error("QP attributes out of range (CQs of this context, <= %d WRs, <= %d SGEs, <= %d inline bytes, <= %d rd_atomic, rnr_retry and retry_cnt -1..7, fault_policy 0..3, peer_timeout_ms 0 or %d..%d)",
 			     PW_MAX_QP_WR, PW_MAX_SGE, PW_MAX_INLINE_DATA,
-			     PW_MAX_RD_ATOMIC, PW_MIN_PEER_TIMEOUT_MS);
+			     PW_MAX_RD_ATOMIC, PW_MIN_PEER_TIMEOUT_MS, PW_MAX_PEER_TIMEOUT_MS);
 		errno = EINVAL;
 		return NULL;
 	}

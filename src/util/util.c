@@ -38,11 +38,12 @@ const char *pw_last_error(void)
  * reports an unmapped or read-only destination as EFAULT. Same thread group,
  * so no ptrace permission is involved.
  */
-static atomic_bool random_weak;
+/* per thread and per call: a transient failure (EMFILE) costs one call */
+static _Thread_local bool random_weak;
 
 bool pw_random_weak(void)
 {
-	return atomic_load_explicit(&random_weak, memory_order_relaxed);
+	return random_weak;
 }
 
 static bool urandom_bytes(unsigned char *p, size_t len)
@@ -69,6 +70,7 @@ void pw_random_bytes(void *buf, size_t len)
 	static atomic_uint_fast64_t ctr;
 	unsigned char *p = buf;
 
+	random_weak = false;
 	while (len) {
 		ssize_t n = getrandom(p, len, 0);
 
@@ -83,7 +85,7 @@ void pw_random_bytes(void *buf, size_t len)
 	if (!len || urandom_bytes(p, len))
 		return;
 	/* no kernel randomness at all: never leave @buf undefined */
-	atomic_store_explicit(&random_weak, true, memory_order_relaxed);
+	random_weak = true;
 	for (size_t i = 0; i < len; i++) {
 		uint64_t x = pw_now_ns() ^ ((uint64_t)getpid() << 32) ^
 			     atomic_fetch_add_explicit(&ctr, 0x9e3779b97f4a7c15ull,

@@ -82,10 +82,10 @@ ssize_t pw_sendmsg(int fd, const struct msghdr *mh, int flags);
 /*
  * Fill @buf with cryptographically random bytes (keys must be
  * unpredictable): getrandom(2), else /dev/urandom. Should both fail (a
- * seccomp filter, no /dev), @buf gets a clock-based mix that is NOT
- * unpredictable and pw_random_weak() turns true for good: the key table
- * then refuses to make keys (docs/security.md) rather than hand out
- * guessable ones; PSNs and QP numbers may use the mix.
+ * seccomp filter, no /dev, out of fds), @buf gets a clock-based mix that
+ * is NOT unpredictable and pw_random_weak() (this thread's last call) is
+ * true: the key table then refuses to make a key (docs/security.md)
+ * rather than hand out a guessable one; PSNs and QP numbers may use it.
  */
 void pw_random_bytes(void *buf, size_t len);
 bool pw_random_weak(void);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -248,6 +249,131 @@ static void t_half_open_expire(const char *arg)
 
 		PWT_EQ(pwt_read_full(silent[i], &c, 1, 2000), 0);
 		close(silent[i]);
+	}
+	PWT_OK(pw_close_listener(l));
+	pwt_side_close(&b);
+	PWT_EQ(count_fds(), fds0);
+}
+
+/*
+ * More honest clients at once than max_half_open (4): each has sent its
+ * whole request, so the set fills with ready connections and the rest
+ * wait in the kernel's backlog, none reset; pw_listener_fd() stays
+ * readable while one is left; a second pw_accept() on the listener waits
+ * for the first at most its own timeout; out of fds with nothing pending,
+ * pw_accept() says EMFILE instead of spinning.
+ */
+#define BURST		12
+
+struct waiter {
+	struct pw_listener *l;
+	struct pwt_side *b;
+	struct pw_qp *qp;
+	pthread_t thread;
+};
+
+static void *accept_forever(void *arg)
+{
+	struct waiter *w = arg;
+	struct pw_conn_param prm = { .timeout_ms = -1 };
+	struct pw_qp_init_attr at;
+
+	memset(&at, 0, sizeof(at));
+	at.send_cq = w->b->scq;
+	at.recv_cq = w->b->rcq;
+	w->qp = pw_accept(w->l, w->b->pd, &at, &prm);
+	return NULL;
+}
+
+static struct pw_qp *accept_one(struct pw_listener *l, struct pwt_side *b, int ms)
+{
+	struct pw_conn_param prm = { .timeout_ms = ms };
+	struct pw_qp_init_attr at;
+
+	memset(&at, 0, sizeof(at));
+	at.send_cq = b->scq;
+	at.recv_cq = b->rcq;
+	return pw_accept(l, b->pd, &at, &prm);
+}
+
+static void t_accept_burst(const char *arg)
+{
+	struct pw_context_attr ca = { .max_half_open = 4 };
+	struct pwt_side b;
+	struct pw_listener *l;
+	struct pw_qp *qps[BURST];
+	struct waiter w = { 0 };
+	struct pollfd pf;
+	struct rlimit rl, low;
+	int cl[BURST], fds0, extra;
+
+	(void)arg;
+	fds0 = count_fds();
+	pwt_side_open_attr(&b, &ca);
+	l = pw_listen(b.ctx, "127.0.0.1", 0);
+	PWT_NONNULL(l);
+	for (int i = 0; i < BURST; i++) {
+		cl[i] = pwt_tcp_connect(pw_listener_port(l));
+		pwr_send_connect_req(cl[i], RAW_PSN, RAW_QPN + (uint32_t)i, NULL, 0);
+	}
+	for (int i = 0; i < BURST; i++) {
+		pf = (struct pollfd){ .fd = pw_listener_fd(l), .events = POLLIN };
+		PWT_ASSERTF(poll(&pf, 1, 5000) == 1,
+			    "pw_listener_fd not readable with %d clients waiting", BURST - i);
+		qps[i] = accept_one(l, &b, 5000);
+		PWT_ASSERTF(qps[i], "client %d: %s", i, pw_last_error());
+	}
+	for (int i = 0; i < BURST; i++) {
+		struct pw_hdr h;
+		int rc = pwr_read_msg(cl[i], &h, NULL, 0, NULL, PWT_TIMEOUT_MS);
+
+		PWT_ASSERTF(rc == 1 && h.opcode == PW_OP_CONNECT_REP,
+			    "client %d: %d (%s), opcode %u", i, rc, pwt_strerr(rc), h.opcode);
+	}
+	PWT_EQ(stats_of(b.ctx).conn_half_open_dropped, 0);
+	pf = (struct pollfd){ .fd = pw_listener_fd(l), .events = POLLIN };
+	PWT_EQ(poll(&pf, 1, 0), 0);
+	printf("accept_burst: %d clients at once, max_half_open 4: %d served, 0 reset\n",
+	       BURST, BURST);
+
+	/* one caller waits forever; another gives up at its own timeout */
+	w.l = l;
+	w.b = &b;
+	PWT_EQ(pthread_create(&w.thread, NULL, accept_forever, &w), 0);
+	pwt_sleep_ms(100);
+	PWT_ASSERT(accept_one(l, &b, 300) == NULL);
+	PWT_EQ(errno, ETIMEDOUT);
+	extra = pwt_tcp_connect(pw_listener_port(l));
+	pwr_send_connect_req(extra, RAW_PSN, RAW_QPN, NULL, 0);
+	PWT_EQ(pthread_join(w.thread, NULL), 0);
+	PWT_NONNULL(w.qp);
+	PWT_OK(pw_destroy_qp(w.qp));
+	close(extra);
+
+	/* no fd left for accept4 and nothing pending: EMFILE, at once */
+	extra = pwt_tcp_connect(pw_listener_port(l));
+	PWT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	low = rl;
+	low.rlim_cur = (rlim_t)count_fds() + 3;	/* opendir's, and no more */
+	PWT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	{
+		int dummy[8], n = 0;
+
+		/* take what is left below the limit */
+		while (n < 8 && (dummy[n] = dup(0)) >= 0)
+			n++;
+		PWT_ASSERT(accept_one(l, &b, 3000) == NULL);
+		PWT_ASSERTF(errno == EMFILE, "errno %d (%s), want EMFILE", errno,
+			    strerror(errno));
+		while (n > 0)
+			close(dummy[--n]);
+	}
+	PWT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	close(extra);
+
+	for (int i = 0; i < BURST; i++) {
+		PWT_OK(pw_destroy_qp(qps[i]));
+		close(cl[i]);
 	}
 	PWT_OK(pw_close_listener(l));
 	pwt_side_close(&b);
@@ -701,12 +827,15 @@ static void t_bad_limits(const char *arg)
 
 	(void)arg;
 	memset(&ca, 0, sizeof(ca));
-	ca.peer_timeout_ms = 500;
+	ca.peer_timeout_ms = 1999;
 	errno = 0;
 	PWT_ASSERT(pw_open(&ca) == NULL);
 	PWT_EQ(errno, EINVAL);
 	PWT_ASSERTF(strstr(pw_last_error(), "peer_timeout_ms"), "error: %s",
 		    pw_last_error());
+	ca.peer_timeout_ms = 3600001;	/* half of it would not fit TCP_KEEPIDLE */
+	PWT_ASSERT(pw_open(&ca) == NULL);
+	PWT_EQ(errno, EINVAL);
 	memset(&ca, 0, sizeof(ca));
 	ca.max_half_open = 100000;
 	PWT_ASSERT(pw_open(&ca) == NULL);
@@ -725,6 +854,9 @@ static void t_bad_limits(const char *arg)
 	at.peer_timeout_ms = 10;
 	PWT_ASSERT(pw_connect(a.pd, &at, "127.0.0.1", pwt_unused_port(), NULL) == NULL);
 	PWT_EQ(errno, EINVAL);
+	at.peer_timeout_ms = 3000000000u;
+	PWT_ASSERT(pw_connect(a.pd, &at, "127.0.0.1", pwt_unused_port(), NULL) == NULL);
+	PWT_EQ(errno, EINVAL);
 	at.peer_timeout_ms = 0;
 	at.max_dest_rd_atomic = 100000;
 	PWT_ASSERT(pw_connect(a.pd, &at, "127.0.0.1", pwt_unused_port(), NULL) == NULL);
@@ -740,6 +872,7 @@ static void t_bad_limits(const char *arg)
 static const struct pwt_case cases[] = {
 	{ "half_open_flood", t_half_open_flood },
 	{ "half_open_expire", t_half_open_expire },
+	{ "accept_burst", t_accept_burst },
 	{ "read_credits", t_read_credits },
 	{ "send_no_recv", t_send_no_recv },
 	{ "write_flood", t_write_flood },
