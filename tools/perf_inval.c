@@ -48,6 +48,33 @@ static void *accept_main(void *arg)
 	return NULL;
 }
 
+/* One 8-byte READ of @mr from @qp, waited for. Return 0 or -1. */
+static int touch_key(struct pw_pd *pd, struct pw_qp *qp, struct pw_cq *cq,
+		     const struct pw_mr *mr)
+{
+	uint64_t sink = 0;
+	struct pw_mr *smr = pw_reg_mr(pd, &sink, sizeof(sink), PW_ACCESS_LOCAL_WRITE);
+	struct pw_sge sge = { .addr = (uint64_t)(uintptr_t)&sink, .length = 8 };
+	struct pw_send_wr wr = { .sg_list = &sge, .num_sge = 1,
+				 .opcode = PW_WR_RDMA_READ,
+				 .send_flags = PW_SEND_SIGNALED };
+	struct pw_send_wr *bad;
+	struct pw_wc wc;
+	uint64_t end = tool_now_ns() + 10000000000ull;
+	int n = 0;
+
+	if (!smr)
+		return -1;
+	sge.lkey = smr->lkey;
+	wr.wr.rdma.remote_addr = (uint64_t)(uintptr_t)mr->addr;
+	wr.wr.rdma.rkey = mr->rkey;
+	if (pw_post_send(qp, &wr, &bad) == 0)
+		while ((n = pw_poll_cq(cq, 1, &wc)) == 0 && tool_now_ns() < end)
+			sched_yield();
+	pw_dereg_mr(smr);
+	return n == 1 && wc.status == PW_WC_SUCCESS ? 0 : -1;
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -181,6 +208,14 @@ int perf_inval_run(const struct perf_opts *o)
 	pthread_join(th, NULL);
 	if (!pqp || !acc.qp) {
 		perf_fail("connect over 127.0.0.1 failed: %s", pw_last_error());
+		goto out;
+	}
+	/*
+	 * The peer uses the key once: a target tells only peers that have
+	 * (docs/wire.md section 14, "Who is told").
+	 */
+	if (touch_key(ppd, pqp, pcq, mr)) {
+		perf_fail("first READ of the region failed: %s", pw_last_error());
 		goto out;
 	}
 	if (!o->json)
