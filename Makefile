@@ -34,8 +34,9 @@ asan: deps
 
 # Every test but the `tools` label under ThreadSanitizer (clang): engine,
 # paging, notifier, integration, limits, netns and soak. Not `tools`: those
-# drive pagewire-perf measurements, and its `reg` wants 1 TiB of address space in one piece, which TSan's memory
-# layout often lacks (the tests' own 1 TiB cases shrink there by themselves).
+# drive pagewire-perf measurements, and its `reg` wants 1 TiB of address
+# space in one piece, which TSan's memory layout often lacks (the tests' own
+# 1 TiB cases shrink there by themselves).
 tsan: deps
 	@CC=clang cmake -S . -B $(TSAN_BUILD) -DPW_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS)
