@@ -9,6 +9,17 @@
 
 #include "pwraw.h"
 
+struct pw_hdr pwr_hdr(uint8_t opcode, uint32_t psn)
+{
+	struct pw_hdr h;
+
+	memset(&h, 0, sizeof(h));
+	h.version = PW_WIRE_VERSION;
+	h.opcode = opcode;
+	h.psn = psn;
+	return h;
+}
+
 void pwr_send_hdr(int fd, const struct pw_hdr *h)
 {
 	uint8_t buf[PW_WIRE_HDR_LEN];

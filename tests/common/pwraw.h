@@ -12,6 +12,9 @@
 #include "wire/wire.h"
 #include "pwtest.h"
 
+/* A header with only @opcode, @psn and the version set. */
+struct pw_hdr pwr_hdr(uint8_t opcode, uint32_t psn);
+
 /* Encodes @h and writes the 48-byte header. */
 void pwr_send_hdr(int fd, const struct pw_hdr *h);
 

@@ -220,6 +220,14 @@ void pwt_sleep_ms(unsigned int ms)
 		;
 }
 
+struct pw_stats pwt_stats(struct pw_context *ctx)
+{
+	struct pw_stats st;
+
+	PWT_OK(pw_query_stats(ctx, &st, sizeof(st)));
+	return st;
+}
+
 size_t pwt_rss_bytes(void)
 {
 	unsigned long size = 0, rss = 0;

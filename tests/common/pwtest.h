@@ -163,6 +163,8 @@ uint64_t pwt_now_us(void);
 void pwt_sleep_ms(unsigned int ms);
 /* Resident set size of this process in bytes (/proc/self/statm). */
 size_t pwt_rss_bytes(void);
+/* pw_query_stats() of @ctx, which must succeed. */
+struct pw_stats pwt_stats(struct pw_context *ctx);
 /* VmLck of this process in bytes (/proc/self/status). */
 size_t pwt_vmlck_bytes(void);
 /* mmap'ed anonymous memory, page aligned, never touched here. */

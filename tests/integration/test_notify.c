@@ -30,24 +30,16 @@
 #define NT_ASAN 0
 #endif
 
-static struct pw_stats stats(struct pw_context *ctx)
-{
-	struct pw_stats st;
-
-	PWT_OK(pw_query_stats(ctx, &st, sizeof(st)));
-	return st;
-}
-
 /* Wait (up to 10 s) until @ctx has received at least @n notifications. */
 static void wait_received(struct pw_context *ctx, uint64_t n)
 {
 	for (int i = 0; i < 5000; i++) {
-		if (stats(ctx).notifications_received >= n)
+		if (pwt_stats(ctx).notifications_received >= n)
 			return;
 		pwt_sleep_ms(2);
 	}
 	PWT_ASSERTF(0, "%llu notifications received, want >= %llu",
-		    (unsigned long long)stats(ctx).notifications_received,
+		    (unsigned long long)pwt_stats(ctx).notifications_received,
 		    (unsigned long long)n);
 }
 
@@ -119,7 +111,7 @@ static void t_reach_pd(const char *arg)
 	pwt_img_alloc_src(&src, &p.a, len, PWT_PINNED, 31);
 	pwt_img_alloc(&dst, &p.b, len, PWT_ODP, 0);
 	write_at(&p, &src, &dst, 0, (uint32_t)len, 1);	/* all resident */
-	PWT_EQ(stats(p.a.ctx).fault_in_sent, 0);
+	PWT_EQ(pwt_stats(p.a.ctx).fault_in_sent, 0);
 	/* c uses the key too (a READ); e never does */
 	pwt_buf_alloc(&sink, &c, PG, PWT_ACCESS_ALL, PWT_PINNED);
 	PWT_OK(pwt_post_rdma(c.qp, PW_WR_RDMA_READ, 7, sink.addr, 64, sink.lkey,
@@ -130,28 +122,28 @@ static void t_reach_pd(const char *arg)
 	wait_received(p.a.ctx, 1);
 	wait_received(c.ctx, 1);
 	pwt_sleep_ms(100);
-	PWT_EQ(stats(d.ctx).notifications_received, 0);	/* PD 2: no access */
-	PWT_EQ(stats(e.ctx).notifications_received, 0);	/* never had the key */
-	sa = stats(p.a.ctx);
+	PWT_EQ(pwt_stats(d.ctx).notifications_received, 0);	/* PD 2: no access */
+	PWT_EQ(pwt_stats(e.ctx).notifications_received, 0);	/* never had the key */
+	sa = pwt_stats(p.a.ctx);
 	PWT_ASSERT(sa.notify_view_ranges == 1);
-	sb = stats(p.b.ctx);
+	sb = pwt_stats(p.b.ctx);
 	PWT_ASSERT(sb.notifications_sent >= 2);
 
 	/* into the invalid range: FAULT_IN first, then the WRITE lands */
 	pwt_fill(src.buf.addr + 9 * PG, 2 * PG, 77);
 	pwt_fill(src.want + 9 * PG, 2 * PG, 77);
 	write_at(&p, &src, &dst, 9 * PG, 2 * PG, 2);
-	sa = stats(p.a.ctx);
+	sa = pwt_stats(p.a.ctx);
 	PWT_EQ(sa.fault_in_sent, 1);
-	PWT_EQ(stats(p.b.ctx).fault_in_received, 1);
+	PWT_EQ(pwt_stats(p.b.ctx).fault_in_received, 1);
 	/* VALIDATE cleared what was faulted; [8, 9) and [11, 12) stay invalid */
 	PWT_EQ(sa.notify_view_ranges, 2);
 	/* outside the invalid range: no FAULT_IN */
 	write_at(&p, &src, &dst, 20 * PG, PG, 3);
-	PWT_EQ(stats(p.a.ctx).fault_in_sent, 1);
+	PWT_EQ(pwt_stats(p.a.ctx).fault_in_sent, 1);
 	/* the rest of it: one more round */
 	write_at(&p, &src, &dst, 8 * PG, 4 * PG, 4);
-	sa = stats(p.a.ctx);
+	sa = pwt_stats(p.a.ctx);
 	PWT_EQ(sa.fault_in_sent, 2);
 	PWT_EQ(sa.notify_view_ranges, 0);
 	PWT_IMG_CHECK(&dst);
@@ -185,7 +177,7 @@ static void t_fault_in_unmapped(const char *arg)
 
 	(void)arg;
 	pwt_pair_open(&p, &o);
-	if (stats(p.b.ctx).notifier_off) {
+	if (pwt_stats(p.b.ctx).notifier_off) {
 		pwt_pair_close(&p);
 		pwt_skip_part("no userfaultfd here: munmap is not noticed");
 		return;
@@ -200,9 +192,9 @@ static void t_fault_in_unmapped(const char *arg)
 			     src.buf.lkey, pwt_va(dst.buf.addr + 5 * PG),
 			     dst.buf.rkey, PW_SEND_SIGNALED));
 	PWT_EXPECT_ERR(p.a.scq, 2, PW_WC_REM_ACCESS_ERR, p.a.qp->qp_num);
-	st = stats(p.a.ctx);
+	st = pwt_stats(p.a.ctx);
 	PWT_EQ(st.fault_in_sent, 1);
-	PWT_EQ(stats(p.b.ctx).fault_in_received, 1);
+	PWT_EQ(pwt_stats(p.b.ctx).fault_in_received, 1);
 	/* the rest of the MR kept its bytes */
 	PWT_MEMEQ(dst.buf.addr, dst.want, 4 * PG);
 	PWT_MEMEQ(dst.buf.addr + 8 * PG, dst.want + 8 * PG, 8 * PG);
@@ -235,18 +227,18 @@ static void t_old_peer(const char *arg)
 	pwt_img_alloc_src(&src, &p.a, len, PWT_PINNED, 51);
 	pwt_img_alloc(&dst, &p.b, len, PWT_ODP, 0);
 	write_at(&p, &src, &dst, 0, (uint32_t)len, 1);
-	f0 = stats(p.b.ctx).faults;
+	f0 = pwt_stats(p.b.ctx).faults;
 	PWT_OK(pw_mr_invalidate(dst.buf.mr, 0, len));
 	pwt_sleep_ms(100);
-	PWT_EQ(stats(p.b.ctx).notifications_sent, 0);
-	PWT_EQ(stats(p.a.ctx).notifications_received, 0);
+	PWT_EQ(pwt_stats(p.b.ctx).notifications_sent, 0);
+	PWT_EQ(pwt_stats(p.a.ctx).notifications_received, 0);
 
 	pwt_fill(src.buf.addr, len, 52);
 	pwt_fill(src.want, len, 52);
 	write_at(&p, &src, &dst, 0, (uint32_t)len, 2);
 	PWT_IMG_CHECK(&dst);
-	PWT_EQ(stats(p.a.ctx).fault_in_sent, 0);
-	PWT_ASSERT(stats(p.b.ctx).faults > f0);	/* the target faulted it back */
+	PWT_EQ(pwt_stats(p.a.ctx).fault_in_sent, 0);
+	PWT_ASSERT(pwt_stats(p.b.ctx).faults > f0);	/* the target faulted it back */
 
 	pwt_img_free(&dst);
 	pwt_img_free(&src);
@@ -339,7 +331,7 @@ static void t_storm(const char *arg)
 		PWT_EQ(wc.wr_id, completed);	/* RC order, nothing lost */
 		completed++;
 		if (completed % 64 == 0) {
-			now = stats(p.a.ctx);
+			now = pwt_stats(p.a.ctx);
 			if (now.notify_view_ranges > max_view)
 				max_view = now.notify_view_ranges;
 			if (pwt_rss_bytes() > rss_max)
@@ -357,8 +349,8 @@ static void t_storm(const char *arg)
 	pthread_join(th, NULL);
 	PWT_IMG_CHECK(&dst);
 
-	sa = stats(p.a.ctx);
-	sb = stats(p.b.ctx);
+	sa = pwt_stats(p.a.ctx);
+	sb = pwt_stats(p.b.ctx);
 	printf("storm: %d invalidations in %.2f s; %llu WRITEs; target sent %llu "
 	       "notifications (%llu coalesced away or dropped: %llu); requester "
 	       "received %llu, sent %llu FAULT_IN; view max %llu ranges; RSS %+lld KiB\n",
@@ -417,7 +409,7 @@ static void t_budget(const char *arg)
 	for (size_t off = 0; off < len; off += chunk)
 		write_at(&p, &src, &dst, off, (uint32_t)chunk, id++);
 	for (int i = 0; i < 5000; i++) {
-		sb = stats(p.b.ctx);
+		sb = pwt_stats(p.b.ctx);
 		if (sb.resident_bytes <= budget)
 			break;
 		pwt_sleep_ms(2);

@@ -830,14 +830,6 @@ static void t_destroy_acks_send(const char *arg)
 /* FOLLOW_VA: pages fault-around brings back are watched again          */
 /* ------------------------------------------------------------------ */
 
-static struct pw_stats regress_stats(struct pw_context *c)
-{
-	struct pw_stats s;
-
-	PWT_OK(pw_query_stats(c, &s, sizeof(s)));
-	return s;
-}
-
 static void write_wait(struct pwt_pair *p, struct pwt_buf *src, uint8_t *dst,
 		       uint32_t rkey, uint32_t len, uint64_t id)
 {
@@ -866,7 +858,7 @@ static void t_follow_va_rewatch_ahead(const char *arg)
 
 	(void)arg;
 	pwt_pair_open(&p, NULL);
-	if (regress_stats(p.b.ctx).notifier_off) {
+	if (pwt_stats(p.b.ctx).notifier_off) {
 		pwt_pair_close(&p);
 		pwt_skip_part("no userfaultfd here: nothing is watched");
 		return;
@@ -885,12 +877,12 @@ static void t_follow_va_rewatch_ahead(const char *arg)
 	write_wait(&p, &src, dst + 6 * pg, mr->rkey, 100, 3);
 	/* the fault-around runs after the fault is reported: let it finish */
 	pwt_sleep_ms(100);
-	s1 = regress_stats(p.b.ctx);
+	s1 = pwt_stats(p.b.ctx);
 	PWT_ASSERTF(s1.fault_around_pages > 0, "no fault-around happened");
 	PWT_ASSERT(madvise(dst + 7 * pg, pg, MADV_DONTNEED) == 0);
 	/* madvise returns once the event is read; the handler then counts it */
 	for (int i = 0; i < 200; i++) {
-		s2 = regress_stats(p.b.ctx);
+		s2 = pwt_stats(p.b.ctx);
 		if (s2.notifier_events > s1.notifier_events)
 			break;
 		pwt_sleep_ms(10);

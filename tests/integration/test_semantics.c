@@ -755,14 +755,6 @@ static void expect_events_at(const char *file, int line, struct pw_context *ctx,
 	expect_no_event_at(file, line, ctx, 100);
 }
 
-static struct pw_stats stats(struct pw_context *ctx)
-{
-	struct pw_stats st;
-
-	PWT_OK(pw_query_stats(ctx, &st, sizeof(st)));
-	return st;
-}
-
 /* ---- memory ---- */
 
 /* New anonymous memory at exactly @addr (nothing may be there). */
@@ -840,12 +832,12 @@ static void t_munmap_odp(const char *arg)
 	PWT_PATTERN(buf, len, 1, 0);
 	pwt_fill(want, len, 1);
 	PEER_READ_EQ(&t, buf, mr->rkey, len, want);
-	ev0 = stats(t.s.ctx).notifier_events;
+	ev0 = pwt_stats(t.s.ctx).notifier_events;
 
 	PWT_EQ(munmap(buf + hole * PG, PG), 0);
 	EXPECT_EVENT(t.s.ctx, PW_EVENT_MR_UNMAPPED, mr, hole * PG, PG);
 	EXPECT_NO_EVENT(t.s.ctx, 100);
-	PWT_ASSERT(stats(t.s.ctx).notifier_events > ev0);
+	PWT_ASSERT(pwt_stats(t.s.ctx).notifier_events > ev0);
 
 	/* the other pages, on the same connection */
 	PEER_WRITE(&t, buf, mr->rkey, hole * PG, 2, 0, PW_WC_SUCCESS);
@@ -1081,12 +1073,12 @@ static void t_munmap_then_mmap_same_va(const char *arg)
 	PEER_WRITE(&t, buf, mr->rkey, len, 20, 0, PW_WC_SUCCESS);
 	PWT_PATTERN(buf, len, 20, 0);
 	for (int round = 0; round < 2; round++) {
-		ev0 = stats(t.s.ctx).notifier_events;
+		ev0 = pwt_stats(t.s.ctx).notifier_events;
 		PWT_EQ(munmap(buf, len), 0);
 		EXPECT_NO_EVENT(t.s.ctx, 100);
 		/* the handler saw it (round 1: the range faulted in again after
 		 * the first unmap was registered anew) */
-		PWT_ASSERTF(stats(t.s.ctx).notifier_events > ev0,
+		PWT_ASSERTF(pwt_stats(t.s.ctx).notifier_events > ev0,
 			    "round %d: the notifier did not see the munmap", round);
 		PEER_WRITE(&t, buf + PG, mr->rkey, PG, 21, 0, PW_WC_REM_ACCESS_ERR);
 		TGT_CONNECT(&t);
@@ -1309,8 +1301,8 @@ static void t_madv_dontneed(const char *arg)
 		mr = reg(&t, buf, len, ODP_ALL | (fv ? PW_ACCESS_ODP_FOLLOW_VA : 0));
 		PEER_WRITE(&t, buf, mr->rkey, len, 30, 0, PW_WC_SUCCESS);
 		PWT_PATTERN(buf, len, 30, 0);
-		ev0 = stats(t.s.ctx).notifier_events;
-		f0 = stats(t.s.ctx).faults;
+		ev0 = pwt_stats(t.s.ctx).notifier_events;
+		f0 = pwt_stats(t.s.ctx).faults;
 		PWT_EQ(madvise(buf + 2 * PG, 3 * PG, MADV_DONTNEED), 0);
 		pwt_fill(want, len, 30);
 		memset(want + 2 * PG, 0, 3 * PG);
@@ -1320,8 +1312,8 @@ static void t_madv_dontneed(const char *arg)
 		 * event was read, and accesses wait for it to be handled).
 		 */
 		PEER_READ_EQ(&t, buf, mr->rkey, len, want);
-		PWT_ASSERT(stats(t.s.ctx).notifier_events > ev0);
-		PWT_ASSERTF(stats(t.s.ctx).faults > f0,
+		PWT_ASSERT(pwt_stats(t.s.ctx).notifier_events > ev0);
+		PWT_ASSERTF(pwt_stats(t.s.ctx).faults > f0,
 			    "the dropped pages were not faulted again");
 		PWT_MEMEQ(buf, want, len);
 		PEER_WRITE(&t, buf + 3 * PG + 10, mr->rkey, 100, 31, 0, PW_WC_SUCCESS);
@@ -1445,11 +1437,11 @@ static void t_mremap(const char *arg)
 	PEER_WRITE(&t, buf, mr->rkey, len, 45, 0, PW_WC_SUCCESS);
 	dst = mmap(NULL, 2 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	PWT_ASSERT(dst != MAP_FAILED);
-	ev0 = stats(t.s.ctx).notifier_events;
+	ev0 = pwt_stats(t.s.ctx).notifier_events;
 	PWT_ASSERT(mremap(buf + PG, 2 * PG, 2 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, dst) ==
 		   (void *)dst);
 	EXPECT_NO_EVENT(t.s.ctx, 100);
-	PWT_ASSERT(stats(t.s.ctx).notifier_events > ev0);
+	PWT_ASSERT(pwt_stats(t.s.ctx).notifier_events > ev0);
 	PEER_WRITE(&t, buf + PG, mr->rkey, PG, 46, 0, PW_WC_REM_ACCESS_ERR);
 	TGT_CONNECT(&t);
 	PWT_PATTERN(dst, 2 * PG, 45, PG);
@@ -1583,7 +1575,7 @@ static void t_fork_parent_sees_writes(const char *arg)
 	SEM_READS(memcpy(pre, odp, len));
 	SEM_READS(memcpy(pre + len, pin, len));
 
-	ev0 = stats(t.s.ctx).notifier_events;
+	ev0 = pwt_stats(t.s.ctx).notifier_events;
 	PWT_EQ(pipe2(pfd, O_CLOEXEC), 0);
 	fflush(stdout);
 	fflush(stderr);
@@ -1595,7 +1587,7 @@ static void t_fork_parent_sees_writes(const char *arg)
 
 	PEER_WRITE(&t, odp, omr->rkey, len, 72, 0, PW_WC_SUCCESS);
 	/* no FORK event: the notifier does not subscribe to it (notifier.c) */
-	PWT_EQ(stats(t.s.ctx).notifier_events, ev0);
+	PWT_EQ(pwt_stats(t.s.ctx).notifier_events, ev0);
 	PEER_WRITE(&t, pin, pmr->rkey, len, 73, 0, PW_WC_SUCCESS);
 	PEER_WRITE(&t, odp + 3 * PG + 7, omr->rkey, 1000, 74, 0, PW_WC_SUCCESS);
 	PEER_WRITE(&t, pin + 5 * PG - 9, pmr->rkey, 20, 74, 0, PW_WC_SUCCESS);
@@ -2368,31 +2360,31 @@ static void t_notifier_off(const char *arg)
 			PWT_ASSERTF(strstr(line, "PW_NOTIFIER=off"), "the line: %s", line);
 		}
 	PWT_ASSERTF(lines == 1, "%d 'pagewire: notifier off' lines on stderr:\n%s", lines, out);
-	st = stats(t.s.ctx);
+	st = pwt_stats(t.s.ctx);
 	PWT_EQ(st.notifier_off, 1);
 
 	want = xmalloc(len);
 	buf = pwt_map(len);
 	mr = reg(&t, buf, len, ODP_ALL);
 	TGT_CONNECT(&t);
-	f0 = stats(t.s.ctx).faults;
+	f0 = pwt_stats(t.s.ctx).faults;
 	PEER_WRITE(&t, buf, mr->rkey, len, 110, 0, PW_WC_SUCCESS);
 	PWT_PATTERN(buf, len, 110, 0);
-	PWT_ASSERT(stats(t.s.ctx).faults > f0);
+	PWT_ASSERT(pwt_stats(t.s.ctx).faults > f0);
 	pwt_fill(want, len, 110);
 	PEER_READ_EQ(&t, buf, mr->rkey, len, want);
 	/* pw_mr_invalidate(): the next access faults again */
-	f0 = stats(t.s.ctx).faults;
+	f0 = pwt_stats(t.s.ctx).faults;
 	PWT_OK(pw_mr_invalidate(mr, 2 * PG, 2 * PG));
 	PEER_WRITE(&t, buf + 2 * PG, mr->rkey, 2 * PG, 111, 2 * PG, PW_WC_SUCCESS);
-	PWT_ASSERT(stats(t.s.ctx).faults > f0);
+	PWT_ASSERT(pwt_stats(t.s.ctx).faults > f0);
 	pwt_fill_at(want + 2 * PG, 2 * PG, 111, 2 * PG);
 	PWT_MEMEQ(buf, want, len);
 
 	/* munmap is not noticed: the MR follows the address */
 	PWT_EQ(munmap(buf + 5 * PG, PG), 0);
 	EXPECT_NO_EVENT(t.s.ctx, 200);
-	PWT_EQ(stats(t.s.ctx).notifier_events, 0);
+	PWT_EQ(pwt_stats(t.s.ctx).notifier_events, 0);
 	PEER_WRITE(&t, buf + 5 * PG, mr->rkey, PG, 112, 0, PW_WC_REM_ACCESS_ERR);
 	TGT_CONNECT(&t);
 	PWT_ASSERT(map_at(buf + 5 * PG, PG) == buf + 5 * PG);
@@ -2405,9 +2397,9 @@ static void t_notifier_off(const char *arg)
 	PWT_OK(pw_mr_invalidate(mr, 6 * PG, PG));
 	PWT_EQ(munmap(buf + 6 * PG, PG), 0);
 	PWT_ASSERT(map_at(buf + 6 * PG, PG) == buf + 6 * PG);
-	f0 = stats(t.s.ctx).faults;
+	f0 = pwt_stats(t.s.ctx).faults;
 	PEER_WRITE(&t, buf + 6 * PG, mr->rkey, PG, 114, 0, PW_WC_SUCCESS);
-	PWT_ASSERT(stats(t.s.ctx).faults > f0);
+	PWT_ASSERT(pwt_stats(t.s.ctx).faults > f0);
 	pwt_fill_at(want + 6 * PG, PG, 114, 0);
 	PWT_MEMEQ(buf, want, len);
 	PEER_READ_EQ(&t, buf, mr->rkey, len, want);

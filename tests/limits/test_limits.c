@@ -39,14 +39,6 @@ static int count_fds(void)
 	return n - 1;
 }
 
-static struct pw_stats stats_of(struct pw_context *ctx)
-{
-	struct pw_stats st;
-
-	PWT_OK(pw_query_stats(ctx, &st, sizeof(st)));
-	return st;
-}
-
 /* A WRITE a->b and a READ back over a fresh QP: the target still serves. */
 static void check_serves(struct pwt_side *a, struct pwt_side *b,
 			 struct pw_qp *qa, uint32_t seed)
@@ -192,7 +184,7 @@ static void t_half_open_flood(const char *arg)
 	PWT_EQ(pthread_join(con.thread, NULL), 0);
 	PWT_EQ(pthread_join(ac.thread, NULL), 0);
 	PWT_EQ(con.ok, con.nclients);
-	st = stats_of(b.ctx);
+	st = pwt_stats(b.ctx);
 	printf("half_open_flood: %d flood connections, max_half_open %d: %d real "
 	       "clients served, %llu dropped from the set, %llu failed, listener "
 	       "side held at most %d fds beyond the flood's own\n",
@@ -241,7 +233,7 @@ static void t_half_open_expire(const char *arg)
 	qp = pw_accept(l, b.pd, &at, &prm);
 	PWT_ASSERT(qp == NULL);
 	PWT_EQ(errno, ETIMEDOUT);
-	st = stats_of(b.ctx);
+	st = pwt_stats(b.ctx);
 	PWT_EQ(st.conn_handshake_failed, 8);
 	/* the listener closed its ends: each silent client sees EOF */
 	for (int i = 0; i < 8; i++) {
@@ -330,7 +322,7 @@ static void t_accept_burst(const char *arg)
 		PWT_ASSERTF(rc == 1 && h.opcode == PW_OP_CONNECT_REP,
 			    "client %d: %d (%s), opcode %u", i, rc, pwt_strerr(rc), h.opcode);
 	}
-	PWT_EQ(stats_of(b.ctx).conn_half_open_dropped, 0);
+	PWT_EQ(pwt_stats(b.ctx).conn_half_open_dropped, 0);
 	pf = (struct pollfd){ .fd = pw_listener_fd(l), .events = POLLIN };
 	PWT_EQ(poll(&pf, 1, 0), 0);
 	printf("accept_burst: %d clients at once, max_half_open 4: %d served, 0 reset\n",
@@ -412,10 +404,7 @@ static void t_read_credits(const char *arg)
 	granted = 16;	/* the default max_dest_rd_atomic (pagewire.h) */
 	rss0 = pwt_rss_bytes();
 	for (uint32_t i = 0; i < RD_REQS; i++) {
-		memset(&h, 0, sizeof(h));
-		h.version = PW_WIRE_VERSION;
-		h.opcode = PW_OP_READ_REQ;
-		h.psn = RAW_PSN + i;
+		h = pwr_hdr(PW_OP_READ_REQ, RAW_PSN + i);
 		h.rkey = tgt.buf.rkey;
 		h.raddr = pwt_va(tgt.buf.addr);
 		h.read_len = RD_LEN;
@@ -446,7 +435,7 @@ static void t_read_credits(const char *arg)
 	PWT_ASSERTF((uint32_t)resp >= granted && resp < RD_REQS,
 		    "%d READs answered of %d", resp, RD_REQS);
 	PWT_EQ(h.psn, RAW_PSN + (uint32_t)resp);
-	st = stats_of(p.b.ctx);
+	st = pwt_stats(p.b.ctx);
 	PWT_ASSERT(st.rd_atomic_overrun >= 1);
 	printf("read_credits: %d READs of 1 MiB sent unread, %d answered (%u "
 	       "credits, the rest in socket buffers), NAK INVALID_REQ at #%d, "
@@ -490,10 +479,7 @@ static void t_send_no_recv(const char *arg)
 	fd = pwr_open_accepted(p.l, &p.b, &rqp, RAW_PSN, RAW_QPN, 0);
 	rss0 = pwt_rss_bytes();
 	for (uint32_t i = 0; i < SEND_FLOOD; i++) {
-		memset(&h, 0, sizeof(h));
-		h.version = PW_WIRE_VERSION;
-		h.opcode = PW_OP_SEND;
-		h.psn = RAW_PSN + i;
+		h = pwr_hdr(PW_OP_SEND, RAW_PSN + i);
 		h.payload_len = SEND_LEN;
 		pwr_send_hdr(fd, &h);
 		pwt_write_all(fd, payload, SEND_LEN);
@@ -715,10 +701,7 @@ static void t_fault_in_probe(const char *arg)
 	rc = pwr_read_msg(fd, &h, NULL, 0, NULL, PWT_TIMEOUT_MS);
 	PWT_ASSERTF(rc == 1 && h.opcode == PW_OP_CONNECT_REP, "no CONNECT_REP: %d", rc);
 	for (uint32_t i = 0; i < PROBES; i++) {
-		memset(&h, 0, sizeof(h));
-		h.version = PW_WIRE_VERSION;
-		h.opcode = PW_OP_FAULT_IN;
-		h.psn = RAW_PSN + i;
+		h = pwr_hdr(PW_OP_FAULT_IN, RAW_PSN + i);
 		h.rkey = 0x1000u + i * 7919u;
 		h.raddr = 0x10000;
 		h.range_len = 4096;

@@ -746,18 +746,10 @@ static void chaos(void)
 /* Reporting                                                            */
 /* ------------------------------------------------------------------ */
 
-static struct pw_stats stats_of(struct pw_context *ctx)
-{
-	struct pw_stats st;
-
-	PWT_OK(pw_query_stats(ctx, &st, sizeof(st)));
-	return st;
-}
-
 static void print_summary(FILE *f)
 {
 	uint64_t ops = 0, chaos_n = 0;
-	struct pw_stats sa = stats_of(S.a.ctx), sb = stats_of(S.b.ctx);
+	struct pw_stats sa = pwt_stats(S.a.ctx), sb = pwt_stats(S.b.ctx);
 
 	for (int k = 0; k < OP_NKINDS; k++)
 		ops += S.ops[k];
@@ -896,7 +888,7 @@ static void setup(void)
 	S.tmr = pw_reg_mr(S.b.pd, S.tgt, TGT_BYTES, PWT_ACCESS_ALL |
 			  PW_ACCESS_ON_DEMAND | PW_ACCESS_ODP_FOLLOW_VA);
 	PWT_NONNULL(S.tmr);
-	S.notifier_off = stats_of(S.b.ctx).notifier_off != 0;
+	S.notifier_off = pwt_stats(S.b.ctx).notifier_off != 0;
 
 	/* initiator slots: half the QPs' pinned, half ODP (local faults) */
 	half = (size_t)NQP / 2 * DEPTH * BLOCK;
@@ -1064,7 +1056,7 @@ int main(int argc, char **argv)
 			if (rnd(4) == 0)
 				chaos();
 		if (pwt_now_ms() >= next_report) {
-			sb = stats_of(S.b.ctx);
+			sb = pwt_stats(S.b.ctx);
 			printf("soak: %3" PRIu64 " s: %" PRIu64 " ops, %" PRIu64
 			       " reclaimed pages, %" PRIu64 " data errors\n",
 			       (pwt_now_ms() - t0) / 1000, done1, sb.reclaimed_pages,
@@ -1076,7 +1068,7 @@ int main(int argc, char **argv)
 		wait_progress(100);
 	verify_all();
 
-	sb = stats_of(S.b.ctx);
+	sb = pwt_stats(S.b.ctx);
 	print_summary(stdout);
 	teardown();
 	fds1 = count_fds();
