@@ -63,6 +63,7 @@ struct pw_listener {
 	pthread_mutex_t lock;
 	uint32_t nho, max_ho;
 	struct pw_half_open *ho;
+	struct pollfd *pfd;	/* max_ho + 1: the listener, then ho[] */
 	bool ready_signalled;
 	uint64_t starved_until;
 };
@@ -309,7 +310,8 @@ struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
 		goto err_fd;
 	}
 	l->ho = calloc(ctx->max_half_open, sizeof(*l->ho));
-	if (!l->ho) {
+	l->pfd = calloc(ctx->max_half_open + 1, sizeof(*l->pfd));
+	if (!l->ho || !l->pfd) {
 		err = ENOMEM;
 		goto err_l;
 	}
@@ -345,6 +347,7 @@ err_ready:
 err_ep:
 	close(l->epfd);
 err_ho:
+	free(l->pfd);
 	free(l->ho);
 err_l:
 	free(l);
@@ -378,6 +381,7 @@ int pw_close_listener(struct pw_listener *l)
 	l->ctx->nlistener--;
 	pthread_mutex_unlock(&l->ctx->obj_lock);
 	pthread_mutex_destroy(&l->lock);
+	free(l->pfd);
 	free(l->ho);
 	free(l);
 	return 0;
@@ -596,14 +600,20 @@ static void ho_drop_locked(struct pw_listener *l, uint32_t i,
 /*
  * Room for one more connection: when the set is full, the oldest one
  * still silent goes (a real client sends its request at once, so it is
- * rarely the one; it gets a last read first). False when every entry has
- * its whole request: new connections then wait in the kernel's backlog
- * for the next pw_accept, as before the set existed.
+ * rarely the one; it gets a last read first), and only when a new one
+ * is waiting. False when every entry has its whole request: new
+ * connections then wait in the kernel's backlog for the next pw_accept,
+ * as before the set existed.
  */
 static bool ho_make_room_locked(struct pw_listener *l)
 {
+	struct pollfd p = { .fd = l->fd, .events = POLLIN };
+
 	if (l->nho < l->max_ho)
 		return true;
+	/* nobody is waiting to come in: nobody has to make room */
+	if (poll(&p, 1, 0) != 1)
+		return false;
 	for (uint32_t i = 0; i < l->nho; i++) {
 		int ret;
 
@@ -691,8 +701,9 @@ static void ho_signal_locked(struct pw_listener *l)
  * Right after ho_wait_locked: read what the polled connections have, and
  * drop those that failed. @pfd[i + 1] is ho[i] as it was polled.
  */
-static void ho_read_locked(struct pw_listener *l, struct pollfd *pfd)
+static void ho_read_locked(struct pw_listener *l)
 {
+	const struct pollfd *pfd = l->pfd;
 	uint32_t n = l->nho;
 
 	for (uint32_t i = 0, j = 0; j < n; j++) {
@@ -733,12 +744,11 @@ static int ho_ready_locked(struct pw_listener *l)
 
 /*
  * Wait until the listener or a half-open connection has something, or
- * @deadline / the first handshake deadline passes. @pfd has room for
- * max_ho + 1 entries.
+ * @deadline / the first handshake deadline passes.
  */
-static int ho_wait_locked(struct pw_listener *l, struct pollfd *pfd,
-			  uint64_t deadline)
+static int ho_wait_locked(struct pw_listener *l, uint64_t deadline)
 {
+	struct pollfd *pfd = l->pfd;
 	uint64_t now = pw_now_ns(), until = deadline;
 	int ms, r;
 
@@ -762,7 +772,7 @@ static int ho_wait_locked(struct pw_listener *l, struct pollfd *pfd,
 	if (r <= 0)
 		for (uint32_t i = 0; i <= l->nho; i++)
 			pfd[i].revents = 0;
-	ho_read_locked(l, pfd);
+	ho_read_locked(l);
 	return 0;
 }
 
@@ -789,7 +799,6 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 {
 	uint64_t deadline = deadline_of(param ? param->timeout_ms : 0);
 	struct pw_wire_conn mine;
-	struct pollfd *pfd = NULL;
 	struct pw_qp_i *qp;
 	uint32_t psn = random_psn();
 	int ret;
@@ -807,15 +816,10 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 	qp = pw_qp_create(pd, attr, -1);
 	if (!qp)
 		return NULL;
-	pfd = calloc(l->max_ho + 1, sizeof(*pfd));
-	if (!pfd) {
-		ret = -ENOMEM;
-		goto err_qp;
-	}
 	fill_conn(&mine, qp, attr, param);
 	ret = lock_until(&l->lock, deadline);
 	if (ret)
-		goto err_pfd;
+		goto err_qp;
 	for (;;) {
 		uint64_t reply_by;
 		int i, fd;
@@ -825,7 +829,7 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 			break;
 		i = ho_ready_locked(l);
 		if (i < 0) {
-			ret = ho_wait_locked(l, pfd, deadline);
+			ret = ho_wait_locked(l, deadline);
 			if (ret)
 				break;
 			continue;
@@ -839,7 +843,6 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 		if (!ret) {
 			ho_signal_locked(l);
 			pthread_mutex_unlock(&l->lock);
-			free(pfd);
 			return &qp->ibqp;
 		}
 		/* a bad or dead client: drop it and keep listening */
@@ -848,8 +851,6 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 	}
 	ho_signal_locked(l);
 	pthread_mutex_unlock(&l->lock);
-err_pfd:
-	free(pfd);
 err_qp:
 	pw_set_error("pw_accept: %s", strerror(-ret));
 	pw_qp_free(qp);

@@ -101,6 +101,17 @@ static void *connector_main(void *arg)
 	return NULL;
 }
 
+static struct pw_qp *accept_one(struct pw_listener *l, struct pwt_side *b, int ms)
+{
+	struct pw_conn_param prm = { .timeout_ms = ms };
+	struct pw_qp_init_attr at;
+
+	memset(&at, 0, sizeof(at));
+	at.send_cq = b->scq;
+	at.recv_cq = b->rcq;
+	return pw_accept(l, b->pd, &at, &prm);
+}
+
 struct acceptor {
 	struct pwt_side *b;
 	struct pw_listener *l;
@@ -112,17 +123,11 @@ struct acceptor {
 static void *acceptor_main(void *arg)
 {
 	struct acceptor *ac = arg;
-	struct pw_conn_param prm = { .timeout_ms = 30000 };
 
 	for (int i = 0; i < ac->n; i++) {
-		struct pw_qp_init_attr at;
-		struct pw_qp *qp;
+		struct pw_qp *qp = accept_one(ac->l, ac->b, 30000);
 		int n;
 
-		memset(&at, 0, sizeof(at));
-		at.send_cq = ac->b->scq;
-		at.recv_cq = ac->b->rcq;
-		qp = pw_accept(ac->l, ac->b->pd, &at, &prm);
 		PWT_ASSERTF(qp, "pw_accept %d: %s", i, pw_last_error());
 		n = count_fds();
 		if (n > ac->max_fds)
@@ -207,31 +212,109 @@ static void t_half_open_flood(const char *arg)
  * else connects, and a client that sends its request byte by byte (slow
  * but within the time) still gets in.
  */
+/*
+ * A full set with nobody new at the door drops nobody: 4 silent
+ * connections fill a set of 4, three pw_accept() calls time out around
+ * them, and all 4 are still connected; then one of them sends its request
+ * and is accepted.
+ */
+static void t_half_open_keep(const char *arg)
+{
+	struct pw_context_attr ca = { .max_half_open = 4,
+				      .handshake_timeout_ms = 30000 };
+	struct pwt_side b;
+	struct pw_listener *l;
+	struct pw_qp *qp;
+	struct pw_hdr h;
+	int cl[4], rc;
+
+	(void)arg;
+	pwt_side_open_attr(&b, &ca);
+	l = pw_listen(b.ctx, "127.0.0.1", 0);
+	PWT_NONNULL(l);
+	for (int i = 0; i < 4; i++)
+		cl[i] = pwt_tcp_connect(pw_listener_port(l));
+	for (int i = 0; i < 3; i++) {
+		PWT_ASSERT(accept_one(l, &b, 200) == NULL);
+		PWT_EQ(errno, ETIMEDOUT);
+	}
+	PWT_EQ(pwt_stats(b.ctx).conn_half_open_dropped, 0);
+	for (int i = 0; i < 4; i++) {
+		char c;
+
+		PWT_EQ(pwt_read_full(cl[i], &c, 1, 50), -ETIMEDOUT);
+	}
+	pwr_send_connect_req(cl[2], RAW_PSN, RAW_QPN, NULL, 0);
+	qp = accept_one(l, &b, 3000);
+	PWT_NONNULL(qp);
+	rc = pwr_read_msg(cl[2], &h, NULL, 0, NULL, PWT_TIMEOUT_MS);
+	PWT_ASSERTF(rc == 1 && h.opcode == PW_OP_CONNECT_REP, "no CONNECT_REP: %d", rc);
+	PWT_OK(pw_destroy_qp(qp));
+	for (int i = 0; i < 4; i++)
+		close(cl[i]);
+	PWT_OK(pw_close_listener(l));
+	pwt_side_close(&b);
+}
+
+struct dribbler {
+	uint16_t port;
+	int fd;
+	pthread_t thread;
+};
+
+/* A client whose CONNECT_REQ arrives in 5 pieces, 40 ms apart. */
+static void *dribble_main(void *arg)
+{
+	struct dribbler *d = arg;
+	uint8_t buf[PW_WIRE_HDR_LEN + PW_WIRE_CONN_FIXED_LEN + PW_WIRE_MAX_PDATA];
+	struct pw_wire_conn c;
+	struct pw_hdr h = pwr_hdr(PW_OP_CONNECT_REQ, RAW_PSN);
+	size_t len, step;
+	int n;
+
+	memset(&c, 0, sizeof(c));
+	c.min_version = PW_WIRE_VERSION;
+	c.max_version = PW_WIRE_VERSION;
+	c.qpn = RAW_QPN;
+	n = pw_wire_encode_conn(&c, buf + PW_WIRE_HDR_LEN, sizeof(buf) - PW_WIRE_HDR_LEN);
+	PWT_ASSERT(n > 0);
+	h.payload_len = (uint32_t)n;
+	pw_wire_encode_hdr(&h, buf);
+	len = PW_WIRE_HDR_LEN + (size_t)n;
+	step = len / 5 + 1;
+	d->fd = pwt_tcp_connect(d->port);
+	for (size_t off = 0; off < len; off += step) {
+		pwt_write_all(d->fd, buf + off, len - off < step ? len - off : step);
+		pwt_sleep_ms(40);
+	}
+	return NULL;
+}
+
+/*
+ * Silent connections expire after handshake_timeout_ms even when nobody
+ * else connects, and a client that sends its request in pieces (slow but
+ * within the time) still gets in: the set reads each piece as it comes.
+ */
 static void t_half_open_expire(const char *arg)
 {
 	struct pw_context_attr ca = { .handshake_timeout_ms = 300 };
-	struct pw_conn_param prm = { .timeout_ms = 1500 };
-	struct pw_qp_init_attr at;
+	struct dribbler d = { 0 };
 	struct pwt_side b;
 	struct pw_listener *l;
 	struct pw_stats st;
 	struct pw_qp *qp;
-	int silent[8], fds0;
-	uint16_t port;
+	struct pw_hdr h;
+	int silent[8], fds0, rc;
 
 	(void)arg;
 	fds0 = count_fds();
 	pwt_side_open_attr(&b, &ca);
 	l = pw_listen(b.ctx, "127.0.0.1", 0);
 	PWT_NONNULL(l);
-	port = pw_listener_port(l);
+	d.port = pw_listener_port(l);
 	for (int i = 0; i < 8; i++)
-		silent[i] = pwt_tcp_connect(port);
-	memset(&at, 0, sizeof(at));
-	at.send_cq = b.scq;
-	at.recv_cq = b.rcq;
-	qp = pw_accept(l, b.pd, &at, &prm);
-	PWT_ASSERT(qp == NULL);
+		silent[i] = pwt_tcp_connect(d.port);
+	PWT_ASSERT(accept_one(l, &b, 1500) == NULL);
 	PWT_EQ(errno, ETIMEDOUT);
 	st = pwt_stats(b.ctx);
 	PWT_EQ(st.conn_handshake_failed, 8);
@@ -242,6 +325,17 @@ static void t_half_open_expire(const char *arg)
 		PWT_EQ(pwt_read_full(silent[i], &c, 1, 2000), 0);
 		close(silent[i]);
 	}
+
+	PWT_EQ(pthread_create(&d.thread, NULL, dribble_main, &d), 0);
+	qp = accept_one(l, &b, 3000);
+	PWT_EQ(pthread_join(d.thread, NULL), 0);
+	PWT_ASSERTF(qp, "the slow client was not accepted: %s", pw_last_error());
+	PWT_EQ(qp->dest_qp_num, RAW_QPN);
+	rc = pwr_read_msg(d.fd, &h, NULL, 0, NULL, PWT_TIMEOUT_MS);
+	PWT_ASSERTF(rc == 1 && h.opcode == PW_OP_CONNECT_REP, "no CONNECT_REP: %d", rc);
+	PWT_EQ(pwt_stats(b.ctx).conn_handshake_failed, 8);
+	PWT_OK(pw_destroy_qp(qp));
+	close(d.fd);
 	PWT_OK(pw_close_listener(l));
 	pwt_side_close(&b);
 	PWT_EQ(count_fds(), fds0);
@@ -257,44 +351,13 @@ static void t_half_open_expire(const char *arg)
  */
 #define BURST		12
 
-struct waiter {
-	struct pw_listener *l;
-	struct pwt_side *b;
-	struct pw_qp *qp;
-	pthread_t thread;
-};
-
-static void *accept_forever(void *arg)
-{
-	struct waiter *w = arg;
-	struct pw_conn_param prm = { .timeout_ms = -1 };
-	struct pw_qp_init_attr at;
-
-	memset(&at, 0, sizeof(at));
-	at.send_cq = w->b->scq;
-	at.recv_cq = w->b->rcq;
-	w->qp = pw_accept(w->l, w->b->pd, &at, &prm);
-	return NULL;
-}
-
-static struct pw_qp *accept_one(struct pw_listener *l, struct pwt_side *b, int ms)
-{
-	struct pw_conn_param prm = { .timeout_ms = ms };
-	struct pw_qp_init_attr at;
-
-	memset(&at, 0, sizeof(at));
-	at.send_cq = b->scq;
-	at.recv_cq = b->rcq;
-	return pw_accept(l, b->pd, &at, &prm);
-}
-
 static void t_accept_burst(const char *arg)
 {
 	struct pw_context_attr ca = { .max_half_open = 4 };
 	struct pwt_side b;
 	struct pw_listener *l;
 	struct pw_qp *qps[BURST];
-	struct waiter w = { 0 };
+	struct pwt_acceptor w;
 	struct pollfd pf;
 	struct rlimit rl, low;
 	int cl[BURST], fds0, extra;
@@ -329,16 +392,19 @@ static void t_accept_burst(const char *arg)
 	       BURST, BURST);
 
 	/* one caller waits forever; another gives up at its own timeout */
+	memset(&w, 0, sizeof(w));
 	w.l = l;
-	w.b = &b;
-	PWT_EQ(pthread_create(&w.thread, NULL, accept_forever, &w), 0);
+	w.pd = b.pd;
+	w.attr.send_cq = b.scq;
+	w.attr.recv_cq = b.rcq;
+	w.param.timeout_ms = -1;
+	pwt_accept_start(&w);
 	pwt_sleep_ms(100);
 	PWT_ASSERT(accept_one(l, &b, 300) == NULL);
 	PWT_EQ(errno, ETIMEDOUT);
 	extra = pwt_tcp_connect(pw_listener_port(l));
 	pwr_send_connect_req(extra, RAW_PSN, RAW_QPN, NULL, 0);
-	PWT_EQ(pthread_join(w.thread, NULL), 0);
-	PWT_NONNULL(w.qp);
+	PWT_NONNULL(pwt_accept_join(&w));
 	PWT_OK(pw_destroy_qp(w.qp));
 	close(extra);
 
@@ -855,6 +921,7 @@ static void t_bad_limits(const char *arg)
 static const struct pwt_case cases[] = {
 	{ "half_open_flood", t_half_open_flood },
 	{ "half_open_expire", t_half_open_expire },
+	{ "half_open_keep", t_half_open_keep },
 	{ "accept_burst", t_accept_burst },
 	{ "read_credits", t_read_credits },
 	{ "send_no_recv", t_send_no_recv },
