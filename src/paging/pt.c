@@ -385,7 +385,15 @@ static bool range_clip(const struct pw_pt *pt, uint64_t addr, uint64_t len,
 int pw_pt_set_valid_locked(struct pw_pt *pt, uint64_t addr, uint64_t len,
 			   bool write)
 {
-	uint8_t bits = PW_PT_VALID | (write ? PW_PT_WRITABLE : 0);
+	/*
+	 * A fault is a use, as the kernel's young bit after a page fault:
+	 * the CLOCK passes over the page once before taking it. Without
+	 * this a page faulted in for a DROP retry, which comes back after a
+	 * back-off of up to 100 ms, was the budget's first victim, and under
+	 * load the retry could find it gone again and again until
+	 * retry_cnt ran out (soak.short, once in CI).
+	 */
+	uint8_t bits = PW_PT_VALID | PW_PT_ACCESSED | (write ? PW_PT_WRITABLE : 0);
 	uint64_t lo, hi, idx, added = 0;
 	bool clipped;
 

@@ -151,7 +151,8 @@ void pw_pt_unlock(struct pw_pt *pt);
  * @len:   length in bytes (0: nothing to do)
  * @write: also mark the pages WRITABLE (a read fault never clears it)
  *
- * Marks every page overlapping the range, allocating the leaves and
+ * Marks every page overlapping the range VALID and ACCESSED (a fault is a
+ * use: the CLOCK passes over it once), allocating the leaves and
  * directories it needs. Nodes are allocated before any entry is marked,
  * so on failure no entry has changed.
  *
