@@ -442,15 +442,30 @@ static void post_op(int q, int slot)
 
 static void print_summary(FILE *f);
 
+/* The target's fault policy of QP @q: a third each NOTIFY, STALL, DROP. */
+static uint32_t qp_policy(int q)
+{
+	static const uint32_t pol[3] = { PW_FAULT_NOTIFY, PW_FAULT_STALL,
+					 PW_FAULT_DROP };
+
+	return pol[q % 3];
+}
+
 _Noreturn static void fail_wc(const char *side, const struct pw_wc *wc,
 			      const char *why)
 {
+	static const char *const names[] = { "default", "stall", "drop", "notify" };
+	int q = (int)((wc->wr_id >> 8) & 0xff);
+
 	print_summary(stderr);
+	/* the policy tells a DROP retry_cnt run-out from a connection lost */
 	pwt_fail(__FILE__, __LINE__,
-		 "%s completion wr_id 0x%" PRIx64 " (qp %u): %s: status %s, opcode %d, "
-		 "byte_len %u, vendor_err %u",
-		 side, wc->wr_id, wc->qp_num, why, pw_wc_status_str(wc->status),
-		 (int)wc->opcode, wc->byte_len, wc->vendor_err);
+		 "%s completion wr_id 0x%" PRIx64 " (qp %u, soak QP %d, target policy "
+		 "%s): %s: status %s, opcode %d, byte_len %u, vendor_err %u",
+		 side, wc->wr_id, wc->qp_num, q,
+		 q < NQP ? names[qp_policy(q)] : "?", why,
+		 pw_wc_status_str(wc->status), (int)wc->opcode, wc->byte_len,
+		 wc->vendor_err);
 }
 
 /* The op behind a completion, after checking that one is waiting for it. */
@@ -872,13 +887,11 @@ static void setup(void)
 	 * from munmap, madvise and reclaim reach the peer), STALL and DROP.
 	 */
 	for (int q = 0; q < NQP; q++) {
-		static const uint32_t pol[3] = { PW_FAULT_NOTIFY, PW_FAULT_STALL,
-						 PW_FAULT_DROP };
 		struct pw_qp_init_attr aa, ba;
 
 		memset(&aa, 0, sizeof(aa));
 		memset(&ba, 0, sizeof(ba));
-		ba.fault_policy = pol[q % 3];
+		ba.fault_policy = qp_policy(q);
 		pwt_connect_qp(&S.a, &S.b, S.l, &aa, &ba, &S.q[q].qa, &S.q[q].qb);
 	}
 
