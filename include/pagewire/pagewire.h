@@ -73,10 +73,17 @@ enum pw_fault_policy {
  * tests and for peers that want none of its traffic).
  */
 #define PW_CONTEXT_NO_NOTIFY	(1u << 0)
+/*
+ * pw_context_attr.flags: do not offer the LINK protocol feature (engine
+ * liveness with heartbeats, the connection's RTU, DISCONNECT): behave as
+ * a peer from before it, whose dead-peer bound is TCP's alone (it cannot
+ * tell a stopped peer from a slow one). For interop tests.
+ */
+#define PW_CONTEXT_NO_LINK	(1u << 1)
 
 /**
  * struct pw_context_attr - pw_open() attributes (zero them first)
- * @flags:        0 or PW_CONTEXT_NO_NOTIFY
+ * @flags:        0, PW_CONTEXT_NO_NOTIFY, PW_CONTEXT_NO_LINK
  * @fault_policy: enum pw_fault_policy for the context's QPs; 0 takes the
  *                environment's PW_FAULT_POLICY=stall|drop|notify, else STALL
  * @mem_budget:   bytes the ODP MRs' page tables may hold; past it cold pages
@@ -384,20 +391,62 @@ enum pw_event_type {
 	PW_EVENT_MR_UNMAPPED = 1,
 	/* part of an MR was moved by mremap(): dead, the MR does not move */
 	PW_EVENT_MR_REMAPPED = 2,
+	/*
+	 * The QP went to PW_QPS_ERR (IBV_EVENT_QP_FATAL): @cause says why,
+	 * with nothing outstanding as well. Not sent when the application
+	 * itself ended the QP (pw_disconnect, pw_destroy_qp).
+	 */
+	PW_EVENT_QP_FATAL = 3,
+	/*
+	 * The peer ended the connection (pw_disconnect or pw_destroy_qp on
+	 * its side): the QP is in PW_QPS_ERR, @cause is
+	 * PW_QP_CAUSE_PEER_DISCONNECTED.
+	 */
+	PW_EVENT_QP_PEER_DISCONNECTED = 4,
+};
+
+/**
+ * enum pw_qp_cause - why a QP is in the error state
+ *
+ * pw_query_qp() reports it too. A peer from before the LINK protocol
+ * feature (docs/wire.md) sends no DISCONNECT: its every close is
+ * PEER_CLOSED.
+ */
+enum pw_qp_cause {
+	PW_QP_CAUSE_NONE = 0,		/* not in error, or ended by the application */
+	PW_QP_CAUSE_LOCAL_WR,		/* a WR failed locally: its completion says how */
+	PW_QP_CAUSE_REMOTE_NAK,		/* the peer refused one of our requests */
+	PW_QP_CAUSE_RESPONDER,		/* we refused one of the peer's requests (IBA) */
+	PW_QP_CAUSE_RETRY_EXC,		/* RNR or PAGE_FAULT retries used up */
+	PW_QP_CAUSE_PROTOCOL,		/* the peer broke the protocol */
+	PW_QP_CAUSE_PEER_DISCONNECTED,	/* the peer ended the connection */
+	PW_QP_CAUSE_PEER_CLOSED,	/* closed without a DISCONNECT: the peer process ended */
+	PW_QP_CAUSE_PEER_RESET,		/* the connection was reset or broke */
+	PW_QP_CAUSE_PEER_TIMEOUT,	/* no sign of the peer's engine for peer_timeout_ms */
+	/*
+	 * This process was stopped (SIGSTOP, a debugger) or starved for
+	 * most of peer_timeout_ms while the peer may have been waiting: the
+	 * peer may have given up, so nothing that arrived meanwhile runs.
+	 */
+	PW_QP_CAUSE_STOPPED,
 };
 
 /**
  * struct pw_async_event - one asynchronous event
  * @element.mr:     the MR (PW_EVENT_MR_*)
+ * @element.qp:     the QP (PW_EVENT_QP_*)
  * @offset/@length: the range of the MR concerned, in bytes from its start
+ * @cause:          PW_EVENT_QP_*: why the QP went to error
  */
 struct pw_async_event {
 	enum pw_event_type event_type;
 	union {
 		struct pw_mr *mr;
+		struct pw_qp *qp;
 	} element;
 	uint64_t offset;
 	uint64_t length;
+	enum pw_qp_cause cause;
 };
 
 /*
@@ -411,15 +460,16 @@ int pw_get_async_fd(struct pw_context *ctx);
  * pw_get_async_event() - take the next asynchronous event
  *
  * Waits for one unless the async fd is non-blocking. Every event taken
- * must be given back with pw_ack_async_event(): pw_dereg_mr() waits for
- * the acknowledgement of its MR's events (events still queued for it are
- * dropped).
+ * must be given back with pw_ack_async_event(): pw_dereg_mr() and
+ * pw_destroy_qp() wait for the acknowledgement of their object's events
+ * (events still queued for it are dropped).
  *
  * Return: 0, -EAGAIN (none, non-blocking fd) or -EINVAL.
  */
 int pw_get_async_event(struct pw_context *ctx, struct pw_async_event *event);
 void pw_ack_async_event(struct pw_async_event *event);
 const char *pw_event_type_str(enum pw_event_type type);
+const char *pw_qp_cause_str(enum pw_qp_cause cause);
 
 /* pw_advise_mr() advice, as ibv_advise_mr()'s */
 enum pw_advise_mr_advice {
@@ -530,6 +580,17 @@ struct pw_stats {
 	uint64_t conn_half_open_dropped;
 	uint64_t conn_handshake_failed;
 	uint64_t rd_atomic_overrun;
+	/*
+	 * Transport liveness (docs/limits.md): HEARTBEATs sent and received
+	 * (PINGs, their answers, and the unasked ones of an engine busy
+	 * with a peer's request); QPs failed because the peer's engine gave
+	 * no sign for peer_timeout_ms; times this process found it had been
+	 * stopped longer than a QP's peer waits.
+	 */
+	uint64_t heartbeats_sent;
+	uint64_t heartbeats_received;
+	uint64_t peer_timeouts;
+	uint64_t stops_detected;
 };
 
 /**
@@ -700,10 +761,24 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 			const struct pw_conn_param *param);
 
 /**
+ * pw_disconnect() - end the connection, keep the QP (as rdma_disconnect)
+ *
+ * The QP goes to PW_QPS_ERR: outstanding send and receive WRs complete
+ * with PW_WC_WR_FLUSH_ERR before this returns, WRs posted later are
+ * flushed. The peer is told (its QP gets PW_EVENT_QP_PEER_DISCONNECTED)
+ * after the acknowledgements it is owed. No PW_EVENT_QP_FATAL is raised
+ * for it. The QP is still to be destroyed.
+ *
+ * Return: 0 or -EINVAL.
+ */
+int pw_disconnect(struct pw_qp *qp);
+
+/**
  * pw_destroy_qp() - disconnect and destroy
  *
  * Outstanding send and receive WRs complete with PW_WC_WR_FLUSH_ERR before
- * this returns.
+ * this returns. Waits for the acknowledgement of the QP's async events
+ * that were taken (pw_ack_async_event); queued ones are dropped.
  */
 int pw_destroy_qp(struct pw_qp *qp);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/context.h"
+#include "engine/qp.h"
 #include "util/util.h"
 
 struct pw_async_node {
@@ -102,23 +103,21 @@ void pw_async_fini(struct pw_context *ctx)
 	pthread_mutex_destroy(&ctx->async_lock);
 }
 
-/* The notifier's handler (never blocks: a lost event is counted). */
-void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
-		      struct pw_mr_i *mr, uint64_t offset, uint64_t length)
+static bool is_qp_event(enum pw_event_type type)
 {
-	struct pw_async_node *n;
+	return type == PW_EVENT_QP_FATAL || type == PW_EVENT_QP_PEER_DISCONNECTED;
+}
 
-	pthread_mutex_lock(&ctx->async_lock);
-	n = node_get_locked(ctx);
+/* Queue @ev (async_lock held); a lost one (no memory) is counted. */
+static void post_locked(struct pw_context *ctx, const struct pw_async_event *ev)
+{
+	struct pw_async_node *n = node_get_locked(ctx);
+
 	if (!n) {
-		pthread_mutex_unlock(&ctx->async_lock);
 		atomic_fetch_add_explicit(&ctx->async_lost, 1, memory_order_relaxed);
 		return;
 	}
-	n->ev.event_type = type;
-	n->ev.element.mr = &mr->ibmr;
-	n->ev.offset = offset;
-	n->ev.length = length;
+	n->ev = *ev;
 	if (ctx->async_tail)
 		ctx->async_tail->next = n;
 	else
@@ -127,11 +126,38 @@ void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
 	if (n == ctx->async_head)
 		fd_set_ready_locked(ctx, true);
 	pthread_cond_broadcast(&ctx->async_cond);
+}
+
+/* The notifier's handler (never blocks: a lost event is counted). */
+void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
+		      struct pw_mr_i *mr, uint64_t offset, uint64_t length)
+{
+	struct pw_async_event ev = { .event_type = type, .element.mr = &mr->ibmr,
+				     .offset = offset, .length = length };
+
+	pthread_mutex_lock(&ctx->async_lock);
+	post_locked(ctx, &ev);
 	pthread_mutex_unlock(&ctx->async_lock);
 }
 
-/* pw_dereg_mr: drop the MR's queued events, wait for taken ones' acks */
-void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr)
+/* qp.c, with qp->lock held: async_lock is a leaf under it. */
+void pw_async_post_qp(struct pw_context *ctx, enum pw_event_type type,
+		      struct pw_qp *qp, enum pw_qp_cause cause)
+{
+	struct pw_async_event ev = { .event_type = type, .element.qp = qp,
+				     .cause = cause };
+
+	pthread_mutex_lock(&ctx->async_lock);
+	post_locked(ctx, &ev);
+	pthread_mutex_unlock(&ctx->async_lock);
+}
+
+/*
+ * Drop the queued events of the object @elem (an MR or a QP, compared,
+ * never dereferenced), then wait until *@unacked (its events taken but not
+ * acknowledged) is 0.
+ */
+static void forget(struct pw_context *ctx, const void *elem, atomic_int *unacked)
 {
 	struct pw_async_node **pp, *prev = NULL;
 	bool had;
@@ -140,8 +166,11 @@ void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr)
 	had = ctx->async_head != NULL;
 	for (pp = &ctx->async_head; *pp;) {
 		struct pw_async_node *n = *pp;
+		const void *e = is_qp_event(n->ev.event_type) ?
+				(const void *)n->ev.element.qp :
+				(const void *)n->ev.element.mr;
 
-		if (n->ev.element.mr == &mr->ibmr) {
+		if (e == elem) {
 			*pp = n->next;
 			node_put_locked(ctx, n);
 			continue;
@@ -152,9 +181,27 @@ void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr)
 	ctx->async_tail = prev;
 	if (had && !ctx->async_head)
 		fd_set_ready_locked(ctx, false);
-	while (atomic_load_explicit(&mr->events_unacked, memory_order_acquire) > 0)
+	while (atomic_load_explicit(unacked, memory_order_acquire) > 0)
 		pthread_cond_wait(&ctx->async_cond, &ctx->async_lock);
 	pthread_mutex_unlock(&ctx->async_lock);
+}
+
+/* pw_dereg_mr: drop the MR's queued events, wait for taken ones' acks */
+void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr)
+{
+	forget(ctx, &mr->ibmr, &mr->events_unacked);
+}
+
+/* pw_destroy_qp: the same for a QP's events */
+void pw_async_forget_qp(struct pw_context *ctx, struct pw_qp *qp)
+{
+	forget(ctx, qp, &to_qp(qp)->events_unacked);
+}
+
+static atomic_int *unacked_of(const struct pw_async_event *ev)
+{
+	return is_qp_event(ev->event_type) ? &to_qp(ev->element.qp)->events_unacked :
+	       &to_mr(ev->element.mr)->events_unacked;
 }
 
 int pw_get_async_fd(struct pw_context *ctx)
@@ -186,8 +233,7 @@ int pw_get_async_event(struct pw_context *ctx, struct pw_async_event *event)
 	}
 	*event = n->ev;
 	node_put_locked(ctx, n);
-	atomic_fetch_add_explicit(&to_mr(event->element.mr)->events_unacked, 1,
-				  memory_order_relaxed);
+	atomic_fetch_add_explicit(unacked_of(event), 1, memory_order_relaxed);
 	pthread_mutex_unlock(&ctx->async_lock);
 	return 0;
 }
@@ -198,10 +244,10 @@ void pw_ack_async_event(struct pw_async_event *event)
 
 	if (!event || !event->element.mr)
 		return;
-	ctx = event->element.mr->context;
+	ctx = is_qp_event(event->event_type) ? event->element.qp->context :
+	      event->element.mr->context;
 	pthread_mutex_lock(&ctx->async_lock);
-	atomic_fetch_sub_explicit(&to_mr(event->element.mr)->events_unacked, 1,
-				  memory_order_release);
+	atomic_fetch_sub_explicit(unacked_of(event), 1, memory_order_release);
 	pthread_cond_broadcast(&ctx->async_cond);
 	pthread_mutex_unlock(&ctx->async_lock);
 }
@@ -213,6 +259,39 @@ const char *pw_event_type_str(enum pw_event_type type)
 		return "MR range unmapped";
 	case PW_EVENT_MR_REMAPPED:
 		return "MR range moved by mremap";
+	case PW_EVENT_QP_FATAL:
+		return "QP entered the error state";
+	case PW_EVENT_QP_PEER_DISCONNECTED:
+		return "peer disconnected the QP";
 	}
 	return "unknown event";
+}
+
+const char *pw_qp_cause_str(enum pw_qp_cause cause)
+{
+	switch (cause) {
+	case PW_QP_CAUSE_NONE:
+		return "none";
+	case PW_QP_CAUSE_LOCAL_WR:
+		return "a work request failed locally";
+	case PW_QP_CAUSE_REMOTE_NAK:
+		return "the peer refused a request";
+	case PW_QP_CAUSE_RESPONDER:
+		return "a request of the peer was refused";
+	case PW_QP_CAUSE_RETRY_EXC:
+		return "retries exhausted";
+	case PW_QP_CAUSE_PROTOCOL:
+		return "the peer broke the protocol";
+	case PW_QP_CAUSE_PEER_DISCONNECTED:
+		return "the peer disconnected";
+	case PW_QP_CAUSE_PEER_CLOSED:
+		return "the connection closed without a disconnect";
+	case PW_QP_CAUSE_PEER_RESET:
+		return "the connection was reset";
+	case PW_QP_CAUSE_PEER_TIMEOUT:
+		return "the peer did not answer within peer_timeout_ms";
+	case PW_QP_CAUSE_STOPPED:
+		return "this process was stopped longer than the peer waits";
+	}
+	return "unknown cause";
 }

@@ -46,7 +46,7 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	uint32_t qpn;
 	int ret;
 
-	if (attr && ((attr->flags & ~PW_CONTEXT_NO_NOTIFY) ||
+	if (attr && ((attr->flags & ~(PW_CONTEXT_NO_NOTIFY | PW_CONTEXT_NO_LINK)) ||
 		     attr->fault_policy > PW_FAULT_NOTIFY)) {
 		pw_set_error("pw_open: unknown flags 0x%x or fault policy %u",
 			     attr->flags, attr->fault_policy);
@@ -70,6 +70,7 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	pthread_mutex_init(&ctx->obj_lock, NULL);
 	pw_nring_init(&ctx->nring);
 	ctx->no_notify = attr && (attr->flags & PW_CONTEXT_NO_NOTIFY);
+	ctx->no_link = attr && (attr->flags & PW_CONTEXT_NO_LINK);
 	ctx->fault_policy = attr ? attr->fault_policy : 0;
 	if (!ctx->fault_policy) {
 		const char *e = getenv("PW_FAULT_POLICY");
@@ -243,6 +244,11 @@ int pw_query_stats(struct pw_context *ctx, struct pw_stats *st, size_t size)
 	s.conn_handshake_failed = atomic_load_explicit(&ctx->conn_failed,
 						       memory_order_relaxed);
 	s.rd_atomic_overrun = atomic_load_explicit(&ctx->rd_overrun, memory_order_relaxed);
+	s.heartbeats_sent = atomic_load_explicit(&ctx->hb_sent, memory_order_relaxed);
+	s.heartbeats_received = atomic_load_explicit(&ctx->hb_received,
+						     memory_order_relaxed);
+	s.peer_timeouts = atomic_load_explicit(&ctx->peer_timeouts, memory_order_relaxed);
+	s.stops_detected = atomic_load_explicit(&ctx->stops, memory_order_relaxed);
 	for (int i = 0; i < PW_STATS_FAULT_HIST && i < PW_FAULT_HIST; i++)
 		s.fault_lat_hist[i] = atomic_load_explicit(&f->lat_hist[i],
 							   memory_order_relaxed);

@@ -45,12 +45,15 @@ struct pw_context {
 	atomic_uint next_qpn;
 	uint32_t fault_policy;	/* enum pw_fault_policy: the QPs' default */
 	bool no_notify;		/* PW_CONTEXT_NO_NOTIFY: do not offer NOTIFY */
+	bool no_link;		/* PW_CONTEXT_NO_LINK: do not offer LINK */
 	/* limits (docs/limits.md); fixed at pw_open */
 	uint32_t peer_timeout_ms;	/* dead-peer bound of the connections */
 	uint32_t max_half_open;		/* per listener, in the handshake */
 	uint32_t handshake_ms;		/* per incoming connection */
 	/* counters of the limits above (pw_stats) */
 	atomic_uint_fast64_t conn_dropped, conn_failed, rd_overrun;
+	/* transport liveness (engine/live.c; pw_stats) */
+	atomic_uint_fast64_t hb_sent, hb_received, peer_timeouts, stops;
 	struct pw_nring nring;	/* invalidations for the peers (notify.h) */
 	struct pw_budget budget; /* the ODP memory budget (paging/budget.h) */
 	/*
@@ -77,6 +80,9 @@ void pw_async_fini(struct pw_context *ctx);
 void pw_async_post_mr(struct pw_context *ctx, enum pw_event_type type,
 		      struct pw_mr_i *mr, uint64_t offset, uint64_t length);
 void pw_async_forget_mr(struct pw_context *ctx, struct pw_mr_i *mr);
+void pw_async_post_qp(struct pw_context *ctx, enum pw_event_type type,
+		      struct pw_qp *qp, enum pw_qp_cause cause);
+void pw_async_forget_qp(struct pw_context *ctx, struct pw_qp *qp);
 
 struct pw_pd_i {
 	struct pw_pd ibpd;

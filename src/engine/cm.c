@@ -133,24 +133,32 @@ static void tune_socket(int fd)
 }
 
 /*
- * The dead-peer bound (issue 7, docs/limits.md). A peer host that
- * vanishes without FIN/RST (power loss, link cut) must still end in
- * RETRY_EXC_ERR within @ms, as a NIC's transport timer would:
- * - unACKed data: TCP_USER_TIMEOUT fails the connection after uto;
- * - an idle link (say, a READ whose request was ACKed): keepalive probes
- *   start at half the bound, one every intvl, and with a user timeout set
- *   Linux fails the connection at the first unanswered probe once uto
- *   has passed since the peer was last heard from (tcp_keepalive_timer).
- * uto leaves one probe interval of the bound for that last probe; with
- * @ms in [PW_MIN_PEER_TIMEOUT_MS, PW_MAX_PEER_TIMEOUT_MS] (checked at
- * pw_open / QP creation) uto >= @ms / 2 > 0 and idle fits TCP_KEEPIDLE.
+ * The dead-peer bound (docs/limits.md). A peer host that vanishes without
+ * FIN/RST (power loss, link cut) must still end in RETRY_EXC_ERR within
+ * @ms, as a NIC's transport timer would:
+ * - an idle link (nothing outstanding at the TCP level, say a READ whose
+ *   request was ACKed): keepalive probes start at half the bound, one
+ *   every intvl, and fail the connection after about the bound;
+ * - unACKed data, with a peer from before the LINK feature:
+ *   TCP_USER_TIMEOUT fails the connection after uto, and with it set
+ *   Linux also fails an idle one at the first unanswered probe once uto
+ *   has passed (tcp_keepalive_timer). uto leaves one probe interval of
+ *   the bound for that last probe.
+ * With LINK the engine itself bounds every outstanding WR (live.c), and
+ * the user timeout stays off: it also counts zero-window probes that a
+ * live but stalled peer answers (a fault longer than uto would kill the
+ * connection), and it would fail a stopped peer's connection before that
+ * peer could tell it had been stopped (it discards what arrived meanwhile
+ * only for stops of 3/4 of the bound and more).
+ * With @ms in [PW_MIN_PEER_TIMEOUT_MS, PW_MAX_PEER_TIMEOUT_MS] (checked
+ * at pw_open / QP creation) uto >= @ms / 2 > 0 and idle fits TCP_KEEPIDLE.
  */
-static void set_peer_timeout(int fd, uint32_t ms)
+static void set_peer_timeout(int fd, uint32_t ms, bool link)
 {
 	int one = 1, idle = (int)PW_MAX(ms / 2000, 1u);
 	int intvl = (int)PW_MAX(ms / 10000, 1u);
 	int cnt = (int)PW_MAX((ms / 1000 - (uint32_t)idle) / (uint32_t)intvl, 1u);
-	int uto = (int)ms - intvl * 1000;
+	int uto = link ? 0 : (int)ms - intvl * 1000;
 
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
@@ -200,6 +208,7 @@ static int recv_cm(int fd, struct pw_hdr *h, struct pw_wire_conn *c,
 static uint32_t offered_features(const struct pw_qp_i *qp)
 {
 	return PW_WIRE_FEAT_FAULT_NAK |
+	       (qp->ctx->no_link ? 0 : PW_WIRE_FEAT_LINK) |
 	       (qp->ctx->no_notify ? 0 : PW_WIRE_FEAT_NOTIFY);
 }
 
@@ -224,14 +233,15 @@ static void fill_conn(struct pw_wire_conn *c, struct pw_qp_i *qp,
 static void go_live(struct pw_qp_i *qp, int fd, uint32_t my_psn,
 		    const struct pw_hdr *h, const struct pw_wire_conn *peer)
 {
-	set_peer_timeout(fd, qp->peer_timeout_ms);
 	qp->fd = fd;
 	qp->next_psn = my_psn;
 	qp->exp_psn = h->psn;
 	qp->ibqp.dest_qp_num = peer->qpn;
 	/* a feature is in use when both sides set it (docs/wire.md §12) */
 	qp->features = peer->features & offered_features(qp);
+	set_peer_timeout(fd, qp->peer_timeout_ms, qp->features & PW_WIRE_FEAT_LINK);
 	pw_notify_qp_live(qp, qp->features);
+	pw_live_init(qp);
 	if (peer->max_dest_rd_atomic && peer->max_dest_rd_atomic < qp->rd_max)
 		qp->rd_max = peer->max_dest_rd_atomic;
 	memcpy(qp->ibqp.peer_private_data, peer->pdata, peer->pdata_len);

@@ -43,7 +43,7 @@ static bool retire_before_locked(struct pw_qp_i *qp, uint32_t psn)
 			return false;
 		if (w->status != PW_WC_SUCCESS) {
 			/* its payload faulted while being sent */
-			pw_qp_error_locked(qp, w->status);
+			pw_qp_fail_locked(qp, PW_QP_CAUSE_LOCAL_WR, w->status);
 			return true;
 		}
 		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
@@ -85,7 +85,7 @@ static void on_fault_nak_locked(struct pw_qp_i *qp, const struct pw_hdr *h)
 	if (((h->retry_us ? h->retry_us : 1) << PW_MIN(qp->fault_backoff, 20)) >=
 	    PW_MAX_FAULT_BACKOFF_US) {
 		if (qp->fault_left == 0) {
-			pw_qp_error_locked(qp, PW_WC_RETRY_EXC_ERR);
+			pw_qp_fail_locked(qp, PW_QP_CAUSE_RETRY_EXC, PW_WC_RETRY_EXC_ERR);
 			return;
 		}
 		qp->fault_left--;
@@ -118,11 +118,12 @@ static void on_nak_locked(struct pw_qp_i *qp, struct pw_wqe *w,
 		return;
 	}
 	if (h->syndrome != PW_SYN_RNR) {
-		pw_qp_error_locked(qp, pw_syndrome_to_status(h->syndrome));
+		pw_qp_fail_locked(qp, PW_QP_CAUSE_REMOTE_NAK,
+				  pw_syndrome_to_status(h->syndrome));
 		return;
 	}
 	if (qp->rnr_left == 0) {
-		pw_qp_error_locked(qp, PW_WC_RNR_RETRY_EXC_ERR);
+		pw_qp_fail_locked(qp, PW_QP_CAUSE_RETRY_EXC, PW_WC_RNR_RETRY_EXC_ERR);
 		return;
 	}
 	if (qp->rnr_left > 0)
@@ -169,6 +170,14 @@ void pw_comp_begin(struct pw_qp_i *qp)
 	pthread_mutex_lock(&qp->lock);
 	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
 		rx->skip = true;
+		/*
+		 * Completion accuracy: what the peer still acknowledges of
+		 * the WQEs the error left sent (qp.c, pw_qp_fail_drain_locked);
+		 * a NAK or a response is the end of that.
+		 */
+		if (qp->drain)
+			pw_qp_drain_ack_locked(qp, h->opcode == PW_OP_ACK ? h->psn + 1 :
+					       h->psn, h->opcode == PW_OP_ACK);
 		goto out;
 	}
 	switch (h->opcode) {
@@ -211,7 +220,7 @@ void pw_comp_begin(struct pw_qp_i *qp)
 		orig = h->orig;
 		/* the result buffer may be deregistered or unmapped by now */
 		if (!store_result(qp, &w->sge[0], orig)) {
-			pw_qp_error_locked(qp, PW_WC_LOC_PROT_ERR);
+			pw_qp_fail_locked(qp, PW_QP_CAUSE_LOCAL_WR, PW_WC_LOC_PROT_ERR);
 			break;
 		}
 		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
@@ -238,9 +247,10 @@ void pw_comp_finish(struct pw_qp_i *qp)
 	w = head_for(qp, rx->hdr.psn);
 	if (pw_qp_get_state(qp) != PW_QPS_ERR && w) {
 		if (rx->fault) {
-			pw_qp_error_locked(qp, PW_WC_LOC_PROT_ERR);
+			pw_qp_fail_locked(qp, PW_QP_CAUSE_LOCAL_WR, PW_WC_LOC_PROT_ERR);
 		} else if (rx->trailer_syn != PW_SYN_OK) {
-			pw_qp_error_locked(qp, pw_syndrome_to_status(rx->trailer_syn));
+			pw_qp_fail_locked(qp, PW_QP_CAUSE_REMOTE_NAK,
+					  pw_syndrome_to_status(rx->trailer_syn));
 		} else {
 			pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
 			qp->sq_head++;

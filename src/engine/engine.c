@@ -47,7 +47,7 @@ bool pw_engine_driving(const struct pw_engine *eng)
  */
 static int64_t next_timeout_ns(struct pw_engine *eng, int cap_ms)
 {
-	uint64_t now, first = UINT64_MAX;
+	uint64_t now, first = UINT64_MAX, lv;
 	int64_t cap = cap_ms < 0 ? -1 : (int64_t)cap_ms * 1000000;
 
 	if (cap_ms == 0)
@@ -58,9 +58,22 @@ static int64_t next_timeout_ns(struct pw_engine *eng, int cap_ms)
 		if (qp->ack_at_ns && qp->ack_at_ns < first)
 			first = qp->ack_at_ns;
 	}
-	if (first == UINT64_MAX)
+	/*
+	 * Liveness deadlines are coarse-clock stamps, bounds of seconds:
+	 * measured on that clock (a few ns, against ~25 for the precise
+	 * one) unless a fine timer needs the precise clock anyway. The
+	 * coarse clock is never ahead, so the sleep never ends early.
+	 */
+	lv = pw_live_first_ns(eng);
+	if (first == UINT64_MAX && lv != UINT64_MAX) {
+		now = pw_coarse_ns();
+		first = lv;
+	} else if (first == UINT64_MAX) {
 		return cap;
-	now = pw_now_ns();
+	} else {
+		now = pw_now_ns();
+		first = PW_MIN(first, lv);
+	}
 	if (first <= now)
 		return 0;
 	return cap < 0 || (int64_t)(first - now) < cap ? (int64_t)(first - now) : cap;
@@ -107,6 +120,7 @@ static void run_timers(struct pw_engine *eng)
 		pw_tx_flush_locked(qp);
 		pthread_mutex_unlock(&qp->lock);
 	}
+	pw_live_timers(eng);
 }
 
 static void run_cmds(struct pw_engine *eng)
@@ -138,6 +152,7 @@ static void run_cmds(struct pw_engine *eng)
 			qp->eng_next = eng->qps;
 			eng->qps = qp;
 			eng->nqps++;
+			pw_live_added(eng, qp);
 		} else {
 			if (qp->in_epoll)
 				epoll_ctl(eng->epfd, EPOLL_CTL_DEL, qp->fd, NULL);
@@ -147,6 +162,7 @@ static void run_cmds(struct pw_engine *eng)
 				if (*pp == qp) {
 					*pp = qp->eng_next;
 					eng->nqps--;
+					pw_live_removed(eng, qp);
 					break;
 				}
 		}
@@ -226,15 +242,23 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 			if (!qp->in_epoll)
 				continue;
 			if (atomic_load_explicit(&qp->want_out, memory_order_relaxed) ||
-			    qp->rx.lowat > 1)
+			    qp->rx.lowat > 1) {
 				need_epoll = true;
-			else
+			} else {
+				pw_live_wake(eng);
 				qp_events(eng, qp, EPOLLIN);
+			}
 		}
 		if (!need_epoll)
 			goto poll_out;
 	}
 	n = wait_events(eng, evs, 64, next_timeout_ns(eng, timeout_ms));
+	/*
+	 * A stop of this process shows as a gap here, before anything that
+	 * arrived meanwhile runs; and before each QP's events, which narrows
+	 * a stop in the middle of a batch to the QP being served (live.h).
+	 */
+	pw_live_wake(eng);
 	for (int i = 0; i < n; i++) {
 		struct pw_qp_i *qp = evs[i].data.ptr;
 
@@ -246,6 +270,7 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 			}
 			continue;
 		}
+		pw_live_wake(eng);
 		qp_events(eng, qp, evs[i].events);
 	}
 	/* faults resolved off-thread: their QPs resume here (fault.c) */

@@ -67,6 +67,16 @@ struct pw_engine {
 	unsigned nqps;		/* length of qps; token holder only */
 	unsigned busy_passes;	/* busy polling passes; token holder only */
 	bool no_pwait2;		/* epoll_pwait2 is ENOSYS; token holder only */
+	/*
+	 * Transport liveness (live.c), token holder only: QPs with it on;
+	 * a quarter of their smallest bound (the longest the engine sleeps);
+	 * the next scan of those without a deadline; when the engine last
+	 * ran (a longer gap is a stop). Coarse clock.
+	 */
+	unsigned lv_nqps;
+	uint64_t lv_cap_ns;
+	uint64_t lv_scan_ns;
+	uint64_t lv_mark_ns;
 };
 
 int pw_engine_start(struct pw_engine *eng);

@@ -220,25 +220,25 @@ void pw_qp_complete_recv_locked(struct pw_qp_i *qp, struct pw_rqe *r,
 	pw_cq_push(to_cq(qp->ibqp.recv_cq), &wc, solicited);
 }
 
-void pw_qp_error_at_locked(struct pw_qp_i *qp, struct pw_wqe *culprit,
-			   enum pw_wc_status status)
+/*
+ * Enter the error state (IBA 10.3.1): the state, the cause and its event,
+ * every posted receive flushed, the responder's queued responses dropped.
+ * The send queue is the caller's to resolve.
+ */
+static void enter_err_locked(struct pw_qp_i *qp, enum pw_qp_cause cause)
 {
-	if (pw_qp_get_state(qp) == PW_QPS_ERR)
-		return;
 	atomic_store_explicit(&qp->state, PW_QPS_ERR, memory_order_release);
-
-	for (uint32_t c = qp->sq_head; c != qp->sq_tail; c++) {
-		struct pw_wqe *w = pw_sq_at(qp, c);
-
-		pw_qp_complete_send_locked(qp, w, w == culprit ? status :
-					   PW_WC_WR_FLUSH_ERR);
-	}
-	qp->sq_head = qp->sq_next = qp->sq_tail;
+	qp->err_cause = cause;
+	/* the application's own pw_disconnect / pw_destroy_qp: no event */
+	if (cause == PW_QP_CAUSE_PEER_DISCONNECTED)
+		pw_async_post_qp(qp->ctx, PW_EVENT_QP_PEER_DISCONNECTED,
+				 &qp->ibqp, cause);
+	else if (cause != PW_QP_CAUSE_NONE)
+		pw_async_post_qp(qp->ctx, PW_EVENT_QP_FATAL, &qp->ibqp, cause);
 	for (uint32_t c = qp->rq_head; c != qp->rq_tail; c++)
 		pw_qp_complete_recv_locked(qp, pw_rq_at(qp, c),
 					   PW_WC_WR_FLUSH_ERR, 0, NULL);
 	qp->rq_head = qp->rq_tail;
-	qp->rd_out = 0;
 	/*
 	 * Queued responses are dropped, except a fatal NAK (the peer must
 	 * learn why). The requests before the oldest dropped one were executed
@@ -256,28 +256,140 @@ void pw_qp_error_at_locked(struct pw_qp_i *qp, struct pw_wqe *culprit,
 	}
 }
 
-void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status)
+/* Every send WQE completes now: @culprit (if any) with @status, the rest flushed. */
+static void flush_sq_locked(struct pw_qp_i *qp, struct pw_wqe *culprit,
+			    enum pw_wc_status status)
 {
-	pw_qp_error_at_locked(qp, qp->sq_head != qp->sq_tail ?
-			      pw_sq_at(qp, qp->sq_head) : NULL, head_status);
+	for (uint32_t c = qp->sq_head; c != qp->sq_tail; c++) {
+		struct pw_wqe *w = pw_sq_at(qp, c);
+
+		pw_qp_complete_send_locked(qp, w, w == culprit ? status :
+					   PW_WC_WR_FLUSH_ERR);
+	}
+	qp->sq_head = qp->sq_next = qp->sq_tail;
+	qp->rd_out = 0;
 }
 
-void pw_qp_fatal(struct pw_qp_i *qp, enum pw_wc_status status)
+void pw_qp_fail_at_locked(struct pw_qp_i *qp, enum pw_qp_cause cause,
+			  struct pw_wqe *culprit, enum pw_wc_status status)
+{
+	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
+		/* whatever the peer still owed will not come now */
+		if (qp->drain)
+			pw_qp_drain_end_locked(qp);
+		return;
+	}
+	enter_err_locked(qp, cause);
+	flush_sq_locked(qp, culprit, status);
+}
+
+void pw_qp_fail_locked(struct pw_qp_i *qp, enum pw_qp_cause cause,
+		       enum pw_wc_status head_status)
+{
+	pw_qp_fail_at_locked(qp, cause, qp->sq_head != qp->sq_tail ?
+			     pw_sq_at(qp, qp->sq_head) : NULL, head_status);
+}
+
+/*
+ * Completion accuracy (IBA: only unacknowledged WRs may be flushed): the
+ * QP fails for a reason the peer has not caused in our request stream (a
+ * local WR's source vanished mid-send, or we refused one of its
+ * requests), so the WRITEs and SENDs before @culprit (all of those sent,
+ * when there is none) that the peer executed are still ACKed by it: the
+ * peer sends its coalesced ACK before it shuts its side. They wait for
+ * that ACK (or a NAK, EOF, the silence bound, pw_destroy_qp); then
+ * @culprit completes with @status and the rest is flushed, in order. A
+ * READ or atomic ends the wait: a failing peer drops its responses.
+ */
+void pw_qp_fail_drain_locked(struct pw_qp_i *qp, enum pw_qp_cause cause,
+			     struct pw_wqe *culprit, enum pw_wc_status status)
+{
+	uint32_t end = qp->sq_next, e;
+
+	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
+		if (qp->drain)
+			pw_qp_drain_end_locked(qp);
+		return;
+	}
+	for (uint32_t c = qp->sq_head; culprit && c != qp->sq_next; c++)
+		if (pw_sq_at(qp, c) == culprit) {
+			end = c;
+			break;
+		}
+	for (e = qp->sq_head; e != end && !pw_wqe_is_rd(pw_sq_at(qp, e)); e++)
+		;
+	if (e == qp->sq_head) {
+		pw_qp_fail_at_locked(qp, cause, culprit, status);
+		return;
+	}
+	enter_err_locked(qp, cause);
+	qp->drain = true;
+	qp->drain_end = e;
+	qp->drain_culprit = culprit;
+	qp->drain_status = status;
+	qp->rd_out = 0;
+}
+
+void pw_qp_drain_end_locked(struct pw_qp_i *qp)
+{
+	qp->drain = false;
+	flush_sq_locked(qp, qp->drain_culprit, qp->drain_status);
+	qp->drain_culprit = NULL;
+}
+
+void pw_qp_drain_ack_locked(struct pw_qp_i *qp, uint32_t psn, bool more)
+{
+	while (qp->sq_head != qp->drain_end) {
+		struct pw_wqe *w = pw_sq_at(qp, qp->sq_head);
+
+		if (pw_psn_cmp(w->psn, psn) >= 0)
+			break;
+		pw_qp_complete_send_locked(qp, w, PW_WC_SUCCESS);
+		qp->sq_head++;
+	}
+	if (!more || qp->sq_head == qp->drain_end)
+		pw_qp_drain_end_locked(qp);
+}
+
+void pw_qp_fatal(struct pw_qp_i *qp, enum pw_qp_cause cause,
+		 enum pw_wc_status status)
 {
 	pthread_mutex_lock(&qp->lock);
-	pw_qp_error_locked(qp, status);
+	pw_qp_fail_locked(qp, cause, status);
 	pw_tx_flush_locked(qp);
 	pthread_mutex_unlock(&qp->lock);
 }
 
 void pw_qp_fatal_nak_locked(struct pw_qp_i *qp, uint32_t psn, uint32_t syn,
-			    enum pw_wc_status head_status)
+			    enum pw_qp_cause cause, enum pw_wc_status head_status)
 {
 	struct pw_resp r = { .op = PW_OP_NAK, .psn = psn, .syndrome = syn };
 
 	if (pw_qp_get_state(qp) != PW_QPS_ERR && pw_resp_push_locked(qp, &r))
 		qp->fatal_nak = true;
-	pw_qp_error_locked(qp, head_status);
+	pw_qp_fail_locked(qp, cause, head_status);
+}
+
+void pw_qp_refuse_locked(struct pw_qp_i *qp, uint32_t psn, uint32_t syn)
+{
+	struct pw_resp r = { .op = PW_OP_NAK, .psn = psn, .syndrome = syn };
+
+	if (pw_qp_get_state(qp) != PW_QPS_ERR && pw_resp_push_locked(qp, &r))
+		qp->fatal_nak = true;
+	pw_qp_fail_drain_locked(qp, PW_QP_CAUSE_RESPONDER, NULL,
+				PW_WC_WR_FLUSH_ERR);
+}
+
+enum pw_qp_cause pw_qp_cause_of_errno(int err)
+{
+	switch (err) {
+	case ETIMEDOUT:
+		return PW_QP_CAUSE_PEER_TIMEOUT;
+	case EPIPE:
+		return PW_QP_CAUSE_PEER_CLOSED;
+	default:
+		return PW_QP_CAUSE_PEER_RESET;
+	}
 }
 
 enum pw_wc_status pw_syndrome_to_status(uint32_t syndrome)
@@ -427,7 +539,11 @@ int pw_post_send(struct pw_qp *ibqp, struct pw_send_wr *wr,
 		ret = check_send_wr(qp, wr);
 		if (ret)
 			break;
-		if (pw_qp_get_state(qp) == PW_QPS_ERR) {
+		/*
+		 * In error: flushed at once, or (completion order) behind the
+		 * WQEs a drain still holds, which it flushes at its end.
+		 */
+		if (pw_qp_get_state(qp) == PW_QPS_ERR && !qp->drain) {
 			struct pw_wqe tmp = { .wr_id = wr->wr_id,
 					      .opcode = (uint8_t)wr->opcode,
 					      .signaled = true };
@@ -440,6 +556,9 @@ int pw_post_send(struct pw_qp *ibqp, struct pw_send_wr *wr,
 			ret = -ENOMEM;
 			break;
 		}
+		/* the peer's silence counts from here (live.c) */
+		if (qp->sq_head == qp->sq_tail)
+			qp->lv.wait_ns = pw_coarse_ns();
 		w = pw_sq_at(qp, qp->sq_tail);
 		fill_wqe(qp, w, wr);
 		w->psn = qp->next_psn++;
@@ -526,6 +645,29 @@ static void drain_owed(struct pw_qp_i *qp)
 	pthread_mutex_unlock(&qp->lock);
 }
 
+/*
+ * The application ends the connection: the peer is told (DISCONNECT,
+ * after the ACK it is owed), every outstanding WR is flushed, and no
+ * QP_FATAL event is raised for it (the application knows why).
+ */
+static void disconnect(struct pw_qp_i *qp)
+{
+	pthread_mutex_lock(&qp->lock);
+	if (pw_qp_get_state(qp) != PW_QPS_ERR)
+		pw_live_disconnect_locked(qp);
+	pw_qp_fail_locked(qp, PW_QP_CAUSE_NONE, PW_WC_WR_FLUSH_ERR);
+	pw_tx_flush_locked(qp);
+	pthread_mutex_unlock(&qp->lock);
+}
+
+int pw_disconnect(struct pw_qp *ibqp)
+{
+	if (!ibqp)
+		return -EINVAL;
+	disconnect(to_qp(ibqp));
+	return 0;
+}
+
 int pw_destroy_qp(struct pw_qp *ibqp)
 {
 	struct pw_qp_i *qp;
@@ -533,7 +675,7 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 	if (!ibqp)
 		return -EINVAL;
 	qp = to_qp(ibqp);
-	pw_qp_fatal(qp, PW_WC_WR_FLUSH_ERR);
+	disconnect(qp);
 	drain_owed(qp);
 	/* after this the progress thread never touches the QP again */
 	pw_engine_del_qp(&qp->ctx->engine, qp);
@@ -543,6 +685,8 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 	pw_fault_cancel(&qp->ctx->faults, &qp->drop_fault);
 	for (int i = 0; i < PW_NT_BATCH; i++)
 		pw_fault_cancel(&qp->ctx->faults, &qp->nt_fault[i].f);
+	/* nobody posts its events any more: drop queued ones, wait for acks */
+	pw_async_forget_qp(qp->ctx, &qp->ibqp);
 	pw_notify_qp_gone(qp);
 	shutdown(qp->fd, SHUT_RDWR);
 	pw_qp_free(qp);

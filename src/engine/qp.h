@@ -16,6 +16,7 @@
 #include <pagewire/pagewire.h>
 
 #include "engine/cq.h"
+#include "engine/live.h"
 #include "mr/mr.h"
 #include "notify/notify.h"
 #include "paging/fault.h"
@@ -126,6 +127,12 @@ struct pw_rx {
 	 */
 	uint64_t place_ok;
 	uint64_t msg_seq;	/* messages begun: ties qp->fault to its message */
+	uint64_t sock_read;	/* bytes read from the socket, ever */
+	/*
+	 * live.c: the stream up to this offset arrived while this process
+	 * was stopped; a request there fails the QP (0: none).
+	 */
+	uint64_t stale_end;
 };
 
 enum pw_tx_kind { TX_NONE, TX_REQ, TX_RESP, TX_CTL /* a notification */ };
@@ -254,6 +261,14 @@ struct pw_qp_i {
 	/* NOTIFY (notify.h): queue and view under the lock */
 	struct pw_qp_notify nt;
 	struct pw_nt_fault nt_fault[PW_NT_BATCH]; /* the peer's FAULT_INs */
+	struct pw_live lv;	/* transport liveness (live.h) */
+	/* the error state: why (lock), and the completion-accurate drain */
+	enum pw_qp_cause err_cause;
+	bool drain;		/* lock: sent WQEs before drain_end wait for ACKs */
+	uint32_t drain_end;	/* lock: SQ counter the drain stops at */
+	struct pw_wqe *drain_culprit; /* lock: completes with drain_status */
+	enum pw_wc_status drain_status;
+	atomic_int events_unacked; /* async events taken, not yet acknowledged */
 	struct pw_qp_i *eng_next;	/* engine list (progress thread) */
 };
 
@@ -289,14 +304,29 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			     int fd);
 void pw_qp_free(struct pw_qp_i *qp);
 /*
- * Enter the error state: the WQE at sq_head completes with @head_status
- * (if not PW_WC_WR_FLUSH_ERR and the SQ is not empty), every other WQE and
- * every posted receive with PW_WC_WR_FLUSH_ERR.
+ * The error state, entered once, for @cause (enum pw_qp_cause: it is
+ * reported as an async event unless the application itself ended the
+ * QP). Every posted receive is flushed; the send queue:
+ * - pw_qp_fail_locked: the WQE at sq_head (if any) completes with
+ *   @head_status, every other one with PW_WC_WR_FLUSH_ERR;
+ * - pw_qp_fail_at_locked: the same with @culprit (an outstanding WQE);
+ * - pw_qp_fail_drain_locked: WRITEs and SENDs before @culprit that were
+ *   sent wait for the peer's ACK first (completion accuracy, qp.c).
+ * Failing a QP already in error ends its drain.
  */
-void pw_qp_error_locked(struct pw_qp_i *qp, enum pw_wc_status head_status);
-/* Same, but @culprit (an outstanding WQE) gets @status; the others flush. */
-void pw_qp_error_at_locked(struct pw_qp_i *qp, struct pw_wqe *culprit,
-			   enum pw_wc_status status);
+void pw_qp_fail_locked(struct pw_qp_i *qp, enum pw_qp_cause cause,
+		       enum pw_wc_status head_status);
+void pw_qp_fail_at_locked(struct pw_qp_i *qp, enum pw_qp_cause cause,
+			  struct pw_wqe *culprit, enum pw_wc_status status);
+void pw_qp_fail_drain_locked(struct pw_qp_i *qp, enum pw_qp_cause cause,
+			     struct pw_wqe *culprit, enum pw_wc_status status);
+/* Complete what the drain held: @culprit's status, the rest flushed. */
+void pw_qp_drain_end_locked(struct pw_qp_i *qp);
+/*
+ * completer.c, during a drain: the peer acknowledged every request before
+ * @psn; with !@more nothing else will be (a NAK or a response).
+ */
+void pw_qp_drain_ack_locked(struct pw_qp_i *qp, uint32_t psn, bool more);
 void pw_qp_complete_send_locked(struct pw_qp_i *qp, struct pw_wqe *w,
 				enum pw_wc_status status);
 void pw_qp_complete_recv_locked(struct pw_qp_i *qp, struct pw_rqe *r,
@@ -306,6 +336,8 @@ void pw_qp_complete_recv_locked(struct pw_qp_i *qp, struct pw_rqe *r,
 enum pw_wc_status pw_qp_check_sges(struct pw_qp_i *qp, const struct pw_sge *sge,
 				   int n, bool write, uint64_t *total);
 enum pw_wc_status pw_syndrome_to_status(uint32_t syndrome);
+/* A socket error as a cause: ETIMEDOUT is TCP's own bound, the rest a reset. */
+enum pw_qp_cause pw_qp_cause_of_errno(int err);
 
 /*
  * Make @h the message tx sends next, from its first byte. Its payload
@@ -357,14 +389,21 @@ bool pw_resp_next_locked(struct pw_qp_i *qp);
 void pw_comp_begin(struct pw_qp_i *qp);
 void pw_comp_finish(struct pw_qp_i *qp);
 
-/* Error the QP from outside qp->lock, then push out what tx still owes. */
-void pw_qp_fatal(struct pw_qp_i *qp, enum pw_wc_status status);
+/* Fail the QP from outside qp->lock, then push out what tx still owes. */
+void pw_qp_fatal(struct pw_qp_i *qp, enum pw_qp_cause cause,
+		 enum pw_wc_status status);
 /*
- * Queue a NAK that ends the connection, then error the QP: the NAK goes out
+ * Queue a NAK that ends the connection, then fail the QP: the NAK goes out
  * after the message being transmitted, then the write side is shut.
  */
 void pw_qp_fatal_nak_locked(struct pw_qp_i *qp, uint32_t psn, uint32_t syn,
-			    enum pw_wc_status head_status);
+			    enum pw_qp_cause cause, enum pw_wc_status head_status);
+/*
+ * The peer's request @psn failed our checks (access, operation, length):
+ * NAK it and fail the QP (IBA: the responder's QP goes to error), our own
+ * sent WRITEs and SENDs still taking the ACKs the peer owes them.
+ */
+void pw_qp_refuse_locked(struct pw_qp_i *qp, uint32_t psn, uint32_t syn);
 /* rx.c: the peer broke the protocol; error the QP and discard until EOF. */
 void pw_rx_protocol_error(struct pw_qp_i *qp);
 /* responder.c */

@@ -95,7 +95,7 @@ bool pw_req_next_locked(struct pw_qp_i *qp)
 		 * everything before it is acknowledged, then fail the QP.
 		 */
 		if (qp->sq_head == qp->sq_next)
-			pw_qp_error_locked(qp, w->status);
+			pw_qp_fail_locked(qp, PW_QP_CAUSE_LOCAL_WR, w->status);
 		return false;
 	}
 	rd = pw_wqe_is_rd(w);

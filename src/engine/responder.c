@@ -252,7 +252,7 @@ static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
 	qp->drop_fail_key = 0;
 	if (!pw_resp_push_locked(qp, &r)) {
 		pw_qp_fatal_nak_locked(qp, r.psn, PW_SYN_INVALID_REQ,
-				       PW_WC_FATAL_ERR);
+				       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
 		return true;
 	}
 	qp->nak_drop = true;
@@ -434,7 +434,7 @@ static void rnr_nak(struct pw_qp_i *qp)
 
 	if (!pw_resp_push_locked(qp, &r)) {
 		pw_qp_fatal_nak_locked(qp, r.psn, PW_SYN_INVALID_REQ,
-				       PW_WC_FATAL_ERR);
+				       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
 		return;
 	}
 	qp->nak_drop = true;
@@ -455,6 +455,14 @@ void pw_resp_begin(struct pw_qp_i *qp)
 	rx->dst = DST_DISCARD;
 	qp->skip_residency = false;
 
+	/*
+	 * In error, requests are dropped unread, whatever their PSN (after
+	 * a refusal the stream is still read for the ACKs the peer owes).
+	 */
+	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
+		rx->skip = true;
+		return;
+	}
 	if (qp->nak_drop) {
 		if (h->psn != qp->exp_psn) {
 			rx->skip = true;	/* sent before our NAK arrived */
@@ -467,7 +475,7 @@ void pw_resp_begin(struct pw_qp_i *qp)
 	} else if (h->psn != qp->exp_psn) {
 		pthread_mutex_lock(&qp->lock);
 		pw_qp_fatal_nak_locked(qp, qp->exp_psn, PW_SYN_PSN_SEQ,
-				       PW_WC_FATAL_ERR);
+				       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
 		pthread_mutex_unlock(&qp->lock);
 		rx->skip = true;
 		rx->dead = true;
@@ -627,8 +635,13 @@ void pw_resp_finish(struct pw_qp_i *qp)
 						   rx->recv_status, 0, h);
 			qp->rq_head++;
 		}
-		pw_qp_fatal_nak_locked(qp, h->psn, syn, PW_WC_WR_FLUSH_ERR);
-		rx->dead = true;
+		/*
+		 * Refused (IBA: NAK, and the responder QP to error). The rest
+		 * of the stream is still read: the peer's later requests are
+		 * dropped (error state), its ACKs for our own requests are
+		 * what the drain waits for.
+		 */
+		pw_qp_refuse_locked(qp, h->psn, syn);
 		goto out;
 	}
 	qp->exp_psn++;
@@ -662,7 +675,7 @@ void pw_resp_finish(struct pw_qp_i *qp)
 push:
 		if (!pw_resp_push_locked(qp, &resp)) {
 			pw_qp_fatal_nak_locked(qp, h->psn, PW_SYN_INVALID_REQ,
-					       PW_WC_FATAL_ERR);
+					       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
 			rx->dead = true;
 			break;
 		}

@@ -55,18 +55,20 @@ static inline uint32_t avail(const struct pw_rx *rx)
 	return rx->tail - rx->head;
 }
 
-static void on_eof(struct pw_qp_i *qp)
+/* @err: the receive's errno, 0 for an orderly EOF */
+static void on_eof(struct pw_qp_i *qp, int err)
 {
 	qp->rx.eof = true;
 	/* the peer vanished (or shut us out): IBA's transport retry exceeded */
-	pw_qp_fatal(qp, PW_WC_RETRY_EXC_ERR);
+	pw_qp_fatal(qp, err ? pw_qp_cause_of_errno(err) : PW_QP_CAUSE_PEER_CLOSED,
+		    PW_WC_RETRY_EXC_ERR);
 }
 
 void pw_rx_protocol_error(struct pw_qp_i *qp)
 {
 	pthread_mutex_lock(&qp->lock);
 	pw_qp_fatal_nak_locked(qp, qp->exp_psn, PW_SYN_INVALID_REQ,
-			       PW_WC_FATAL_ERR);
+			       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
 	pthread_mutex_unlock(&qp->lock);
 	qp->rx.dead = true;
 	qp->rx.dst = DST_DISCARD;
@@ -113,11 +115,12 @@ static ssize_t fill(struct pw_qp_i *qp)
 		rx->drained = (size_t)n < room;
 		rx->backlog = !rx->drained;
 		rx->tail += (uint32_t)n;
+		rx->sock_read += (uint64_t)n;
 		return n;
 	}
 	if (n < 0 && errno == EAGAIN)
 		return 0;
-	on_eof(qp);
+	on_eof(qp, n < 0 ? errno : 0);
 	return -1;
 }
 
@@ -267,6 +270,7 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 		dlen = PW_MIN((uint64_t)n, dlen);
 		dst_advance(rx, dlen);
 		rx->tail = (uint32_t)(n - (ssize_t)dlen);
+		rx->sock_read += (uint64_t)n;
 		return n;
 	}
 	if (n < 0 && errno == EAGAIN)
@@ -277,7 +281,7 @@ static ssize_t recv_direct(struct pw_qp_i *qp)
 		rx->dst = DST_DISCARD;
 		return fill(qp);
 	}
-	on_eof(qp);
+	on_eof(qp, n < 0 ? errno : 0);
 	return -1;
 }
 
@@ -315,11 +319,19 @@ static void msg_begin(struct pw_qp_i *qp)
 	rx->place_ok = UINT64_MAX;
 	if (rx->hdr.opcode == PW_OP_READ_RESP)
 		rx->left -= PW_WIRE_READ_TRAILER_LEN;
-	if (oi->cls == PW_WC_CLASS_REQUEST)
+	/*
+	 * A request that arrived while this process was stopped may be one
+	 * its requester has given up on: it must not run now (live.c).
+	 */
+	if (oi->cls == PW_WC_CLASS_REQUEST && rx->stale_end &&
+	    !pw_live_request_ok(qp, rx->sock_read - avail(rx) - PW_WIRE_HDR_LEN))
+		;	/* the QP failed; the rest is discarded */
+	else if (oi->cls == PW_WC_CLASS_REQUEST)
 		pw_resp_begin(qp);
 	else if (oi->cls == PW_WC_CLASS_RESPONSE)
 		pw_comp_begin(qp);
-	else if (oi->cls != PW_WC_CLASS_NOTIFY || !qp->nt.peer)
+	else if (oi->cls == PW_WC_CLASS_LINK ? !qp->lv.on :
+		 oi->cls != PW_WC_CLASS_NOTIFY || !qp->nt.peer)
 		pw_rx_protocol_error(qp);	/* CM after connect, or not negotiated */
 	rx->state = RX_DATA;
 }
@@ -331,12 +343,20 @@ static void msg_finish(struct pw_qp_i *qp)
 	rx->state = RX_HDR;
 	if (rx->dead)
 		return;
-	if (pw_wire_ops[rx->hdr.opcode].cls == PW_WC_CLASS_REQUEST)
+	switch (pw_wire_ops[rx->hdr.opcode].cls) {
+	case PW_WC_CLASS_REQUEST:
 		pw_resp_finish(qp);
-	else if (pw_wire_ops[rx->hdr.opcode].cls == PW_WC_CLASS_NOTIFY)
+		break;
+	case PW_WC_CLASS_NOTIFY:
 		pw_notify_rx(qp, &rx->hdr);
-	else
+		break;
+	case PW_WC_CLASS_LINK:
+		pw_live_rx(qp, &rx->hdr);
+		break;
+	default:
 		pw_comp_finish(qp);
+		break;
+	}
 }
 
 /*
@@ -454,6 +474,9 @@ out:
 	if (budget == PW_RX_BUDGET && avail(rx) == avail0 &&
 	    rx->state == state0 && rx->eof == eof0)
 		return;
+	/* any byte is a sign of the peer's engine (live.c) */
+	if (budget != PW_RX_BUDGET)
+		qp->lv.heard_ns = pw_coarse_ns();
 	set_lowat(qp);
 	/* one flush per batch: this is where ACKs coalesce */
 	pthread_mutex_lock(&qp->lock);

@@ -59,9 +59,14 @@ void pw_qp_set_stall_locked(struct pw_qp_i *qp, bool on)
 /* Choose the next message. Return false when there is nothing to send. */
 static bool pick_locked(struct pw_qp_i *qp)
 {
+	/* in error: what the peer is owed, then DISCONNECT, then EOF */
 	if (pw_qp_get_state(qp) == PW_QPS_ERR)
-		return (qp->fatal_nak || qp->ack_pending) && pw_resp_next_locked(qp);
+		return ((qp->fatal_nak || qp->ack_pending) && pw_resp_next_locked(qp)) ||
+		       pw_live_disc_next_locked(qp);
 	if (pw_resp_next_locked(qp))
+		return true;
+	/* PONG, PING, HEARTBEAT: tiny, and the peer's bound depends on them */
+	if (pw_live_next_locked(qp))
 		return true;
 	/* notifications go before new requests: a FAULT_IN holds them anyway */
 	if (pw_notify_next_locked(qp))
@@ -70,18 +75,25 @@ static bool pick_locked(struct pw_qp_i *qp)
 }
 
 /*
- * A request's source faulted after its header left: the message must not
- * complete at the responder with made-up bytes, so the stream is cut
- * mid-message (the peer sees EOF inside it and discards it). The WQE fails
- * with a local protection error; the QP is in error anyway.
+ * A request's source faulted (or its MR went) while it was being sent.
+ * The WQE fails with a local protection error and the QP with it; the
+ * WRITEs and SENDs before it that the peer executed still get their ACK
+ * (pw_qp_fail_drain_locked). Once its header has left, the message must
+ * not complete at the responder with made-up bytes, so the stream is cut
+ * mid-message (the peer sees EOF inside it and discards it); before that,
+ * the stream is whole and carries what we owe the peer, then EOF.
  */
 static void abort_request_locked(struct pw_qp_i *qp)
 {
 	struct pw_wqe *w = qp->tx.wqe;
+	bool cut = qp->tx.hdr_off > 0;
 
 	w->status = PW_WC_LOC_PROT_ERR;
-	pw_qp_error_at_locked(qp, w, PW_WC_LOC_PROT_ERR);
-	pw_tx_kill_locked(qp);
+	pw_qp_fail_drain_locked(qp, PW_QP_CAUSE_LOCAL_WR, w, PW_WC_LOC_PROT_ERR);
+	if (cut)
+		pw_tx_kill_locked(qp);
+	else
+		qp->tx.kind = TX_NONE;
 }
 
 /*
@@ -196,7 +208,7 @@ static int send_current(struct pw_qp_i *qp)
 			continue;
 		}
 		/* EPIPE, ECONNRESET, ...: the peer is gone (IBA: retry exceeded) */
-		pw_qp_error_locked(qp, PW_WC_RETRY_EXC_ERR);
+		pw_qp_fail_locked(qp, pw_qp_cause_of_errno(errno), PW_WC_RETRY_EXC_ERR);
 		pw_tx_kill_locked(qp);
 		return -1;
 	}
@@ -212,7 +224,8 @@ static void sent_locked(struct pw_qp_i *qp)
 			qp->rd_in--;
 		/* IBA: a responder access error puts the responder QP in error */
 		if (tx->trailer_len && tx->syndrome != PW_SYN_OK)
-			pw_qp_error_locked(qp, PW_WC_WR_FLUSH_ERR);
+			pw_qp_fail_drain_locked(qp, PW_QP_CAUSE_RESPONDER, NULL,
+						PW_WC_WR_FLUSH_ERR);
 	}
 	tx->kind = TX_NONE;
 }
@@ -245,14 +258,16 @@ void pw_tx_flush_locked(struct pw_qp_i *qp)
 			set_out_locked(qp, true);
 			return;
 		}
-		if (r < 0)
+		if (r < 0 && qp->shut_wr)
 			return;	/* the stream is dead or cut */
+		if (r < 0)
+			continue; /* a request dropped before its first byte */
 		sent_locked(qp);
 	}
 	set_out_locked(qp, false);
 	/* in error, once the last owed message is out, tell the peer: EOF */
 	if (pw_qp_get_state(qp) == PW_QPS_ERR && tx->kind == TX_NONE &&
-	    !qp->resp_count && !qp->ack_pending) {
+	    !qp->resp_count && !qp->ack_pending && !pw_live_disc_owed_locked(qp)) {
 		qp->fatal_nak = false;
 		shutdown(qp->fd, SHUT_WR);
 		qp->shut_wr = true;

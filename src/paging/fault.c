@@ -393,6 +393,14 @@ static void *worker_main(void *arg)
 		f->state = PW_FAULT_RUNNING;
 		pthread_mutex_unlock(&fe->lock);
 
+		/* diagnostics: a fault as slow as a disk read (PW_FAULT_DELAY_MS) */
+		if (fe->delay_ms) {
+			struct timespec d = { .tv_sec = fe->delay_ms / 1000,
+					      .tv_nsec = (long)(fe->delay_ms % 1000) * 1000000L };
+
+			while (nanosleep(&d, &d) != 0 && errno == EINTR)
+				;
+		}
 		maj = majflt();
 		f->err = pw_fault_populate(fe, f->key, f->addr, f->len, f->write,
 					   &ahead);
@@ -453,7 +461,11 @@ int pw_fault_start(struct pw_fault_engine *fe, struct pw_keytable *keys,
 		}
 	}
 	/* present/swapped bits are readable without privilege (PFNs are not) */
-	fe->pagemap_fd = getenv("PW_FAULT_INLINE") && !strcmp(getenv("PW_FAULT_INLINE"), "off") ?
+	/* a delayed fault stands for one that reads a disk: never inline */
+	if (getenv("PW_FAULT_DELAY_MS"))
+		fe->delay_ms = (uint32_t)strtoul(getenv("PW_FAULT_DELAY_MS"), NULL, 10);
+	fe->pagemap_fd = fe->delay_ms || (getenv("PW_FAULT_INLINE") &&
+					  !strcmp(getenv("PW_FAULT_INLINE"), "off")) ?
 			 -1 : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&fe->lock, NULL);
 	pthread_cond_init(&fe->cond, NULL);

@@ -97,6 +97,7 @@ struct pw_fault_engine {
 	struct pw_keytable *keys;
 	struct pw_engine *eng;
 	int pagemap_fd;		/* /proc/self/pagemap, or -1: no inline faults */
+	uint32_t delay_ms;	/* PW_FAULT_DELAY_MS: each worker fault waits first */
 	/* pages were added to a table (the memory budget's wakeup), or NULL */
 	void (*added)(struct pw_fault_engine *fe);
 	struct pw_fault_stats stats;

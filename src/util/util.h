@@ -27,6 +27,22 @@ static inline uint64_t pw_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * CLOCK_MONOTONIC as of the last timer tick (1-4 ms old, never ahead of
+ * pw_now_ns()): a memory read in the vDSO, for stamps on the data path
+ * that only bounds of seconds compare against (transport liveness).
+ */
+/* the coarse clock's step, at most (HZ = 100) */
+#define PW_COARSE_TICK_NS	10000000ull
+
+static inline uint64_t pw_coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static inline uint32_t pw_roundup_pow2(uint32_t v)
 {
 	uint32_t r = 1;

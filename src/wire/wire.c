@@ -17,6 +17,7 @@ const struct pw_wire_opinfo pw_wire_ops[PW_OP_MAX] = {
 	[PW_OP_CONNECT_REQ] = { "CONNECT_REQ", PW_WC_CLASS_CM, 0, CONN_MIN, CONN_MAX },
 	[PW_OP_CONNECT_REP] = { "CONNECT_REP", PW_WC_CLASS_CM, 0, CONN_MIN, CONN_MAX },
 	[PW_OP_CONNECT_REJ] = { "CONNECT_REJ", PW_WC_CLASS_CM, 0, CONN_MIN, CONN_MAX },
+	[PW_OP_CONNECT_RTU] = { "CONNECT_RTU", PW_WC_CLASS_CM, 0, 0, 0 },
 	[PW_OP_WRITE]       = { "WRITE",       PW_WC_CLASS_REQUEST, 0, 0, MAXP },
 	[PW_OP_WRITE_IMM]   = { "WRITE_IMM",   PW_WC_CLASS_REQUEST, 1, 0, MAXP },
 	[PW_OP_SEND]        = { "SEND",        PW_WC_CLASS_REQUEST, 1, 0, MAXP },
@@ -33,6 +34,8 @@ const struct pw_wire_opinfo pw_wire_ops[PW_OP_MAX] = {
 	[PW_OP_INVALIDATE]  = { "INVALIDATE",  PW_WC_CLASS_NOTIFY, 0, 0, 0 },
 	[PW_OP_VALIDATE]    = { "VALIDATE",    PW_WC_CLASS_NOTIFY, 0, 0, 0 },
 	[PW_OP_FAULT_IN]    = { "FAULT_IN",    PW_WC_CLASS_NOTIFY, 0, 0, 0 },
+	[PW_OP_HEARTBEAT]   = { "HEARTBEAT",   PW_WC_CLASS_LINK, 0, 0, 0 },
+	[PW_OP_DISCONNECT]  = { "DISCONNECT",  PW_WC_CLASS_LINK, 0, 0, 0 },
 };
 
 static inline void put16(uint8_t *p, uint16_t v)
@@ -143,6 +146,9 @@ int pw_wire_decode_hdr(const void *buf, size_t len, struct pw_hdr *h)
 		    h->syndrome != PW_SYN_REMOTE_ACCESS)
 			return -EBADMSG;
 	}
+	/* a HEARTBEAT is unasked, a PING or a PONG, never two of them */
+	if (h->opcode == PW_OP_HEARTBEAT && h->hb > PW_WIRE_HB_PONG)
+		return -EBADMSG;
 	return 0;
 }
 

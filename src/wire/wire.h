@@ -42,13 +42,19 @@
 /*
  * Opcode table. Requests (0x10..0x1f) flow requester -> responder and carry
  * a PSN; responses (0x20..0x2f) flow back; connection management (0x01..)
- * only appears before the QP is connected; notifications (0x30..0x3f) go
- * either way, outside the PSN sequence.
+ * only appears before the QP is connected; notifications (0x30..0x3f) and
+ * link messages (0x40..0x4f) go either way, outside the PSN sequence.
  */
 enum pw_wire_opcode {
 	PW_OP_CONNECT_REQ	= 0x01,
 	PW_OP_CONNECT_REP	= 0x02,
 	PW_OP_CONNECT_REJ	= 0x03,
+	/*
+	 * Client -> server after a CONNECT_REP, when both set
+	 * PW_WIRE_FEAT_LINK: the client took the connection (IBA CM's RTU),
+	 * so a server never goes live on a connection its client gave up.
+	 */
+	PW_OP_CONNECT_RTU	= 0x04,
 
 	PW_OP_WRITE		= 0x10,
 	PW_OP_WRITE_IMM		= 0x11,
@@ -72,7 +78,14 @@ enum pw_wire_opcode {
 	PW_OP_VALIDATE		= 0x31,	/* target -> peers: range back (op2 = generation) */
 	PW_OP_FAULT_IN		= 0x32,	/* requester -> target: please fault it in */
 
-	PW_OP_MAX		= 0x33,
+	/*
+	 * Link messages: outside the PSN sequence, no payload, only between
+	 * peers that both set PW_WIRE_FEAT_LINK (docs/wire.md section 15).
+	 */
+	PW_OP_HEARTBEAT		= 0x40,	/* my engine is alive (imm: PW_WIRE_HB_*) */
+	PW_OP_DISCONNECT	= 0x41,	/* my application ends the connection */
+
+	PW_OP_MAX		= 0x42,
 };
 
 enum pw_wire_flags {
@@ -103,8 +116,13 @@ enum pw_wire_syndrome {
 enum pw_wire_feature {
 	/* understands NAK PAGE_FAULT: its responder may use DROP on us */
 	PW_WIRE_FEAT_FAULT_NAK	= 1u << 0,
-	/* understands INVALIDATE / VALIDATE / FAULT_IN (issue 6) */
+	/* understands INVALIDATE / VALIDATE / FAULT_IN */
 	PW_WIRE_FEAT_NOTIFY	= 1u << 1,
+	/*
+	 * link management: the client sends CONNECT_RTU, both send
+	 * HEARTBEAT (engine-level liveness) and DISCONNECT
+	 */
+	PW_WIRE_FEAT_LINK	= 1u << 2,
 };
 
 /* Message classes of the opcode table. */
@@ -114,10 +132,20 @@ enum pw_wire_class {
 	PW_WC_CLASS_REQUEST,
 	PW_WC_CLASS_RESPONSE,
 	PW_WC_CLASS_NOTIFY,
+	PW_WC_CLASS_LINK,
 };
 
 /* FAULT_IN imm: the requester will write there (populate for write). */
 #define PW_WIRE_FAULT_IN_WRITE	1u
+
+/*
+ * HEARTBEAT imm: 0 = unasked (the sender is working on the peer's
+ * requests: stalled in a fault, or in the middle of a message); PING =
+ * answer me (psn: the sender's sequence); PONG = the answer (psn: the
+ * PING's).
+ */
+#define PW_WIRE_HB_PING		1u
+#define PW_WIRE_HB_PONG		2u
 
 /**
  * struct pw_wire_opinfo - one row of the opcode table
@@ -151,6 +179,7 @@ struct pw_hdr {
 		uint32_t read_len;	/* READ_REQ */
 		uint32_t syndrome;	/* NAK, VALIDATE (0 or REMOTE_ACCESS) */
 		uint32_t nflags;	/* FAULT_IN: PW_WIRE_FAULT_IN_* */
+		uint32_t hb;		/* HEARTBEAT: 0 or one PW_WIRE_HB_* */
 	};
 	union {
 		uint64_t compare_add;	/* ATOMIC_CS (compare), ATOMIC_FA (add) */
@@ -205,7 +234,8 @@ void pw_wire_encode_hdr(const struct pw_hdr *h, uint8_t out[PW_WIRE_HDR_LEN]);
  * version; -EBADMSG for an unknown opcode, unknown flag bits, a non-zero
  * reserved field or an unknown NAK syndrome, and for a notification with
  * an empty or wrapping range, unknown FAULT_IN flags or a VALIDATE
- * syndrome other than OK / REMOTE_ACCESS; -EMSGSIZE when payload_len is
+ * syndrome other than OK / REMOTE_ACCESS, and for a HEARTBEAT whose imm
+ * is not 0, PING or PONG; -EMSGSIZE when payload_len is
  * outside the opcode's bounds (or a READ length is over the maximum).
  */
 int pw_wire_decode_hdr(const void *buf, size_t len, struct pw_hdr *h);

@@ -137,6 +137,12 @@ static struct model_op model_op(unsigned op)
 	case 0x30: case 0x31: case 0x32:	/* INVALIDATE, VALIDATE, FAULT_IN */
 		m = (struct model_op){ 1, 0, 0, 0 };
 		break;
+	case 0x04:				/* CONNECT_RTU: no payload */
+		m = (struct model_op){ 1, 0, 0, 0 };
+		break;
+	case 0x40: case 0x41:			/* HEARTBEAT, DISCONNECT */
+		m = (struct model_op){ 1, 0, 0, 0 };
+		break;
 	}
 	return m;
 }
@@ -164,7 +170,9 @@ static int model_hdr(const uint8_t *p, size_t len)
 		return -EMSGSIZE;
 	if (p[3] == 0x21 && (imm == 0 || imm >= 7))	/* syndromes 1..6 */
 		return -EBADMSG;
-	if (p[3] >= 0x30) {
+	if (p[3] == 0x40 && imm > 2)		/* HEARTBEAT: 0, PING or PONG */
+		return -EBADMSG;
+	if (p[3] >= 0x30 && p[3] < 0x40) {
 		uint64_t raddr = le(p + 16, 8), rlen = le(p + 32, 8);
 
 		/* a non-empty range that does not wrap */
@@ -362,13 +370,16 @@ int fuzz_wire_stream(const uint8_t *data, size_t size)
 		if (avail < h.payload_len) {
 			const uint8_t *pl = data + off + PW_WIRE_HDR_LEN;
 
-			if (pw_wire_ops[h.opcode].cls == PW_WC_CLASS_CM)
+			if (pw_wire_ops[h.opcode].cls == PW_WC_CLASS_CM &&
+			    h.opcode != PW_OP_CONNECT_RTU)
 				(void)check_conn(pl, avail);
 			if (h.opcode == PW_OP_READ_RESP)
 				(void)check_trailer(pl, avail);
 			return -ENODATA;
 		}
-		if (pw_wire_ops[h.opcode].cls == PW_WC_CLASS_CM) {
+		/* CONNECT_RTU is the one CM message without a connection payload */
+		if (pw_wire_ops[h.opcode].cls == PW_WC_CLASS_CM &&
+		    h.opcode != PW_OP_CONNECT_RTU) {
 			rc = check_conn(data + off + PW_WIRE_HDR_LEN,
 					h.payload_len);
 			if (rc && !first)

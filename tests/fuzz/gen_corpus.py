@@ -28,7 +28,9 @@ OP = {
     "WRITE": 0x10, "WRITE_IMM": 0x11, "SEND": 0x12, "SEND_IMM": 0x13,
     "READ_REQ": 0x14, "ATOMIC_CS": 0x15, "ATOMIC_FA": 0x16,
     "ACK": 0x20, "NAK": 0x21, "READ_RESP": 0x22, "ATOMIC_RESP": 0x23,
+    "CONNECT_RTU": 0x04, "HEARTBEAT": 0x40, "DISCONNECT": 0x41,
 }
+HB_PING, HB_PONG = 1, 2
 ACK_REQ, SOLICITED = 0x1, 0x2
 SYN = {"OK": 0, "RNR": 1, "PSN_SEQ": 2, "INVALID_REQ": 3,
        "REMOTE_ACCESS": 4, "REMOTE_OP": 5, "PAGE_FAULT": 6}
@@ -116,6 +118,16 @@ def corpus():
                             f["ok-read_resp-16"] + f["ok-atomic_resp"] +
                             f["ok-nak-rnr"])
     f["ok-stream-handshake"] = f["ok-connect_req-pdata"] + f["ok-connect_rep"]
+    # link messages (feature LINK): RTU, heartbeats, disconnect
+    f["ok-connect_rtu"] = hdr(OP["CONNECT_RTU"])
+    f["ok-heartbeat"] = hdr(OP["HEARTBEAT"])
+    f["ok-heartbeat-ping"] = hdr(OP["HEARTBEAT"], psn=41, imm=HB_PING)
+    f["ok-heartbeat-pong"] = hdr(OP["HEARTBEAT"], psn=41, imm=HB_PONG)
+    f["ok-disconnect"] = hdr(OP["DISCONNECT"])
+    f["ok-stream-link"] = (f["ok-stream-handshake"] + f["ok-connect_rtu"] +
+                           f["ok-write-8"] + f["ok-heartbeat-ping"] +
+                           f["ok-heartbeat-pong"] + f["ok-ack"] +
+                           f["ok-disconnect"])
 
     # --- invalid headers ----------------------------------------------
     f["bad-ENODATA-short-hdr"] = f["ok-ack"][:20]
@@ -142,6 +154,11 @@ def corpus():
     f["bad-EMSGSIZE-connect-289"] = hdr(OP["CONNECT_REQ"], 289)
     f["bad-EMSGSIZE-connect-31"] = hdr(OP["CONNECT_REQ"], 31) + b"\0" * 31
     f["bad-EBADMSG-second-msg"] = f["ok-write-8"] + hdr(0x30)
+    f["bad-EBADMSG-opcode-33"] = hdr(0x33)
+    f["bad-EBADMSG-opcode-42"] = hdr(0x42)
+    f["bad-EBADMSG-heartbeat-both"] = hdr(OP["HEARTBEAT"], imm=HB_PING | HB_PONG)
+    f["bad-EMSGSIZE-rtu-payload"] = hdr(OP["CONNECT_RTU"], 32) + b"\0" * 32
+    f["bad-EMSGSIZE-heartbeat-payload"] = hdr(OP["HEARTBEAT"], 1) + b"\0"
 
     # --- invalid payloads behind a valid header -----------------------
     f["bad-EMSGSIZE-conn-pdata-mismatch"] = cm(

@@ -672,21 +672,53 @@ static void stream_stop(struct tgt *t, struct prep *r)
 
 /* ---- async events ---- */
 
+/*
+ * pw_get_async_event() for the MR events these tests are about: QP events
+ * (a QP a test failed on purpose, a peer that went) are acknowledged and
+ * passed over; tests/integration/test_live.c checks those.
+ */
+static int get_mr_event(struct pw_context *ctx, struct pw_async_event *ev)
+{
+	int rc;
+
+	while ((rc = pw_get_async_event(ctx, ev)) == 0 &&
+	       (ev->event_type == PW_EVENT_QP_FATAL ||
+		ev->event_type == PW_EVENT_QP_PEER_DISCONNECTED))
+		pw_ack_async_event(ev);
+	return rc;
+}
+
+/* Wait up to @ms for an MR event: 0, or -EAGAIN when none came. */
+static int wait_mr_event(struct pw_context *ctx, struct pw_async_event *ev, int ms)
+{
+	uint64_t end = pwt_now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = pw_get_async_fd(ctx), .events = POLLIN };
+		uint64_t now = pwt_now_ms();
+		int rc;
+
+		rc = get_mr_event(ctx, ev);
+		if (rc != -EAGAIN || now >= end)
+			return rc;
+		(void)poll(&pfd, 1, (int)(end - now));
+	}
+}
+
 #define EXPECT_EVENT(ctx, type, mr, off, len)					\
 	expect_event_at(__FILE__, __LINE__, (ctx), (type), (mr), (off), (len))
 static void expect_event_at(const char *file, int line, struct pw_context *ctx,
 			    enum pw_event_type type, struct pw_mr *mr,
 			    uint64_t off, uint64_t len)
 {
-	struct pollfd pfd = { .fd = pw_get_async_fd(ctx), .events = POLLIN };
 	struct pw_async_event ev;
 	int rc;
 
-	if (poll(&pfd, 1, EVENT_WAIT_MS) != 1)
+	rc = wait_mr_event(ctx, &ev, EVENT_WAIT_MS);
+	if (rc == -EAGAIN)
 		pwt_fail(file, line, "no async event within %d ms (want %s, offset %#" PRIx64
 			 ", length %#" PRIx64 ")", EVENT_WAIT_MS, pw_event_type_str(type),
 			 off, len);
-	rc = pw_get_async_event(ctx, &ev);
 	if (rc)
 		pwt_fail(file, line, "pw_get_async_event: %d (%s)", rc, pwt_strerr(rc));
 	if (ev.event_type != type || ev.element.mr != mr || ev.offset != off ||
@@ -704,12 +736,10 @@ static void expect_event_at(const char *file, int line, struct pw_context *ctx,
 static void expect_no_event_at(const char *file, int line, struct pw_context *ctx,
 			       int ms)
 {
-	struct pollfd pfd = { .fd = pw_get_async_fd(ctx), .events = POLLIN };
 	struct pw_async_event ev;
 	int rc;
 
-	if (poll(&pfd, 1, ms) != 0 || (rc = pw_get_async_event(ctx, &ev)) != -EAGAIN) {
-		rc = pw_get_async_event(ctx, &ev);
+	if ((rc = wait_mr_event(ctx, &ev, ms)) != -EAGAIN) {
 		if (rc == 0)
 			pwt_fail(file, line, "unexpected async event %s MR %p offset %#" PRIx64
 				 " length %#" PRIx64, pw_event_type_str(ev.event_type),
@@ -733,14 +763,12 @@ static void expect_events_at(const char *file, int line, struct pw_context *ctx,
 
 	PWT_ASSERT(n <= 16);
 	for (size_t k = 0; k < n; k++) {
-		struct pollfd pfd = { .fd = pw_get_async_fd(ctx), .events = POLLIN };
 		struct pw_async_event ev;
 		size_t i;
 
-		if (poll(&pfd, 1, EVENT_WAIT_MS) != 1)
+		if (wait_mr_event(ctx, &ev, EVENT_WAIT_MS) == -EAGAIN)
 			pwt_fail(file, line, "%zu of %zu async events within %d ms", k, n,
 				 EVENT_WAIT_MS);
-		PWT_OK(pw_get_async_event(ctx, &ev));
 		for (i = 0; i < n; i++)
 			if (!got[i] && w[i].type == ev.event_type && w[i].mr == ev.element.mr &&
 			    w[i].off == ev.offset && w[i].len == ev.length)
@@ -909,13 +937,7 @@ static void t_munmap_odp(const char *arg)
 		memset(&d, 0, sizeof(d));
 		d.mr = mr = reg(&t, buf, 2 * PG, ODP_ALL);
 		PWT_EQ(munmap(buf, PG), 0);
-		{
-			struct pollfd pfd = { .fd = pw_get_async_fd(t.s.ctx),
-					      .events = POLLIN };
-
-			PWT_EQ(poll(&pfd, 1, EVENT_WAIT_MS), 1);
-		}
-		PWT_OK(pw_get_async_event(t.s.ctx, &ev));
+		PWT_OK(wait_mr_event(t.s.ctx, &ev, EVENT_WAIT_MS));
 		PWT_ASSERT(ev.element.mr == mr && ev.event_type == PW_EVENT_MR_UNMAPPED &&
 			   ev.offset == 0 && ev.length == PG);
 		PWT_EQ(pthread_create(&th, NULL, dereg_thread, &d), 0);
@@ -1223,15 +1245,10 @@ static void t_reg_after_unmap(const char *arg)
 		st = peer_write_status(&t, buf, b->rkey, len, 200 + (uint32_t)r, 0);
 		/* A's event, and none for B (before or after it) */
 		got_a = got_b = false;
-		while (!got_a || (rc = pw_get_async_event(t.s.ctx, &ev)) == 0) {
-			if (!got_a) {
-				struct pollfd pfd = { .fd = pw_get_async_fd(t.s.ctx),
-						      .events = POLLIN };
-
-				PWT_ASSERTF(poll(&pfd, 1, EVENT_WAIT_MS) == 1,
+		while (!got_a || (rc = get_mr_event(t.s.ctx, &ev)) == 0) {
+			if (!got_a)
+				PWT_ASSERTF(wait_mr_event(t.s.ctx, &ev, EVENT_WAIT_MS) == 0,
 					    "round %d: no event for the old MR", r);
-				PWT_OK(pw_get_async_event(t.s.ctx, &ev));
-			}
 			if (ev.element.mr == a) {
 				PWT_ASSERT(!got_a);
 				PWT_EQ(ev.event_type, move ? PW_EVENT_MR_REMAPPED :
@@ -1510,6 +1527,7 @@ static int fork_child(int rfd, const uint8_t *odp, const uint8_t *pin,
 		return 22;
 	if (munmap((void *)(uintptr_t)(odp + PG), PG))
 		return 23;
+	/* no QP in this context: only MR events */
 	pfd.fd = pw_get_async_fd(ctx);
 	pfd.events = POLLIN;
 	if (poll(&pfd, 1, EVENT_WAIT_MS) != 1)
@@ -3041,7 +3059,7 @@ static void *st_events(void *arg)
 
 		if (poll(&pfd, 1, 50) != 1)
 			continue;
-		while (pw_get_async_event(T->s.ctx, &ev) == 0) {
+		while (get_mr_event(T->s.ctx, &ev) == 0) {
 			bool found = false;
 
 			for (int i = 0; i < ST_NSLOT && !found; i++) {

@@ -837,8 +837,24 @@ static void t_peer_timeout(const char *arg)
 	int uto[8], idle[8], n;
 
 	(void)arg;
+	/*
+	 * Two pagewire peers speak LINK: the engine bounds outstanding WRs
+	 * itself, TCP's user timeout stays off, keepalive watches idle links.
+	 */
 	pwt_pair_open(&p, NULL);
 	PWT_EQ(p.a.attr.peer_timeout_ms, 30000);
+	n = tcp_timeouts(uto, idle, 8);
+	PWT_EQ(n, 2);
+	for (int i = 0; i < n; i++) {
+		PWT_EQ(uto[i], 0);
+		PWT_EQ(idle[i], 15);
+	}
+	pwt_pair_close(&p);
+
+	/* a peer without LINK: TCP's own bounds, as before it */
+	memset(&o, 0, sizeof(o));
+	o.a_ctx.flags = PW_CONTEXT_NO_LINK;
+	pwt_pair_open(&p, &o);
 	n = tcp_timeouts(uto, idle, 8);
 	PWT_EQ(n, 2);
 	for (int i = 0; i < n; i++) {
@@ -850,6 +866,7 @@ static void t_peer_timeout(const char *arg)
 
 	memset(&o, 0, sizeof(o));
 	o.a_ctx.peer_timeout_ms = 4000;
+	o.a_ctx.flags = PW_CONTEXT_NO_LINK;
 	o.b_attr.peer_timeout_ms = 2000;
 	pwt_pair_open(&p, &o);
 	PWT_EQ(p.a.attr.peer_timeout_ms, 4000);
@@ -858,6 +875,8 @@ static void t_peer_timeout(const char *arg)
 	PWT_EQ(n, 2);
 	PWT_ASSERTF((uto[0] == 3000 && uto[1] == 1000) || (uto[0] == 1000 && uto[1] == 3000),
 		    "user timeouts %d and %d", uto[0], uto[1]);
+	PWT_ASSERTF((idle[0] == 2 && idle[1] == 1) || (idle[0] == 1 && idle[1] == 2),
+		    "keepalive idle %d and %d", idle[0], idle[1]);
 	pwt_pair_close(&p);
 
 	setenv("PW_PEER_TIMEOUT_MS", "7000", 1);

@@ -154,6 +154,7 @@ static const struct op_expect known_ops[] = {
 	{ 0x01, "CONNECT_REQ", PW_WC_CLASS_CM, 0, 32, 288 },
 	{ 0x02, "CONNECT_REP", PW_WC_CLASS_CM, 0, 32, 288 },
 	{ 0x03, "CONNECT_REJ", PW_WC_CLASS_CM, 0, 32, 288 },
+	{ 0x04, "CONNECT_RTU", PW_WC_CLASS_CM, 0, 0, 0 },
 	{ 0x10, "WRITE", PW_WC_CLASS_REQUEST, 0, 0, MAXP },
 	{ 0x11, "WRITE_IMM", PW_WC_CLASS_REQUEST, 1, 0, MAXP },
 	{ 0x12, "SEND", PW_WC_CLASS_REQUEST, 1, 0, MAXP },
@@ -168,6 +169,8 @@ static const struct op_expect known_ops[] = {
 	{ 0x30, "INVALIDATE", PW_WC_CLASS_NOTIFY, 0, 0, 0 },
 	{ 0x31, "VALIDATE", PW_WC_CLASS_NOTIFY, 0, 0, 0 },
 	{ 0x32, "FAULT_IN", PW_WC_CLASS_NOTIFY, 0, 0, 0 },
+	{ 0x40, "HEARTBEAT", PW_WC_CLASS_LINK, 0, 0, 0 },
+	{ 0x41, "DISCONNECT", PW_WC_CLASS_LINK, 0, 0, 0 },
 };
 #define N_OPS (sizeof(known_ops) / sizeof(known_ops[0]))
 
@@ -237,6 +240,8 @@ static void random_valid_hdr(const struct op_expect *e, struct pw_hdr *h)
 		h->syndrome = rnd_range(PW_SYN_RNR, PW_SYN_MAX - 1);
 	h->compare_add = rnd();
 	h->swap = rnd();
+	if (e->op == PW_OP_HEARTBEAT)
+		h->hb = (uint32_t)(rnd() % 3);	/* unasked, PING or PONG */
 	if (e->cls == PW_WC_CLASS_NOTIFY) {
 		/* a non-empty range that does not wrap; imm per opcode */
 		h->range_len = rnd_range(1, 1u << 31);
@@ -457,8 +462,10 @@ static void test_reject_unknown_opcode(void)
 			CHECK(cls == PW_WC_CLASS_REQUEST);
 		else if (op < 0x30)
 			CHECK(cls == PW_WC_CLASS_RESPONSE);
-		else
+		else if (op < 0x40)
 			CHECK(cls == PW_WC_CLASS_NOTIFY);
+		else
+			CHECK(cls == PW_WC_CLASS_LINK);
 	}
 }
 
@@ -536,6 +543,50 @@ static void test_reject_notify(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* reject_link: CONNECT_RTU, HEARTBEAT, DISCONNECT                      */
+/* ------------------------------------------------------------------ */
+
+static void test_reject_link(void)
+{
+	static const uint8_t ops[] = { PW_OP_CONNECT_RTU, PW_OP_HEARTBEAT,
+				       PW_OP_DISCONNECT };
+
+	for (size_t i = 0; i < sizeof(ops); i++) {
+		struct pw_hdr v = valid_hdr(ops[i]), h;
+		uint8_t b[PW_WIRE_HDR_LEN];
+
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), 0);
+		v.payload_len = 1;		/* no payload, ever */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EMSGSIZE);
+		v.payload_len = 32;		/* RTU is not a connection payload */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EMSGSIZE);
+	}
+	/* HEARTBEAT: unasked, PING and PONG, with any sequence; nothing else */
+	for (uint32_t k = 0; k < 64; k++) {
+		struct pw_hdr v = valid_hdr(PW_OP_HEARTBEAT), h;
+		uint8_t b[PW_WIRE_HDR_LEN];
+
+		v.hb = k;
+		v.psn = 0xdeadbeef + k;
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), k <= PW_WIRE_HB_PONG ? 0 : -EBADMSG);
+		if (k <= PW_WIRE_HB_PONG)
+			CHECK(h.hb == k && h.psn == 0xdeadbeef + k);
+	}
+	{
+		struct pw_hdr v = valid_hdr(PW_OP_HEARTBEAT), h;
+		uint8_t b[PW_WIRE_HDR_LEN];
+
+		v.hb = 0x80000001u;		/* a high bit is not a kind */
+		encode(&v, b);
+		CHECK_RC(decode_hdr_exact(b, sizeof(b), &h), -EBADMSG);
+	}
+}
+
+/* ------------------------------------------------------------------ */
 /* reject_bad_fields: flags, reserved, NAK syndrome                     */
 /* ------------------------------------------------------------------ */
 
@@ -571,6 +622,7 @@ static void test_reject_bad_fields(void)
 		 */
 		if (known_ops[i].op != PW_OP_NAK &&
 		    known_ops[i].op != PW_OP_READ_REQ &&
+		    known_ops[i].op != PW_OP_HEARTBEAT &&	/* reject_link */
 		    known_ops[i].cls != PW_WC_CLASS_NOTIFY) {	/* reject_notify */
 			memcpy(b, good, sizeof(b));
 			memset(b + 8, 0xFF, 16);	/* psn, rkey, raddr */
@@ -1478,6 +1530,7 @@ static void test_optable(void)
 		      !strcmp(rows[i].cell[2], "request") ? PW_WC_CLASS_REQUEST :
 		      !strcmp(rows[i].cell[2], "response") ? PW_WC_CLASS_RESPONSE :
 		      !strcmp(rows[i].cell[2], "notify") ? PW_WC_CLASS_NOTIFY :
+		      !strcmp(rows[i].cell[2], "link") ? PW_WC_CLASS_LINK :
 		      PW_WC_CLASS_NONE;
 		if (strcmp(rows[i].cell[1], e->name) != 0 ||
 		    cls != pw_wire_ops[v].cls ||
@@ -1541,6 +1594,7 @@ static const struct {
 	{ "reject_unknown_opcode", test_reject_unknown_opcode, 0 },
 	{ "reject_bad_fields", test_reject_bad_fields, 0 },
 	{ "reject_notify", test_reject_notify, 0 },
+	{ "reject_link", test_reject_link, 0 },
 	{ "reject_oversize", test_reject_oversize, 0 },
 	{ "conn", test_conn, 0 },
 	{ "trailer", test_trailer, 0 },
