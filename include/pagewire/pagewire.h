@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -172,6 +173,7 @@ struct pw_cq {
 };
 
 enum pw_qp_state {
+	PW_QPS_INIT = 1,	/* connecting: receives may be posted, not sends */
 	PW_QPS_RTS = 3,		/* connected, ready to send */
 	PW_QPS_ERR = 6,		/* error: every WR is flushed */
 };
@@ -750,15 +752,158 @@ struct pw_qp *pw_connect(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 /**
  * pw_accept() - accept the next connection on @l as an RC QP in @pd
  *
- * Calls on one listener run one at a time; each waits for the listener at
- * most its timeout.
+ * Several calls on one listener may wait at once; each takes the next
+ * connection request and returns once the connection is up (the client's
+ * CONNECT_RTU arrived, with a client that sends one): a client that gave
+ * up meanwhile is passed over. Not for a listener of pw_listen_channel().
  *
  * Return: the QP, or NULL with errno (ETIMEDOUT when none arrived, EMFILE
- * or ENFILE when out of file descriptors with no handshake pending).
+ * or ENFILE when out of file descriptors with no handshake pending,
+ * EINVAL).
  */
 struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 			struct pw_qp_init_attr *attr,
 			const struct pw_conn_param *param);
+
+/* ------------------------------------------------------------------ */
+/* Connection events (as librdmacm's event channel)                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The asynchronous connection model: pw_connect_async() returns at once
+ * and its outcome arrives as an event; a listener of pw_listen_channel()
+ * reports each incoming request as CONNECT_REQUEST, answered with
+ * pw_accept_request() or pw_reject(); an established QP of either kind
+ * reports DISCONNECTED, then TIMEWAIT_EXIT. docs/semantics.md,
+ * "Connections", has the sequences.
+ */
+
+/** struct pw_cm_channel - connection event channel; @fd can go in epoll */
+struct pw_cm_channel {
+	struct pw_context *context;
+	int fd;
+};
+
+enum pw_cm_event_type {
+	/* a client asks (@request, @listener, its private data and address) */
+	PW_CM_EVENT_CONNECT_REQUEST = 1,
+	/* the handshake broke: a peer speaking nonsense, a client that left */
+	PW_CM_EVENT_CONNECT_ERROR = 2,
+	/* no answer in time (-ETIMEDOUT), or no route (-EHOSTUNREACH, ...) */
+	PW_CM_EVENT_UNREACHABLE = 3,
+	/*
+	 * refused: by the peer application (pw_reject: its private data),
+	 * by nobody listening, or for no common protocol version (-EPROTO)
+	 */
+	PW_CM_EVENT_REJECTED = 4,
+	/* the QP is connected (PW_QPS_RTS); client side: the server's private data */
+	PW_CM_EVENT_ESTABLISHED = 5,
+	/*
+	 * the connection ended and the QP is in PW_QPS_ERR: status 0 when
+	 * either side disconnected (pw_disconnect, pw_destroy_qp), else
+	 * -errno of the cause (pw_query_qp() has it)
+	 */
+	PW_CM_EVENT_DISCONNECTED = 6,
+	/* after DISCONNECTED: nothing more comes from the connection */
+	PW_CM_EVENT_TIMEWAIT_EXIT = 7,
+};
+
+struct pw_conn_request;	/* an incoming connection awaiting an answer */
+
+/**
+ * struct pw_cm_event - one connection event (valid until pw_ack_cm_event)
+ * @status:       0, or a negative errno (see the event types)
+ * @qp:           the QP (every event but CONNECT_REQUEST)
+ * @context:      the QP's qp_context, or the listener's context
+ * @listener:     CONNECT_REQUEST: the listener it arrived on
+ * @request:      CONNECT_REQUEST: answer it with pw_accept_request() or
+ *                pw_reject(), exactly once
+ * @private_data: the peer's, for CONNECT_REQUEST, ESTABLISHED (client
+ *                side) and REJECTED by the peer application
+ * @peer_addr:    the peer's address (every event)
+ */
+struct pw_cm_event {
+	enum pw_cm_event_type event;
+	int status;
+	struct pw_qp *qp;
+	void *context;
+	struct pw_listener *listener;
+	struct pw_conn_request *request;
+	const void *private_data;
+	uint32_t private_data_len;
+	struct sockaddr_storage peer_addr;
+};
+
+struct pw_cm_channel *pw_create_cm_channel(struct pw_context *ctx);
+/* Return: 0, or -EBUSY while listeners or QPs report to it. */
+int pw_destroy_cm_channel(struct pw_cm_channel *ch);
+
+/**
+ * pw_get_cm_event() - take the next connection event
+ *
+ * Waits for one unless the channel's fd is non-blocking (O_NONBLOCK).
+ * Every event taken is given back with pw_ack_cm_event(); pw_destroy_qp()
+ * waits for its QP's.
+ *
+ * Return: 0, -EAGAIN (none, non-blocking fd) or -EINVAL.
+ */
+int pw_get_cm_event(struct pw_cm_channel *ch, struct pw_cm_event **event);
+int pw_ack_cm_event(struct pw_cm_event *event);
+const char *pw_cm_event_str(enum pw_cm_event_type type);
+
+/**
+ * pw_listen_channel() - listen, reporting requests on @ch
+ * @context: given back in each CONNECT_REQUEST event
+ *
+ * As pw_listen(), but every whole, valid connection request becomes a
+ * CONNECT_REQUEST event on @ch instead of waiting for pw_accept(). The
+ * requests not yet answered count against max_half_open.
+ */
+struct pw_listener *pw_listen_channel(struct pw_cm_channel *ch, const char *host,
+				      uint16_t port, void *context);
+
+/**
+ * pw_accept_request() - accept a CONNECT_REQUEST as an RC QP in @pd
+ *
+ * Returns at once with the QP in PW_QPS_INIT (receives may be posted);
+ * ESTABLISHED follows on the listener's channel when the connection is
+ * up, or CONNECT_ERROR when the client is gone. @param->timeout_ms bounds
+ * the wait for the client's RTU (0: the handshake timeout). @req is
+ * consumed, even on failure.
+ *
+ * Return: the QP, or NULL with errno (EINVAL, ENOMEM, ECONNABORTED: the
+ * client had already left).
+ */
+struct pw_qp *pw_accept_request(struct pw_conn_request *req, struct pw_pd *pd,
+				struct pw_qp_init_attr *attr,
+				const struct pw_conn_param *param);
+
+/**
+ * pw_reject() - refuse a CONNECT_REQUEST
+ *
+ * The client gets REJECTED (-ECONNREFUSED) with @private_data (at most
+ * PW_MAX_PRIVATE_DATA bytes). @req is consumed.
+ *
+ * Return: 0 or -EINVAL.
+ */
+int pw_reject(struct pw_conn_request *req, const void *private_data,
+	      uint32_t private_data_len);
+
+/**
+ * pw_connect_async() - start connecting, the outcome as an event on @ch
+ *
+ * Returns at once with the QP in PW_QPS_INIT; ESTABLISHED, REJECTED,
+ * UNREACHABLE or CONNECT_ERROR follows on @ch (then destroy a QP that did
+ * not connect). @host is resolved in the call: a numeric address never
+ * blocks.
+ *
+ * Return: the QP, or NULL with errno (EINVAL, ENOMEM, EHOSTUNREACH: the
+ * name does not resolve).
+ */
+struct pw_qp *pw_connect_async(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			       const char *host, uint16_t port,
+			       const struct pw_conn_param *param,
+			       struct pw_cm_channel *ch);
 
 /**
  * pw_disconnect() - end the connection, keep the QP (as rdma_disconnect)
@@ -783,6 +928,49 @@ int pw_disconnect(struct pw_qp *qp);
 int pw_destroy_qp(struct pw_qp *qp);
 
 enum pw_qp_state pw_qp_state(const struct pw_qp *qp);
+
+/* pw_qp_attr.features: protocol features in use on the connection */
+#define PW_QP_FEATURE_FAULT_NAK	(1u << 0)	/* the peer takes DROP's NAKs */
+#define PW_QP_FEATURE_NOTIFY	(1u << 1)	/* INVALIDATE / VALIDATE / FAULT_IN */
+#define PW_QP_FEATURE_LINK	(1u << 2)	/* engine liveness, RTU, DISCONNECT */
+
+/**
+ * struct pw_qp_attr - what pw_query_qp() reports (as ibv_query_qp)
+ * @qp_state:       PW_QPS_INIT, _RTS or _ERR
+ * @cause:          why it is in PW_QPS_ERR (PW_QP_CAUSE_NONE otherwise)
+ * @cap:            the queue sizes in effect
+ * @max_rd_atomic:  READ/ATOMIC we send at once (lowered to the peer's
+ *                  max_dest_rd_atomic)
+ * @fault_policy:   the responder fault policy in effect (DROP and NOTIFY
+ *                  fall back to STALL with a peer that lacks them)
+ * @features:       PW_QP_FEATURE_* both sides use
+ * @local_addr, @peer_addr: the connection's addresses (kept after it ends)
+ */
+struct pw_qp_attr {
+	enum pw_qp_state qp_state;
+	enum pw_qp_cause cause;
+	uint32_t qp_num;
+	uint32_t dest_qp_num;
+	struct pw_qp_cap cap;
+	uint32_t max_rd_atomic;
+	uint32_t max_dest_rd_atomic;
+	int rnr_retry;
+	int retry_cnt;
+	uint32_t min_rnr_timer_us;
+	uint32_t fault_policy;
+	uint32_t peer_timeout_ms;
+	uint32_t features;
+	struct sockaddr_storage local_addr;
+	struct sockaddr_storage peer_addr;
+};
+
+/**
+ * pw_query_qp() - a QP's state, attributes and addresses
+ * @size: sizeof(*attr) as the caller was compiled (as pw_query_stats)
+ *
+ * Return: 0 or -EINVAL.
+ */
+int pw_query_qp(struct pw_qp *qp, struct pw_qp_attr *attr, size_t size);
 
 /**
  * pw_post_send() - post a list of send work requests

@@ -68,6 +68,8 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 		return NULL;
 	}
 	pthread_mutex_init(&ctx->obj_lock, NULL);
+	pthread_mutex_init(&ctx->cm_lock, NULL);
+	pthread_cond_init(&ctx->cm_cond, NULL);
 	pw_nring_init(&ctx->nring);
 	ctx->no_notify = attr && (attr->flags & PW_CONTEXT_NO_NOTIFY);
 	ctx->no_link = attr && (attr->flags & PW_CONTEXT_NO_LINK);
@@ -118,6 +120,8 @@ err_keys:
 	pw_keytable_destroy(&ctx->keys);
 err_free:
 	pw_nring_fini(&ctx->nring);
+	pthread_cond_destroy(&ctx->cm_cond);
+	pthread_mutex_destroy(&ctx->cm_lock);
 	pthread_mutex_destroy(&ctx->obj_lock);
 	free(ctx);
 	errno = -ret;
@@ -129,10 +133,11 @@ int pw_close(struct pw_context *ctx)
 	if (!ctx)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->obj_lock);
-	if (ctx->npd || ctx->ncq || ctx->nchannel || ctx->nlistener) {
+	if (ctx->npd || ctx->ncq || ctx->nchannel || ctx->nlistener || ctx->ncm_channel) {
 		pthread_mutex_unlock(&ctx->obj_lock);
-		pw_set_error("pw_close: %d PDs, %d CQs, %d channels, %d listeners still open",
-			     ctx->npd, ctx->ncq, ctx->nchannel, ctx->nlistener);
+		pw_set_error("pw_close: %d PDs, %d CQs, %d channels, %d listeners, "
+			     "%d connection channels still open", ctx->npd, ctx->ncq,
+			     ctx->nchannel, ctx->nlistener, ctx->ncm_channel);
 		return -EBUSY;
 	}
 	pthread_mutex_unlock(&ctx->obj_lock);
@@ -144,6 +149,8 @@ int pw_close(struct pw_context *ctx)
 	pw_async_fini(ctx);
 	pw_keytable_destroy(&ctx->keys);
 	pw_nring_fini(&ctx->nring);
+	pthread_cond_destroy(&ctx->cm_cond);
+	pthread_mutex_destroy(&ctx->cm_lock);
 	pthread_mutex_destroy(&ctx->obj_lock);
 	free(ctx);
 	return 0;

@@ -40,7 +40,7 @@ struct pw_context {
 	 * list. Never taken on the data path.
 	 */
 	pthread_mutex_t obj_lock;
-	int npd, ncq, nchannel, nlistener;
+	int npd, ncq, nchannel, nlistener, ncm_channel;
 	struct pw_mr_i *pinned;	/* pinned MRs, for overlap-aware munlock */
 	atomic_uint next_qpn;
 	uint32_t fault_policy;	/* enum pw_fault_policy: the QPs' default */
@@ -52,6 +52,13 @@ struct pw_context {
 	uint32_t handshake_ms;		/* per incoming connection */
 	/* counters of the limits above (pw_stats) */
 	atomic_uint_fast64_t conn_dropped, conn_failed, rd_overrun;
+	/*
+	 * cm_lock: guards every QP's handshake outcome (qp->cm.done,
+	 * .result, .msg); cm_cond: one became known (pw_connect and
+	 * pw_accept wait on it). A leaf lock.
+	 */
+	pthread_mutex_t cm_lock;
+	pthread_cond_t cm_cond;
 	/* transport liveness (engine/live.c; pw_stats) */
 	atomic_uint_fast64_t hb_sent, hb_received, peer_timeouts, stops;
 	struct pw_nring nring;	/* invalidations for the peers (notify.h) */

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Connection manager: a TCP listener and a one-round-trip handshake
- * (CONNECT_REQ -> CONNECT_REP / CONNECT_REJ) that exchanges QP numbers,
- * initial PSNs, READ/ATOMIC credits, protocol versions and up to 256 bytes
- * of private data each way, as rdma_cm does. The handshake runs on the
- * calling thread with deadlines; only then is the socket handed to the
- * progress engine.
+ * Connection manager (cm.h): the handshake of a QP, run by the progress
+ * engine, and the verbs that start it. One round trip, plus the client's
+ * CONNECT_RTU when both sides speak LINK, exchanges QP numbers, initial
+ * PSNs, READ/ATOMIC credits, protocol versions, feature bits and up to
+ * 256 bytes of private data each way, as rdma_cm does. The outcome is an
+ * event on the QP's channel (pw_connect_async, pw_accept_request), or
+ * what pw_connect / pw_accept return once it is known.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,123 +14,27 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/context.h"
+#include "engine/cm.h"
 #include "engine/qp.h"
 
 #define PW_DEF_CM_TIMEOUT_MS	10000
-#define PW_CM_REQ_MAX	(PW_WIRE_HDR_LEN + PW_WIRE_CONN_FIXED_LEN + PW_WIRE_MAX_PDATA)
-#define PW_CM_STARVED_NS	(50 * 1000000ull)	/* listener rest when out of fds */
 
-/*
- * An incoming connection whose CONNECT_REQ is not all here yet (or is,
- * and waits for a pw_accept). Bytes are taken as they come, so one silent
- * client never holds up the others (issue 7: a half-open flood must not
- * starve real clients).
- */
-struct pw_half_open {
-	int fd;
-	uint32_t got;		/* bytes of buf filled */
-	bool ready;		/* a whole, valid CONNECT_REQ is in buf */
-	uint64_t deadline;	/* ns: handshake_ms after accept4 */
-	uint8_t buf[PW_CM_REQ_MAX];
-};
-
-struct pw_listener {
-	struct pw_context *ctx;
-	int fd;
-	uint16_t port;
-	/*
-	 * pw_listener_fd(): an epoll set of the listening socket, the
-	 * handshake set's sockets and @readyfd (an eventfd, readable while a
-	 * whole request waits in the set), so that it is readable whenever
-	 * pw_accept() has something to do.
-	 */
-	int epfd, readyfd;
-	/*
-	 * lock: one pw_accept at a time per listener (the others wait for it
-	 * at most their timeout); protects the handshake set ho[0..nho), kept
-	 * in arrival order (the oldest is dropped first), @ready_signalled
-	 * and @starved_until (accept4 ran out of fds: the listener is not
-	 * polled until then, so that pw_accept does not spin on it).
-	 */
-	pthread_mutex_t lock;
-	uint32_t nho, max_ho;
-	struct pw_half_open *ho;
-	struct pollfd *pfd;	/* max_ho + 1: the listener, then ho[] */
-	bool ready_signalled;
-	uint64_t starved_until;
-};
-
-static uint64_t deadline_of(int timeout_ms)
+static uint64_t deadline_of(int timeout_ms, int def_ms)
 {
 	if (timeout_ms < 0)
 		return UINT64_MAX;
 	if (timeout_ms == 0)
-		timeout_ms = PW_DEF_CM_TIMEOUT_MS;
+		timeout_ms = def_ms;
 	return pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-}
-
-static int wait_fd(int fd, short events, uint64_t deadline)
-{
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = events };
-		uint64_t now = pw_now_ns();
-		int ms, r;
-
-		if (deadline != UINT64_MAX && now >= deadline)
-			return -ETIMEDOUT;
-		ms = deadline == UINT64_MAX ? -1 :
-		     (int)PW_MIN((deadline - now + 999999) / 1000000, (uint64_t)INT32_MAX);
-		r = poll(&p, 1, ms);
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
-static int io_all(int fd, void *buf, size_t len, bool out, uint64_t deadline)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT) :
-				  recv(fd, p, len, MSG_DONTWAIT);
-		int ret;
-
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n == 0)
-			return -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return -errno;
-		ret = wait_fd(fd, out ? POLLOUT : POLLIN, deadline);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
-/* Latency: a request must not wait for Nagle; the engine never blocks. */
-static void tune_socket(int fd)
-{
-	int one = 1;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
 /*
@@ -167,86 +72,11 @@ static void set_peer_timeout(int fd, uint32_t ms, bool link)
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
 }
 
-static int send_cm(int fd, uint8_t op, uint32_t psn, const struct pw_wire_conn *c,
-		   uint64_t deadline)
-{
-	uint8_t buf[PW_WIRE_HDR_LEN + PW_WIRE_CONN_FIXED_LEN + PW_WIRE_MAX_PDATA];
-	struct pw_hdr h = { .opcode = op, .psn = psn };
-	int n = pw_wire_encode_conn(c, buf + PW_WIRE_HDR_LEN,
-				    sizeof(buf) - PW_WIRE_HDR_LEN);
-
-	if (n < 0)
-		return n;
-	h.payload_len = (uint32_t)n;
-	pw_wire_encode_hdr(&h, buf);
-	return io_all(fd, buf, PW_WIRE_HDR_LEN + (size_t)n, true, deadline);
-}
-
-/* Read exactly one CM message: nothing beyond it leaves the socket. */
-static int recv_cm(int fd, struct pw_hdr *h, struct pw_wire_conn *c,
-		   uint64_t deadline)
-{
-	uint8_t buf[PW_WIRE_CONN_FIXED_LEN + PW_WIRE_MAX_PDATA];
-	uint8_t hb[PW_WIRE_HDR_LEN];
-	int ret;
-
-	ret = io_all(fd, hb, sizeof(hb), false, deadline);
-	if (ret)
-		return ret;
-	ret = pw_wire_decode_hdr(hb, sizeof(hb), h);
-	if (ret)
-		return -EPROTO;
-	if (pw_wire_ops[h->opcode].cls != PW_WC_CLASS_CM)
-		return -EPROTO;
-	/* the opcode table bounds payload_len to sizeof(buf) */
-	ret = io_all(fd, buf, h->payload_len, false, deadline);
-	if (ret)
-		return ret;
-	return pw_wire_decode_conn(buf, h->payload_len, c) ? -EPROTO : 0;
-}
-
-static uint32_t offered_features(const struct pw_qp_i *qp)
+static uint32_t offered_features(const struct pw_context *ctx)
 {
 	return PW_WIRE_FEAT_FAULT_NAK |
-	       (qp->ctx->no_link ? 0 : PW_WIRE_FEAT_LINK) |
-	       (qp->ctx->no_notify ? 0 : PW_WIRE_FEAT_NOTIFY);
-}
-
-static void fill_conn(struct pw_wire_conn *c, struct pw_qp_i *qp,
-		      const struct pw_qp_init_attr *attr,
-		      const struct pw_conn_param *param)
-{
-	memset(c, 0, sizeof(*c));
-	c->min_version = PW_WIRE_VERSION;
-	c->max_version = PW_WIRE_VERSION;
-	c->features = offered_features(qp);
-	c->qpn = qp->ibqp.qp_num;
-	c->max_rd_atomic = attr->max_rd_atomic;
-	c->max_dest_rd_atomic = attr->max_dest_rd_atomic;
-	if (param && param->private_data_len) {
-		c->pdata_len = (uint16_t)param->private_data_len;
-		memcpy(c->pdata, param->private_data, param->private_data_len);
-	}
-}
-
-/* The handshake succeeded: adopt the peer's parameters and go live. */
-static void go_live(struct pw_qp_i *qp, int fd, uint32_t my_psn,
-		    const struct pw_hdr *h, const struct pw_wire_conn *peer)
-{
-	qp->fd = fd;
-	qp->next_psn = my_psn;
-	qp->exp_psn = h->psn;
-	qp->ibqp.dest_qp_num = peer->qpn;
-	/* a feature is in use when both sides set it (docs/wire.md §12) */
-	qp->features = peer->features & offered_features(qp);
-	set_peer_timeout(fd, qp->peer_timeout_ms, qp->features & PW_WIRE_FEAT_LINK);
-	pw_notify_qp_live(qp, qp->features);
-	pw_live_init(qp);
-	if (peer->max_dest_rd_atomic && peer->max_dest_rd_atomic < qp->rd_max)
-		qp->rd_max = peer->max_dest_rd_atomic;
-	memcpy(qp->ibqp.peer_private_data, peer->pdata, peer->pdata_len);
-	qp->ibqp.peer_private_data_len = peer->pdata_len;
-	pw_engine_add_qp(&qp->ctx->engine, qp);
+	       (ctx->no_link ? 0 : PW_WIRE_FEAT_LINK) |
+	       (ctx->no_notify ? 0 : PW_WIRE_FEAT_NOTIFY);
 }
 
 static uint32_t random_psn(void)
@@ -257,670 +87,966 @@ static uint32_t random_psn(void)
 	return v & 0xffffff;	/* IBA-sized, leaves room to see wraps in logs */
 }
 
-static int check_param(const struct pw_conn_param *param)
+static int check_param(const char *who, const struct pw_conn_param *param)
 {
 	if (param && (param->private_data_len > PW_MAX_PRIVATE_DATA ||
 		      (param->private_data_len && !param->private_data))) {
-		pw_set_error("private data is limited to %d bytes", PW_MAX_PRIVATE_DATA);
+		pw_set_error("%s: private data is limited to %d bytes", who,
+			     PW_MAX_PRIVATE_DATA);
 		return -EINVAL;
 	}
 	return 0;
 }
 
-static int epoll_add(int epfd, int fd)
+/* The CM message @op of this QP, into qp->cm.out. */
+static void build_conn(struct pw_qp_i *qp, uint8_t op, uint32_t psn,
+		       const struct pw_qp_init_attr *attr,
+		       const struct pw_conn_param *param)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+	struct pw_wire_conn c;
+	struct pw_hdr h = { .opcode = op, .psn = psn };
+	int n;
 
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+	memset(&c, 0, sizeof(c));
+	c.min_version = PW_WIRE_VERSION;
+	c.max_version = PW_WIRE_VERSION;
+	c.features = qp->cm.offered;
+	c.qpn = qp->ibqp.qp_num;
+	c.max_rd_atomic = attr->max_rd_atomic;
+	c.max_dest_rd_atomic = attr->max_dest_rd_atomic;
+	if (param && param->private_data_len) {
+		c.pdata_len = (uint16_t)param->private_data_len;
+		memcpy(c.pdata, param->private_data, param->private_data_len);
+	}
+	n = pw_wire_encode_conn(&c, qp->cm.out + PW_WIRE_HDR_LEN,
+				sizeof(qp->cm.out) - PW_WIRE_HDR_LEN);
+	h.payload_len = (uint32_t)n;
+	pw_wire_encode_hdr(&h, qp->cm.out);
+	qp->cm.out_len = PW_WIRE_HDR_LEN + (uint32_t)n;
+	qp->cm.out_off = 0;
 }
 
-struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
-			      uint16_t port)
+static const char *addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
-	struct addrinfo *res = NULL, *ai;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct pw_listener *l;
-	char pstr[8];
-	int fd = -1, one = 1, err = EADDRNOTAVAIL;
+	char host[64], port[8];
 
-	if (!ctx) {
-		errno = EINVAL;
-		return NULL;
+	if (getnameinfo((const struct sockaddr *)ss, sizeof(*ss), host, sizeof(host),
+			port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
+		snprintf(buf, len, "?");
+	else
+		snprintf(buf, len, ss->ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+			 host, port);
+	return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events and outcomes                                                 */
+/* ------------------------------------------------------------------ */
+
+static void post_event_locked(struct pw_qp_i *qp, int which,
+			      enum pw_cm_event_type type, int status,
+			      const void *pdata, uint32_t plen)
+{
+	struct pw_cm_ev_node *n = &qp->cm.evn[which];
+
+	if (!qp->cm.ch || qp->cm.ev_sent[which])
+		return;
+	qp->cm.ev_sent[which] = true;
+	n->ch = qp->cm.ch;
+	n->ev.event = type;
+	n->ev.status = status;
+	n->ev.qp = &qp->ibqp;
+	n->ev.context = qp->ibqp.qp_context;
+	n->ev.peer_addr = qp->cm.remote;
+	n->ev.private_data_len = plen;
+	if (plen)
+		memcpy(n->pdata, pdata, plen);
+	pw_cm_post(n);
+}
+
+/* The handshake's outcome, for the waiter of pw_connect / pw_accept. */
+static void outcome(struct pw_qp_i *qp, int result, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void outcome(struct pw_qp_i *qp, int result, const char *fmt, ...)
+{
+	struct pw_context *ctx = qp->ctx;
+	va_list ap;
+
+	pthread_mutex_lock(&ctx->cm_lock);
+	qp->cm.result = result;
+	qp->cm.msg[0] = 0;
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(qp->cm.msg, sizeof(qp->cm.msg), fmt, ap);
+		va_end(ap);
 	}
-	snprintf(pstr, sizeof(pstr), "%u", port);
-	if (getaddrinfo(host && *host ? host : NULL, pstr, &hints, &res) != 0) {
-		pw_set_error("pw_listen: cannot resolve '%s'", host ? host : "");
-		errno = EADDRNOTAVAIL;
-		return NULL;
+	qp->cm.done = true;
+	pthread_cond_broadcast(&ctx->cm_cond);
+	pthread_mutex_unlock(&ctx->cm_lock);
+}
+
+static void unwatch(struct pw_qp_i *qp)
+{
+	if (qp->in_epoll)
+		epoll_ctl(qp->ctx->engine.epfd, EPOLL_CTL_DEL, qp->fd, NULL);
+	qp->in_epoll = false;
+}
+
+static void watch(struct pw_qp_i *qp, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = &qp->src };
+
+	if (qp->in_epoll) {
+		epoll_ctl(qp->ctx->engine.epfd, EPOLL_CTL_MOD, qp->fd, &ev);
+	} else if (epoll_ctl(qp->ctx->engine.epfd, EPOLL_CTL_ADD, qp->fd, &ev) == 0) {
+		qp->in_epoll = true;
 	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
-		if (fd < 0)
+}
+
+/*
+ * The handshake failed: the QP goes to the error state (its receives
+ * flushed), its socket closes, and the outcome is told as @type with
+ * @status (a negative errno).
+ */
+static void cm_fail(struct pw_qp_i *qp, enum pw_cm_event_type type, int status,
+		    const void *pdata, uint32_t plen, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static void cm_fail(struct pw_qp_i *qp, enum pw_cm_event_type type, int status,
+		    const void *pdata, uint32_t plen, const char *fmt, ...)
+{
+	char msg[sizeof(qp->cm.msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&qp->lock);
+	unwatch(qp);
+	if (qp->fd >= 0) {
+		close(qp->fd);
+		qp->fd = -1;
+	}
+	pw_cm_set_state(&qp->cm, PW_CM_FAILED);
+	qp->shut_wr = true;	/* nothing is ever sent on it */
+	pw_qp_fail_locked(qp, PW_QP_CAUSE_NONE, PW_WC_WR_FLUSH_ERR);
+	post_event_locked(qp, PW_CMEV_OUTCOME, type, status, pdata, plen);
+	pthread_mutex_unlock(&qp->lock);
+	outcome(qp, status, "%s", msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Going live                                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Both sides agreed: adopt the peer's parameters and go live. The bytes
+ * of rx.buf past @used (what the peer sent after its CM message) are the
+ * first of the stream.
+ */
+static void go_live(struct pw_qp_i *qp, uint32_t peer_psn,
+		    const struct pw_wire_conn *peer, uint32_t used)
+{
+	struct pw_rx *rx = &qp->rx;
+	bool staged;
+
+	pthread_mutex_lock(&qp->lock);
+	if (pw_qp_get_state(qp) == PW_QPS_ERR) {
+		/* destroyed or disconnected meanwhile */
+		pw_cm_set_state(&qp->cm, PW_CM_FAILED);
+		pthread_mutex_unlock(&qp->lock);
+		outcome(qp, -ECONNABORTED, "the QP was ended during its handshake");
+		return;
+	}
+	qp->next_psn = qp->cm.my_psn;
+	qp->exp_psn = peer_psn;
+	qp->ibqp.dest_qp_num = peer->qpn;
+	/* a feature is in use when both sides set it (docs/wire.md §12) */
+	qp->features = peer->features & qp->cm.offered;
+	pw_notify_qp_live(qp, qp->features);
+	pw_live_init(qp);
+	set_peer_timeout(qp->fd, qp->peer_timeout_ms, qp->features & PW_WIRE_FEAT_LINK);
+	if (peer->max_dest_rd_atomic && peer->max_dest_rd_atomic < qp->rd_max)
+		qp->rd_max = peer->max_dest_rd_atomic;
+	memcpy(qp->ibqp.peer_private_data, peer->pdata, peer->pdata_len);
+	qp->ibqp.peer_private_data_len = peer->pdata_len;
+	rx->head = used;
+	rx->tail = qp->cm.in_got;
+	staged = rx->tail > rx->head;
+	pw_cm_set_state(&qp->cm, PW_CM_LIVE);
+	watch(qp, EPOLLIN | EPOLLRDHUP);
+	atomic_store_explicit(&qp->want_out, false, memory_order_relaxed);
+	pw_live_added(&qp->ctx->engine, qp);
+	/* the client's first message is its RTU, before any request */
+	if (qp->cm.want_rtu && qp->cm.client) {
+		struct pw_hdr h = { .opcode = PW_OP_CONNECT_RTU };
+
+		pw_tx_start_locked(qp, TX_CTL, &h);
+		qp->tx.ndata = 0;
+		qp->tx.data_left = 0;
+		qp->tx.trailer_len = 0;
+	}
+	atomic_store_explicit(&qp->state, PW_QPS_RTS, memory_order_release);
+	/* rdma_cm: the client's ESTABLISHED carries the server's private data */
+	post_event_locked(qp, PW_CMEV_OUTCOME, PW_CM_EVENT_ESTABLISHED, 0,
+			  peer->pdata, qp->cm.client ? peer->pdata_len : 0);
+	pw_tx_flush_locked(qp);
+	pthread_mutex_unlock(&qp->lock);
+	outcome(qp, 0, NULL);
+	/* what came with the CM message is not seen by epoll: read it now */
+	if (staged)
+		pw_rx_process(qp);
+}
+
+/* ------------------------------------------------------------------ */
+/* The handshake in the engine (token holder)                          */
+/* ------------------------------------------------------------------ */
+
+/* Send what is left of cm.out. Return 1 when out, 0 when blocked, -errno. */
+static int send_out(struct pw_qp_i *qp)
+{
+	struct pw_qp_cm *cm = &qp->cm;
+
+	while (cm->out_off < cm->out_len) {
+		ssize_t n = send(qp->fd, cm->out + cm->out_off, cm->out_len - cm->out_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n > 0) {
+			cm->out_off += (uint32_t)n;
 			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0)
-			break;
-		err = errno;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		return n < 0 ? -errno : -ECONNRESET;
+	}
+	return 1;
+}
+
+/*
+ * Read what the socket has into rx.buf (the staging buffer, where what
+ * follows the CM message is kept for the stream). Return 1 when bytes
+ * came, 0 when none for now, -errno at EOF (-ECONNRESET) or on error.
+ */
+static int recv_in(struct pw_qp_i *qp)
+{
+	struct pw_qp_cm *cm = &qp->cm;
+	ssize_t n;
+
+	do {
+		n = recv(qp->fd, qp->rx.buf + cm->in_got, PW_RX_STAGING - cm->in_got,
+			 MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		cm->in_got += (uint32_t)n;
+		qp->rx.sock_read += (uint64_t)n;
+		return 1;
+	}
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	return n < 0 ? -errno : -ECONNRESET;
+}
+
+static void start_connect(struct pw_qp_i *qp);
+
+/* Client: the TCP connect to cm.addrs[cm.ai] finished (or failed). */
+static void connected(struct pw_qp_i *qp)
+{
+	struct pw_qp_cm *cm = &qp->cm;
+	socklen_t sl = sizeof(cm->local);
+	int err = 0;
+	socklen_t el = sizeof(err);
+
+	getsockopt(qp->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	if (err) {
+		unwatch(qp);
+		close(qp->fd);
+		qp->fd = -1;
+		cm->ai++;
+		cm->conn_err = -err;
+		start_connect(qp);
+		return;
+	}
+	getsockname(qp->fd, (struct sockaddr *)&cm->local, &sl);
+	pw_cm_set_state(cm, PW_CM_REQ_SENT);
+}
+
+/* Client: connect to the next address, or tell why none worked. */
+static void start_connect(struct pw_qp_i *qp)
+{
+	struct pw_qp_cm *cm = &qp->cm;
+	char a[80];
+
+	for (; cm->ai < cm->naddr; cm->ai++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&cm->addrs[cm->ai];
+		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		if (fd < 0) {
+			cm->conn_err = -errno;
+			continue;
+		}
+		pw_cm_tune_socket(fd);
+		cm->remote = cm->addrs[cm->ai];
+		qp->fd = fd;
+		if (connect(fd, sa, cm->addr_len[cm->ai]) == 0 || errno == EINPROGRESS) {
+			pw_cm_set_state(cm, PW_CM_CONNECTING);
+			watch(qp, EPOLLOUT | EPOLLIN | EPOLLRDHUP);
+			return;
+		}
+		cm->conn_err = -errno;
 		close(fd);
-		fd = -1;
+		qp->fd = -1;
 	}
-	freeaddrinfo(res);
-	if (fd < 0) {
-		pw_set_error("pw_listen: cannot listen on port %u: %s", port, strerror(err));
-		errno = err;
-		return NULL;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	l = calloc(1, sizeof(*l));
-	if (!l) {
-		err = ENOMEM;
-		goto err_fd;
-	}
-	l->ho = calloc(ctx->max_half_open, sizeof(*l->ho));
-	l->pfd = calloc(ctx->max_half_open + 1, sizeof(*l->pfd));
-	if (!l->ho || !l->pfd) {
-		err = ENOMEM;
-		goto err_l;
-	}
-	l->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (l->epfd < 0) {
-		err = errno;
-		goto err_ho;
-	}
-	l->readyfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (l->readyfd < 0) {
-		err = errno;
-		goto err_ep;
-	}
-	if (epoll_add(l->epfd, fd) || epoll_add(l->epfd, l->readyfd)) {
-		err = errno;
-		goto err_ready;
-	}
-	pthread_mutex_init(&l->lock, NULL);
-	l->max_ho = ctx->max_half_open;
-	l->ctx = ctx;
-	l->fd = fd;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		l->port = ntohs(ss.ss_family == AF_INET6 ?
-				((struct sockaddr_in6 *)&ss)->sin6_port :
-				((struct sockaddr_in *)&ss)->sin_port);
-	pthread_mutex_lock(&ctx->obj_lock);
-	ctx->nlistener++;
-	pthread_mutex_unlock(&ctx->obj_lock);
-	return l;
-
-err_ready:
-	close(l->readyfd);
-err_ep:
-	close(l->epfd);
-err_ho:
-	free(l->pfd);
-	free(l->ho);
-err_l:
-	free(l);
-err_fd:
-	close(fd);
-	pw_set_error("pw_listen: %s", strerror(err));
-	errno = err;
-	return NULL;
+	addr_str(&cm->remote, a, sizeof(a));
+	if (cm->conn_err == -ECONNREFUSED)
+		cm_fail(qp, PW_CM_EVENT_REJECTED, -ECONNREFUSED, NULL, 0,
+			"pw_connect: %s: nobody listens there (%s)", a, strerror(ECONNREFUSED));
+	else
+		cm_fail(qp, PW_CM_EVENT_UNREACHABLE,
+			cm->conn_err ? cm->conn_err : -EHOSTUNREACH, NULL, 0,
+			"pw_connect: %s: %s", a,
+			strerror(cm->conn_err ? -cm->conn_err : EHOSTUNREACH));
 }
 
-uint16_t pw_listener_port(const struct pw_listener *l)
+/* Client: the answer to CONNECT_REQ, as far as it has come. */
+static void read_answer(struct pw_qp_i *qp)
 {
-	return l ? l->port : 0;
+	struct pw_qp_cm *cm = &qp->cm;
+	struct pw_wire_conn peer;
+	struct pw_hdr h;
+	uint32_t total;
+	char a[80];
+	int r;
+
+	addr_str(&cm->remote, a, sizeof(a));
+	r = recv_in(qp);
+	if (r < 0) {
+		cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, r, NULL, 0,
+			"pw_connect: handshake with %s failed: %s", a, strerror(-r));
+		return;
+	}
+	if (cm->in_got < PW_WIRE_HDR_LEN)
+		return;
+	if (pw_wire_decode_hdr(qp->rx.buf, cm->in_got, &h) ||
+	    (h.opcode != PW_OP_CONNECT_REP && h.opcode != PW_OP_CONNECT_REJ)) {
+		cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, -EPROTO, NULL, 0,
+			"pw_connect: %s does not speak the pagewire protocol", a);
+		return;
+	}
+	/* the opcode table bounds a connection payload to 288 bytes */
+	total = PW_WIRE_HDR_LEN + h.payload_len;
+	if (cm->in_got < total)
+		return;
+	if (pw_wire_decode_conn(qp->rx.buf + PW_WIRE_HDR_LEN, h.payload_len, &peer)) {
+		cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, -EPROTO, NULL, 0,
+			"pw_connect: %s sent a malformed answer", a);
+		return;
+	}
+	if (h.opcode == PW_OP_CONNECT_REJ) {
+		int st = peer.reason == EPROTO ? -EPROTO : -ECONNREFUSED;
+
+		cm_fail(qp, PW_CM_EVENT_REJECTED, st, peer.pdata, peer.pdata_len,
+			"pw_connect: %s rejected the connection (reason %u)", a,
+			peer.reason);
+		return;
+	}
+	if (peer.min_version > PW_WIRE_VERSION || peer.max_version < PW_WIRE_VERSION) {
+		cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, -EPROTO, NULL, 0,
+			"pw_connect: peer speaks protocol versions %u..%u, we speak %u",
+			peer.min_version, peer.max_version, PW_WIRE_VERSION);
+		return;
+	}
+	/* RTU: only when both offered LINK */
+	cm->want_rtu = peer.features & cm->offered & PW_WIRE_FEAT_LINK;
+	go_live(qp, h.psn, &peer, total);
 }
 
-int pw_listener_fd(const struct pw_listener *l)
+/* Server: the client's CONNECT_RTU, as far as it has come. */
+static void read_rtu(struct pw_qp_i *qp)
 {
-	return l ? l->epfd : -EINVAL;
+	struct pw_qp_cm *cm = &qp->cm;
+	struct pw_hdr h;
+	char a[80];
+	int r;
+
+	addr_str(&cm->remote, a, sizeof(a));
+	r = recv_in(qp);
+	if (r < 0) {
+		cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, r, NULL, 0,
+			"pw_accept: the client at %s left before the connection was up", a);
+		return;
+	}
+	if (cm->in_got < PW_WIRE_HDR_LEN)
+		return;
+	if (pw_wire_decode_hdr(qp->rx.buf, cm->in_got, &h) ||
+	    h.opcode != PW_OP_CONNECT_RTU) {
+		cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, -EPROTO, NULL, 0,
+			"pw_accept: the client at %s sent no CONNECT_RTU", a);
+		return;
+	}
+	go_live(qp, cm->peer_psn, &cm->peer, PW_WIRE_HDR_LEN);
 }
 
-int pw_close_listener(struct pw_listener *l)
+/* Server: CONNECT_REP out; go live, or wait for the RTU. */
+static void rep_step(struct pw_qp_i *qp)
 {
-	if (!l)
-		return -EINVAL;
-	close(l->fd);
-	for (uint32_t i = 0; i < l->nho; i++)
-		close(l->ho[i].fd);
-	close(l->readyfd);
-	close(l->epfd);
-	pthread_mutex_lock(&l->ctx->obj_lock);
-	l->ctx->nlistener--;
-	pthread_mutex_unlock(&l->ctx->obj_lock);
-	pthread_mutex_destroy(&l->lock);
-	free(l->pfd);
-	free(l->ho);
-	free(l);
-	return 0;
+	struct pw_qp_cm *cm = &qp->cm;
+	int r = send_out(qp);
+
+	if (r == 0) {
+		watch(qp, EPOLLOUT | EPOLLIN | EPOLLRDHUP);
+		return;
+	}
+	if (r < 0) {
+		cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, r, NULL, 0,
+			"pw_accept: the client left: %s", strerror(-r));
+		return;
+	}
+	if (cm->want_rtu) {
+		pw_cm_set_state(cm, PW_CM_WAIT_RTU);
+		watch(qp, EPOLLIN | EPOLLRDHUP);
+		/* it may be here already */
+		read_rtu(qp);
+		return;
+	}
+	/* a client from before LINK: live once it has the answer */
+	go_live(qp, cm->peer_psn, &cm->peer, 0);
 }
 
-static int tcp_connect(const char *host, uint16_t port, uint64_t deadline)
+/* Client: CONNECT_REQ out, then the answer. */
+static void req_step(struct pw_qp_i *qp, uint32_t events)
+{
+	int r;
+
+	if (qp->cm.out_off < qp->cm.out_len) {
+		r = send_out(qp);
+		if (r < 0) {
+			char a[80];
+
+			cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, r, NULL, 0,
+				"pw_connect: handshake with %s failed: %s",
+				addr_str(&qp->cm.remote, a, sizeof(a)), strerror(-r));
+			return;
+		}
+		watch(qp, r ? EPOLLIN | EPOLLRDHUP : EPOLLOUT | EPOLLIN | EPOLLRDHUP);
+		if (!r)
+			return;
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+		read_answer(qp);
+}
+
+void pw_cm_qp_events(struct pw_qp_i *qp, uint32_t events)
+{
+	switch (pw_cm_state(&qp->cm)) {
+	case PW_CM_CONNECTING:
+		connected(qp);
+		if (pw_cm_state(&qp->cm) == PW_CM_REQ_SENT)
+			req_step(qp, events);
+		break;
+	case PW_CM_REQ_SENT:
+		req_step(qp, events);
+		break;
+	case PW_CM_REP_SENDING:
+		rep_step(qp);
+		break;
+	case PW_CM_WAIT_RTU:
+		read_rtu(qp);
+		break;
+	default:
+		/* failed: nothing is watched any more */
+		break;
+	}
+}
+
+void pw_cm_qp_added(struct pw_qp_i *qp)
+{
+	if (pw_cm_state(&qp->cm) == PW_CM_CONNECTING)
+		start_connect(qp);
+	else if (pw_cm_state(&qp->cm) == PW_CM_REP_SENDING)
+		rep_step(qp);
+}
+
+static bool in_handshake(const struct pw_qp_i *qp)
+{
+	int st = pw_cm_state(&qp->cm);
+
+	return st >= PW_CM_CONNECTING && st <= PW_CM_WAIT_RTU;
+}
+
+uint64_t pw_cm_first_deadline(struct pw_engine *eng)
+{
+	uint64_t first = UINT64_MAX;
+
+	for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next)
+		if (in_handshake(qp) && qp->cm.deadline_ns < first)
+			first = qp->cm.deadline_ns;
+	return first;
+}
+
+void pw_cm_timers(struct pw_engine *eng, uint64_t now)
+{
+	for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next) {
+		char a[80];
+
+		if (!in_handshake(qp) || qp->cm.deadline_ns > now)
+			continue;
+		addr_str(&qp->cm.remote, a, sizeof(a));
+		if (pw_cm_state(&qp->cm) <= PW_CM_REQ_SENT)
+			cm_fail(qp, PW_CM_EVENT_UNREACHABLE, -ETIMEDOUT, NULL, 0,
+				"pw_connect: no answer from %s in time", a);
+		else
+			cm_fail(qp, PW_CM_EVENT_CONNECT_ERROR, -ETIMEDOUT, NULL, 0,
+				"pw_accept: the client at %s never confirmed", a);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Disconnection events                                                */
+/* ------------------------------------------------------------------ */
+
+static int cause_status(enum pw_qp_cause c)
+{
+	switch (c) {
+	case PW_QP_CAUSE_NONE:
+	case PW_QP_CAUSE_PEER_DISCONNECTED:
+		return 0;
+	case PW_QP_CAUSE_PEER_TIMEOUT:
+		return -ETIMEDOUT;
+	case PW_QP_CAUSE_PEER_CLOSED:
+	case PW_QP_CAUSE_PEER_RESET:
+		return -ECONNRESET;
+	case PW_QP_CAUSE_PROTOCOL:
+		return -EPROTO;
+	case PW_QP_CAUSE_STOPPED:
+		return -ECONNABORTED;
+	default:
+		return -EIO;
+	}
+}
+
+static void maybe_timewait_locked(struct pw_qp_i *qp)
+{
+	/* nothing more will come: EOF seen, or reading given up */
+	if (qp->cm.ev_sent[PW_CMEV_DISCONNECTED] && qp->shut_wr &&
+	    (qp->rx.eof || qp->rx.dead))
+		post_event_locked(qp, PW_CMEV_TIMEWAIT, PW_CM_EVENT_TIMEWAIT_EXIT, 0,
+				  NULL, 0);
+}
+
+void pw_cm_qp_error_locked(struct pw_qp_i *qp)
+{
+	if (pw_cm_state(&qp->cm) != PW_CM_LIVE)
+		return;
+	post_event_locked(qp, PW_CMEV_DISCONNECTED, PW_CM_EVENT_DISCONNECTED,
+			  cause_status(qp->err_cause), NULL, 0);
+	maybe_timewait_locked(qp);
+}
+
+void pw_cm_qp_closing_locked(struct pw_qp_i *qp)
+{
+	if (pw_cm_state(&qp->cm) == PW_CM_LIVE)
+		maybe_timewait_locked(qp);
+}
+
+void pw_cm_qp_gone(struct pw_qp_i *qp)
+{
+	for (int i = 0; i < PW_CMEV_N; i++)
+		pw_cm_forget(&qp->cm.evn[i]);
+	if (qp->cm.ch)
+		atomic_fetch_sub_explicit(&qp->cm.ch->users, 1, memory_order_release);
+}
+
+/* ------------------------------------------------------------------ */
+/* The verbs                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Resolve @host:@port into cm.addrs. Return 0 or -EHOSTUNREACH. */
+static int resolve(struct pw_qp_cm *cm, const char *host, uint16_t port)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL, *ai;
 	char pstr[8];
-	int fd = -1, ret = -ECONNREFUSED;
 
 	snprintf(pstr, sizeof(pstr), "%u", port);
 	if (!host || getaddrinfo(host, pstr, &hints, &res) != 0) {
 		pw_set_error("pw_connect: cannot resolve '%s'", host ? host : "(null)");
 		return -EHOSTUNREACH;
 	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		int err = 0;
-		socklen_t el = sizeof(err);
-
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
+	cm->naddr = 0;
+	for (ai = res; ai && cm->naddr < PW_CM_ADDRS; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(cm->addrs[0]))
 			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-			if (errno != EINPROGRESS) {
-				ret = -errno;
-				goto next;
-			}
-			ret = wait_fd(fd, POLLOUT, deadline);
-			if (ret)
-				goto next;
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-			if (err) {
-				ret = -err;
-				goto next;
-			}
-		}
-		ret = 0;
-		break;
-next:
-		close(fd);
-		fd = -1;
+		memcpy(&cm->addrs[cm->naddr], ai->ai_addr, ai->ai_addrlen);
+		cm->addr_len[cm->naddr++] = ai->ai_addrlen;
 	}
 	freeaddrinfo(res);
-	return fd >= 0 ? fd : ret;
+	if (!cm->naddr) {
+		pw_set_error("pw_connect: '%s' has no address", host);
+		return -EHOSTUNREACH;
+	}
+	cm->remote = cm->addrs[0];
+	return 0;
+}
+
+static void set_channel(struct pw_qp_i *qp, struct pw_cm_channel_i *ch)
+{
+	qp->cm.ch = ch;
+	if (ch)
+		atomic_fetch_add_explicit(&ch->users, 1, memory_order_relaxed);
+}
+
+/* Wait for the handshake of @qp (pw_connect, pw_accept). Return 0 or -errno. */
+static int wait_outcome(struct pw_qp_i *qp)
+{
+	struct pw_context *ctx = qp->ctx;
+	int ret;
+
+	pthread_mutex_lock(&ctx->cm_lock);
+	while (!qp->cm.done)
+		pthread_cond_wait(&ctx->cm_cond, &ctx->cm_lock);
+	ret = qp->cm.result;
+	if (ret && qp->cm.msg[0])
+		pw_set_error("%s", qp->cm.msg);
+	pthread_mutex_unlock(&ctx->cm_lock);
+	return ret;
+}
+
+static struct pw_qp_i *connect_start(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+				     const char *host, uint16_t port,
+				     const struct pw_conn_param *param,
+				     struct pw_cm_channel_i *ch)
+{
+	struct pw_qp_i *qp;
+	int ret;
+
+	pw_clear_error();
+	if (!pd || !attr || (ch && ch->ibch.context != pd->context)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ret = check_param("pw_connect", param);
+	if (ret) {
+		errno = -ret;
+		return NULL;
+	}
+	qp = pw_qp_create(pd, attr, -1);
+	if (!qp)
+		return NULL;
+	ret = resolve(&qp->cm, host, port);
+	if (ret) {
+		pw_qp_free(qp);
+		errno = -ret;
+		return NULL;
+	}
+	qp->cm.offered = offered_features(qp->ctx);
+	qp->cm.my_psn = random_psn();
+	qp->cm.deadline_ns = deadline_of(param ? param->timeout_ms : 0,
+					 PW_DEF_CM_TIMEOUT_MS);
+	build_conn(qp, PW_OP_CONNECT_REQ, qp->cm.my_psn, attr, param);
+	qp->cm.client = true;
+	set_channel(qp, ch);
+	pw_cm_set_state(&qp->cm, PW_CM_CONNECTING);
+	/* the engine connects, sends the request and reads the answer */
+	pw_engine_add_qp(&qp->ctx->engine, qp);
+	return qp;
+}
+
+struct pw_qp *pw_connect_async(struct pw_pd *pd, struct pw_qp_init_attr *attr,
+			       const char *host, uint16_t port,
+			       const struct pw_conn_param *param,
+			       struct pw_cm_channel *ch)
+{
+	struct pw_qp_i *qp;
+
+	if (!ch) {
+		errno = EINVAL;
+		return NULL;
+	}
+	qp = connect_start(pd, attr, host, port, param, to_cm_channel(ch));
+	return qp ? &qp->ibqp : NULL;
 }
 
 struct pw_qp *pw_connect(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			 const char *host, uint16_t port,
 			 const struct pw_conn_param *param)
 {
-	uint64_t deadline = deadline_of(param ? param->timeout_ms : 0);
-	struct pw_wire_conn mine, peer;
-	struct pw_qp_i *qp;
-	struct pw_hdr h;
-	uint32_t psn = random_psn();
-	int fd, ret;
+	struct pw_qp_i *qp = connect_start(pd, attr, host, port, param, NULL);
+	int ret;
 
-	pw_clear_error();
-	if (!pd || !attr) {
-		errno = EINVAL;
-		return NULL;
-	}
-	ret = check_param(param);
-	if (ret)
-		goto err;
-	qp = pw_qp_create(pd, attr, -1);
 	if (!qp)
 		return NULL;
-	fd = tcp_connect(host, port, deadline);
-	if (fd < 0) {
-		ret = fd;
-		if (!*pw_last_error())
-			pw_set_error("pw_connect: %s:%u: %s", host, port, strerror(-ret));
-		goto err_qp;
-	}
-	tune_socket(fd);
-	fill_conn(&mine, qp, attr, param);
-	ret = send_cm(fd, PW_OP_CONNECT_REQ, psn, &mine, deadline);
-	if (!ret)
-		ret = recv_cm(fd, &h, &peer, deadline);
+	ret = wait_outcome(qp);
 	if (ret) {
-		pw_set_error("pw_connect: handshake with %s:%u failed: %s", host, port,
-			     strerror(-ret));
-		goto err_fd;
+		pw_destroy_qp(&qp->ibqp);
+		errno = -ret;
+		return NULL;
 	}
-	if (h.opcode == PW_OP_CONNECT_REJ) {
-		pw_set_error("pw_connect: %s:%u rejected the connection (reason %u)",
-			     host, port, peer.reason);
-		ret = -ECONNREFUSED;
-		goto err_fd;
-	}
-	if (h.opcode != PW_OP_CONNECT_REP || peer.min_version > PW_WIRE_VERSION ||
-	    peer.max_version < PW_WIRE_VERSION) {
-		pw_set_error("pw_connect: peer speaks protocol versions %u..%u, we speak %u",
-			     peer.min_version, peer.max_version, PW_WIRE_VERSION);
-		ret = -EPROTO;
-		goto err_fd;
-	}
-	go_live(qp, fd, psn, &h, &peer);
 	return &qp->ibqp;
+}
 
-err_fd:
-	close(fd);
-err_qp:
-	pw_qp_free(qp);
-err:
-	errno = -ret;
+/* The request's event was acknowledged after it was answered: free it now. */
+static void request_release_late(struct pw_cm_ev_node *n)
+{
+	free(container_of(n, struct pw_conn_request, evn));
+}
+
+/* Done with @req: out of its listener, its event given back, freed. */
+static void request_done(struct pw_conn_request *req)
+{
+	pw_request_release(req);
+	if (req->fd >= 0)
+		close(req->fd);
+	req->fd = -1;
+	if (pw_cm_detach(&req->evn, request_release_late))
+		free(req);
+}
+
+static struct pw_qp_i *accept_start(struct pw_conn_request *req, struct pw_pd *pd,
+				    struct pw_qp_init_attr *attr,
+				    const struct pw_conn_param *param,
+				    struct pw_cm_channel_i *ch)
+{
+	struct pw_qp_i *qp;
+	int err;
+
+	qp = pw_qp_create(pd, attr, -1);
+	if (!qp) {
+		err = errno;
+		request_done(req);
+		errno = err;
+		return NULL;
+	}
+	qp->cm.offered = offered_features(qp->ctx);
+	qp->cm.my_psn = random_psn();
+	qp->cm.peer = req->conn;
+	qp->cm.peer_psn = req->hdr.psn;
+	qp->cm.want_rtu = req->conn.features & qp->cm.offered & PW_WIRE_FEAT_LINK;
+	qp->cm.remote = req->peer;
+	{
+		socklen_t sl = sizeof(qp->cm.local);
+
+		getsockname(req->fd, (struct sockaddr *)&qp->cm.local, &sl);
+	}
+	qp->cm.deadline_ns = deadline_of(param ? param->timeout_ms : 0,
+					 (int)qp->ctx->handshake_ms);
+	build_conn(qp, PW_OP_CONNECT_REP, qp->cm.my_psn, attr, param);
+	qp->fd = req->fd;
+	req->fd = -1;
+	request_done(req);
+	set_channel(qp, ch);
+	pw_cm_set_state(&qp->cm, PW_CM_REP_SENDING);
+	/* the engine sends the answer and waits for the RTU */
+	pw_engine_add_qp(&qp->ctx->engine, qp);
+	return qp;
+}
+
+struct pw_qp *pw_accept_request(struct pw_conn_request *req, struct pw_pd *pd,
+				struct pw_qp_init_attr *attr,
+				const struct pw_conn_param *param)
+{
+	struct pw_cm_channel_i *ch;
+	struct pw_qp_i *qp;
+	int ret;
+
+	pw_clear_error();
+	if (!req)
+		goto einval;
+	if (!pd || !attr || pd->context != req->ctx) {
+		request_done(req);
+		goto einval;
+	}
+	ret = check_param("pw_accept_request", param);
+	if (ret) {
+		request_done(req);
+		errno = -ret;
+		return NULL;
+	}
+	ch = req->evn.ch;
+	qp = accept_start(req, pd, attr, param, ch);
+	return qp ? &qp->ibqp : NULL;
+einval:
+	errno = EINVAL;
 	return NULL;
 }
 
-/*
- * Parse what has arrived of a CONNECT_REQ: a pure function of (buf, len).
- * Return the bytes still missing (> 0), 0 when @buf holds exactly one
- * valid request (@h and @peer filled), or -EPROTO.
- */
-static int cm_req_parse(const uint8_t *buf, size_t len, struct pw_hdr *h,
-			struct pw_wire_conn *peer)
+int pw_reject(struct pw_conn_request *req, const void *private_data,
+	      uint32_t private_data_len)
 {
-	size_t total;
+	struct pw_wire_conn rej;
+	uint8_t buf[PW_CM_REQ_MAX];
+	struct pw_hdr h = { .opcode = PW_OP_CONNECT_REJ };
+	int n;
 
-	if (len < PW_WIRE_HDR_LEN)
-		return (int)(PW_WIRE_HDR_LEN - len);
-	if (pw_wire_decode_hdr(buf, PW_WIRE_HDR_LEN, h) ||
-	    h->opcode != PW_OP_CONNECT_REQ)
-		return -EPROTO;
-	/* the opcode table bounds a CM payload to the fixed part + pdata */
-	total = PW_WIRE_HDR_LEN + (size_t)h->payload_len;
-	if (total > PW_CM_REQ_MAX)
-		return -EPROTO;
-	if (len < total)
-		return (int)(total - len);
-	return pw_wire_decode_conn(buf + PW_WIRE_HDR_LEN, h->payload_len, peer) ?
-	       -EPROTO : 0;
-}
-
-/*
- * Take what @ho's socket has of its request, never more (the rest of the
- * stream is the engine's). Return 1 when the request is whole and valid,
- * 0 when more must come, or -errno (EOF, not our protocol).
- */
-static int ho_progress(struct pw_half_open *ho)
-{
-	struct pw_hdr h;
-	struct pw_wire_conn peer;
-
-	for (;;) {
-		int need = cm_req_parse(ho->buf, ho->got, &h, &peer);
-		ssize_t n;
-
-		if (need < 0)
-			return need;
-		if (need == 0)
-			return 1;
-		n = recv(ho->fd, ho->buf + ho->got, (size_t)need, MSG_DONTWAIT);
-		if (n > 0) {
-			ho->got += (uint32_t)n;
-			continue;
-		}
-		if (n == 0)
-			return -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		return errno == EAGAIN ? 0 : -errno;
+	if (!req)
+		return -EINVAL;
+	if (private_data_len > PW_MAX_PRIVATE_DATA ||
+	    (private_data_len && !private_data)) {
+		pw_set_error("pw_reject: private data is limited to %d bytes",
+			     PW_MAX_PRIVATE_DATA);
+		request_done(req);
+		return -EINVAL;
 	}
-}
-
-/*
- * A whole request came in: answer it (REP, or REJ for a version we do not
- * speak) and go live. Return 0, or -errno with @fd to be closed.
- */
-static int handshake_finish(struct pw_qp_i *qp, int fd, const uint8_t *req,
-			    uint32_t len, const struct pw_wire_conn *mine,
-			    uint32_t psn, uint64_t deadline)
-{
-	struct pw_wire_conn peer;
-	struct pw_hdr h;
-	int ret;
-
-	if (cm_req_parse(req, len, &h, &peer) != 0)
-		return -EPROTO;
-	if (peer.min_version > PW_WIRE_VERSION || peer.max_version < PW_WIRE_VERSION) {
-		struct pw_wire_conn rej = { .min_version = PW_WIRE_VERSION,
-					    .max_version = PW_WIRE_VERSION,
-					    .reason = EPROTO };
-
-		send_cm(fd, PW_OP_CONNECT_REJ, 0, &rej, deadline);
-		return -EPROTO;
-	}
-	ret = send_cm(fd, PW_OP_CONNECT_REP, psn, mine, deadline);
-	if (ret)
-		return ret;
-	go_live(qp, fd, psn, &h, &peer);
+	memset(&rej, 0, sizeof(rej));
+	rej.min_version = PW_WIRE_VERSION;
+	rej.max_version = PW_WIRE_VERSION;
+	rej.reason = ECONNREFUSED;
+	rej.pdata_len = (uint16_t)private_data_len;
+	if (private_data_len)
+		memcpy(rej.pdata, private_data, private_data_len);
+	n = pw_wire_encode_conn(&rej, buf + PW_WIRE_HDR_LEN, sizeof(buf) - PW_WIRE_HDR_LEN);
+	h.payload_len = (uint32_t)n;
+	pw_wire_encode_hdr(&h, buf);
+	/* at most 336 bytes into a socket that carried only the request */
+	(void)!send(req->fd, buf, PW_WIRE_HDR_LEN + (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	request_done(req);
 	return 0;
-}
-
-/* Take ho[i] out of the set (and of pw_listener_fd's epoll set); return its fd. */
-static int ho_take_locked(struct pw_listener *l, uint32_t i)
-{
-	int fd = l->ho[i].fd;
-
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
-	memmove(&l->ho[i], &l->ho[i + 1], (l->nho - i - 1) * sizeof(l->ho[0]));
-	l->nho--;
-	return fd;
-}
-
-static void ho_drop_locked(struct pw_listener *l, uint32_t i,
-			   atomic_uint_fast64_t *counter)
-{
-	close(ho_take_locked(l, i));
-	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
-}
-
-/*
- * Room for one more connection: when the set is full, the oldest one
- * still silent goes (a real client sends its request at once, so it is
- * rarely the one; it gets a last read first), and only when a new one
- * is waiting. False when every entry has its whole request: new
- * connections then wait in the kernel's backlog for the next pw_accept,
- * as before the set existed.
- */
-static bool ho_make_room_locked(struct pw_listener *l)
-{
-	struct pollfd p = { .fd = l->fd, .events = POLLIN };
-
-	if (l->nho < l->max_ho)
-		return true;
-	/* nobody is waiting to come in: nobody has to make room */
-	if (poll(&p, 1, 0) != 1)
-		return false;
-	for (uint32_t i = 0; i < l->nho; i++) {
-		int ret;
-
-		if (l->ho[i].ready)
-			continue;
-		ret = ho_progress(&l->ho[i]);
-		if (ret == 1) {
-			l->ho[i].ready = true;
-			continue;
-		}
-		ho_drop_locked(l, i, ret < 0 ? &l->ctx->conn_failed :
-					       &l->ctx->conn_dropped);
-		return true;
-	}
-	return false;
-}
-
-/*
- * Take the connections the kernel has queued into the handshake set, as
- * far as there is room. Out of fds with nothing in the set: -EMFILE (or
- * the like) for the caller; with connections in the set, they time out
- * or finish and free fds, so the listener rests a little instead.
- */
-static int ho_accept_locked(struct pw_listener *l)
-{
-	if (pw_now_ns() < l->starved_until)
-		return 0;
-	while (ho_make_room_locked(l)) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		struct pw_half_open *ho;
-		int ret;
-
-		if (fd < 0) {
-			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-				return 0;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				if (!l->nho)
-					return -errno;
-				l->starved_until = pw_now_ns() + PW_CM_STARVED_NS;
-				return 0;
-			}
-			return -errno;
-		}
-		tune_socket(fd);
-		ho = &l->ho[l->nho++];
-		ho->fd = fd;
-		ho->got = 0;
-		ho->ready = false;
-		ho->deadline = pw_now_ns() + (uint64_t)l->ctx->handshake_ms * 1000000ull;
-		ret = ho_progress(ho);
-		if (ret < 0) {
-			l->nho--;
-			close(fd);
-			atomic_fetch_add_explicit(&l->ctx->conn_failed, 1,
-						  memory_order_relaxed);
-			continue;
-		}
-		ho->ready = ret == 1;
-		/* readiness of pw_listener_fd() follows it from now on */
-		if (!ho->ready && epoll_add(l->epfd, fd)) {
-			l->nho--;
-			close(fd);
-			return -errno;
-		}
-	}
-	return 0;
-}
-
-/* pw_listener_fd() is readable while a whole request waits in the set. */
-static void ho_signal_locked(struct pw_listener *l)
-{
-	bool any = false;
-	uint64_t v = 1;
-
-	for (uint32_t i = 0; i < l->nho && !any; i++)
-		any = l->ho[i].ready;
-	if (any && !l->ready_signalled)
-		l->ready_signalled = write(l->readyfd, &v, sizeof(v)) == sizeof(v);
-	else if (!any && l->ready_signalled)
-		l->ready_signalled = read(l->readyfd, &v, sizeof(v)) != sizeof(v);
-}
-
-/*
- * Right after ho_wait_locked: read what the polled connections have, and
- * drop those that failed. @pfd[i + 1] is ho[i] as it was polled.
- */
-static void ho_read_locked(struct pw_listener *l)
-{
-	const struct pollfd *pfd = l->pfd;
-	uint32_t n = l->nho;
-
-	for (uint32_t i = 0, j = 0; j < n; j++) {
-		struct pw_half_open *ho = &l->ho[i];
-		int ret = 0;
-
-		if (!ho->ready && pfd[j + 1].revents)
-			ret = ho_progress(ho);
-		if (ret < 0) {
-			ho_drop_locked(l, i, &l->ctx->conn_failed);
-			continue;
-		}
-		if (ret == 1) {
-			/* whole: readyfd speaks for it from now on */
-			ho->ready = true;
-			epoll_ctl(l->epfd, EPOLL_CTL_DEL, ho->fd, NULL);
-		}
-		i++;
-	}
-}
-
-/* Index of a connection whose request is whole, or -1; expires the late. */
-static int ho_ready_locked(struct pw_listener *l)
-{
-	uint64_t now = pw_now_ns();
-
-	for (uint32_t i = 0; i < l->nho;) {
-		if (l->ho[i].ready)
-			return (int)i;
-		if (now >= l->ho[i].deadline) {
-			ho_drop_locked(l, i, &l->ctx->conn_failed);
-			continue;
-		}
-		i++;
-	}
-	return -1;
-}
-
-/*
- * Wait until the listener or a half-open connection has something, or
- * @deadline / the first handshake deadline passes.
- */
-static int ho_wait_locked(struct pw_listener *l, uint64_t deadline)
-{
-	struct pollfd *pfd = l->pfd;
-	uint64_t now = pw_now_ns(), until = deadline;
-	int ms, r;
-
-	/* a negative fd is not polled: the listener rests while starved */
-	pfd[0] = (struct pollfd){ .fd = now < l->starved_until ? -1 : l->fd,
-				  .events = POLLIN };
-	if (now < l->starved_until)
-		until = PW_MIN(until, l->starved_until);
-	for (uint32_t i = 0; i < l->nho; i++) {
-		pfd[i + 1] = (struct pollfd){ .fd = l->ho[i].fd, .events = POLLIN };
-		until = PW_MIN(until, l->ho[i].deadline);
-	}
-	if (deadline != UINT64_MAX && now >= deadline)
-		return -ETIMEDOUT;
-	ms = until == UINT64_MAX ? -1 :
-	     until <= now ? 0 :
-	     (int)PW_MIN((until - now + 999999) / 1000000, (uint64_t)INT32_MAX);
-	r = poll(pfd, l->nho + 1, ms);
-	if (r < 0 && errno != EINTR)
-		return -errno;
-	if (r <= 0)
-		for (uint32_t i = 0; i <= l->nho; i++)
-			pfd[i].revents = 0;
-	ho_read_locked(l);
-	return 0;
-}
-
-/* Take @m by @deadline (CLOCK_MONOTONIC ns; UINT64_MAX: forever). */
-static int lock_until(pthread_mutex_t *m, uint64_t deadline)
-{
-	struct timespec ts;
-	uint64_t now = pw_now_ns(), left;
-
-	if (deadline == UINT64_MAX)
-		return -pthread_mutex_lock(m);
-	/* pthread_mutex_timedlock counts in CLOCK_REALTIME */
-	left = deadline > now ? deadline - now : 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	left += (uint64_t)ts.tv_nsec;
-	ts.tv_sec += (time_t)(left / 1000000000ull);
-	ts.tv_nsec = (long)(left % 1000000000ull);
-	return -pthread_mutex_timedlock(m, &ts);
 }
 
 struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 			struct pw_qp_init_attr *attr,
 			const struct pw_conn_param *param)
 {
-	uint64_t deadline = deadline_of(param ? param->timeout_ms : 0);
-	struct pw_wire_conn mine;
-	struct pw_qp_i *qp;
-	uint32_t psn = random_psn();
+	uint64_t deadline = deadline_of(param ? param->timeout_ms : 0,
+					PW_DEF_CM_TIMEOUT_MS);
 	int ret;
 
 	pw_clear_error();
-	if (!l || !pd || !attr || pd->context != l->ctx) {
+	if (!l || !pd || !attr || pd->context != l->ctx || l->ch) {
 		errno = EINVAL;
 		return NULL;
 	}
-	ret = check_param(param);
+	ret = check_param("pw_accept", param);
 	if (ret) {
 		errno = -ret;
 		return NULL;
 	}
-	qp = pw_qp_create(pd, attr, -1);
-	if (!qp)
-		return NULL;
-	fill_conn(&mine, qp, attr, param);
-	ret = lock_until(&l->lock, deadline);
-	if (ret)
-		goto err_qp;
 	for (;;) {
-		uint64_t reply_by;
-		int i, fd;
+		struct pw_conn_param p = param ? *param : (struct pw_conn_param){ 0 };
+		struct pw_qp_init_attr a = *attr;
+		struct pw_conn_request *req;
+		struct pw_qp_i *qp;
+		uint64_t now;
 
-		ret = ho_accept_locked(l);
+		ret = pw_listener_take(l, deadline, &req);
 		if (ret)
 			break;
-		i = ho_ready_locked(l);
-		if (i < 0) {
-			ret = ho_wait_locked(l, deadline);
-			if (ret)
-				break;
-			continue;
+		/* the client's RTU: within the handshake time, and ours */
+		now = pw_now_ns();
+		p.timeout_ms = deadline == UINT64_MAX ? 0 :
+			       (int)PW_MAX((deadline > now ? deadline - now : 0) / 1000000ull, 1ull);
+		if (p.timeout_ms > (int)l->ctx->handshake_ms)
+			p.timeout_ms = (int)l->ctx->handshake_ms;
+		qp = accept_start(req, pd, &a, &p, NULL);
+		if (!qp) {
+			ret = -errno;
+			break;
 		}
-		/* a whole request may have waited for us: the reply's own time */
-		reply_by = PW_MIN(pw_now_ns() + (uint64_t)l->ctx->handshake_ms * 1000000ull,
-				  deadline);
-		ret = handshake_finish(qp, l->ho[i].fd, l->ho[i].buf, l->ho[i].got,
-				       &mine, psn, reply_by);
-		fd = ho_take_locked(l, (uint32_t)i);
+		ret = wait_outcome(qp);
 		if (!ret) {
-			ho_signal_locked(l);
-			pthread_mutex_unlock(&l->lock);
+			*attr = a;
 			return &qp->ibqp;
 		}
-		/* a bad or dead client: drop it and keep listening */
-		close(fd);
+		/* a client that gave up, or broke the handshake: the next one */
+		pw_destroy_qp(&qp->ibqp);
 		atomic_fetch_add_explicit(&l->ctx->conn_failed, 1, memory_order_relaxed);
 	}
-	ho_signal_locked(l);
-	pthread_mutex_unlock(&l->lock);
-err_qp:
-	pw_set_error("pw_accept: %s", strerror(-ret));
-	pw_qp_free(qp);
+	if (ret == -ETIMEDOUT || !*pw_last_error())
+		pw_set_error("pw_accept: %s", strerror(-ret));
 	errno = -ret;
 	return NULL;
 }
 
-/* The fuzz harnesses' hooks below: their arguments, and a QP not yet live. */
-static struct pw_qp_i *harness_qp(struct pw_pd *pd, struct pw_qp_init_attr *attr,
-				  int fd)
-{
-	if (!pd || !attr || fd < 0) {
-		errno = EINVAL;
-		return NULL;
-	}
-	return pw_qp_create(pd, attr, -1);
-}
+/* ------------------------------------------------------------------ */
+/* The fuzz harnesses' hooks                                           */
+/* ------------------------------------------------------------------ */
 
 struct pw_qp *pw_qp_attach_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			      int fd, uint32_t my_psn, uint32_t peer_psn,
 			      uint32_t peer_features)
 {
-	struct pw_wire_conn peer = { .min_version = PW_WIRE_VERSION,
-				     .max_version = PW_WIRE_VERSION,
-				     .features = peer_features, .qpn = 1 };
-	struct pw_hdr h = { .psn = peer_psn };
 	struct pw_qp_i *qp;
 
-	qp = harness_qp(pd, attr, fd);
+	if (!pd || !attr || fd < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	qp = pw_qp_create(pd, attr, -1);
 	if (!qp)
 		return NULL;
-	go_live(qp, fd, my_psn, &h, &peer);
+	qp->fd = fd;
+	qp->next_psn = my_psn;
+	qp->exp_psn = peer_psn;
+	qp->ibqp.dest_qp_num = 1;
+	qp->features = peer_features & offered_features(qp->ctx);
+	pw_notify_qp_live(qp, qp->features);
+	pw_live_init(qp);
+	pw_cm_set_state(&qp->cm, PW_CM_NONE);
+	atomic_store_explicit(&qp->state, PW_QPS_RTS, memory_order_release);
+	pw_engine_add_qp(&qp->ctx->engine, qp);
 	return &qp->ibqp;
 }
 
 struct pw_qp *pw_cm_accept_fd(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			      int fd, int timeout_ms)
 {
+	struct pw_conn_param p = { .timeout_ms = timeout_ms };
 	uint64_t deadline = pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	struct pw_half_open ho = { .fd = fd };
-	struct pw_wire_conn mine;
+	struct pw_conn_request *req;
+	uint8_t buf[PW_CM_REQ_MAX];
+	uint32_t got = 0;
 	struct pw_qp_i *qp;
-	int ret;
+	int need, ret;
 
-	qp = harness_qp(pd, attr, fd);
+	if (!pd || !attr || fd < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	req = calloc(1, sizeof(*req));
+	if (!req) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* the listener's reader, on one connection: the request, never more */
+	while ((need = pw_cm_req_parse(buf, got, &req->hdr, &req->conn)) > 0) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		ssize_t n = recv(fd, buf + got, (size_t)need, MSG_DONTWAIT);
+		uint64_t now = pw_now_ns();
+
+		if (n > 0) {
+			got += (uint32_t)n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR) || now >= deadline) {
+			need = n == 0 ? -ECONNRESET : now >= deadline ? -ETIMEDOUT : -errno;
+			break;
+		}
+		(void)poll(&pf, 1, (int)((deadline - now) / 1000000ull) + 1);
+	}
+	if (need < 0 || req->conn.min_version > PW_WIRE_VERSION ||
+	    req->conn.max_version < PW_WIRE_VERSION) {
+		free(req);
+		errno = need < 0 ? -need : EPROTO;
+		return NULL;
+	}
+	req->ctx = pd->context;
+	req->fd = dup(fd);
+	if (req->fd < 0) {
+		ret = errno;
+		free(req);
+		errno = ret;
+		return NULL;
+	}
+	qp = accept_start(req, pd, attr, &p, NULL);
 	if (!qp)
 		return NULL;
-	fill_conn(&mine, qp, attr, NULL);
-	/* pw_accept's incremental reader, byte stream by byte stream */
-	while ((ret = ho_progress(&ho)) == 0) {
-		ret = wait_fd(fd, POLLIN, deadline);
-		if (ret)
-			break;
-	}
-	if (ret == 1)
-		ret = handshake_finish(qp, fd, ho.buf, ho.got, &mine, 0x100, deadline);
+	ret = wait_outcome(qp);
 	if (ret) {
-		pw_qp_free(qp);
+		pw_destroy_qp(&qp->ibqp);
 		errno = -ret;
 		return NULL;
 	}
+	/* the caller's fd is the QP's now */
+	close(fd);
 	return &qp->ibqp;
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/context.h"
+#include "engine/cm.h"
 #include "engine/engine.h"
 #include "engine/qp.h"
 
@@ -58,6 +59,9 @@ static int64_t next_timeout_ns(struct pw_engine *eng, int cap_ms)
 		if (qp->ack_at_ns && qp->ack_at_ns < first)
 			first = qp->ack_at_ns;
 	}
+	/* handshakes and half-open connections: ms deadlines, precise clock */
+	first = PW_MIN(first, pw_cm_first_deadline(eng));
+	first = PW_MIN(first, pw_listener_first_deadline(eng));
 	/*
 	 * Liveness deadlines are coarse-clock stamps, bounds of seconds:
 	 * measured on that clock (a few ns, against ~25 for the precise
@@ -101,6 +105,13 @@ static void run_timers(struct pw_engine *eng)
 {
 	uint64_t now = 0;
 
+	if (pw_cm_first_deadline(eng) != UINT64_MAX ||
+	    pw_listener_first_deadline(eng) != UINT64_MAX) {
+		now = pw_now_ns();
+		pw_cm_timers(eng, now);
+		pw_listener_timers(eng, now);
+	}
+
 	for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next) {
 		if (!qp->retry_at_ns && !qp->ack_at_ns)
 			continue;
@@ -142,17 +153,26 @@ static void run_cmds(struct pw_engine *eng)
 		eng->cmd_head = c->next;
 		if (!eng->cmd_head)
 			eng->cmd_tail = NULL;
-		if (c->type == PW_CMD_ADD_QP) {
+		if (c->type == PW_CMD_ADD_LISTENER) {
+			pw_listener_added(c->l);
+		} else if (c->type == PW_CMD_DEL_LISTENER) {
+			pw_listener_removed(c->l);
+		} else if (c->type == PW_CMD_ADD_QP) {
 			struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP,
-						  .data.ptr = qp };
+						  .data.ptr = &qp->src };
 
-			if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, qp->fd, &ev) == 0)
-				qp->in_epoll = true;
 			qp->in_engine = true;
 			qp->eng_next = eng->qps;
 			eng->qps = qp;
 			eng->nqps++;
-			pw_live_added(eng, qp);
+			if (pw_cm_state(&qp->cm) != PW_CM_NONE) {
+				/* the handshake runs here (cm.c) */
+				pw_cm_qp_added(qp);
+			} else {
+				if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, qp->fd, &ev) == 0)
+					qp->in_epoll = true;
+				pw_live_added(eng, qp);
+			}
 		} else {
 			if (qp->in_epoll)
 				epoll_ctl(eng->epfd, EPOLL_CTL_DEL, qp->fd, NULL);
@@ -178,7 +198,7 @@ void pw_engine_rewatch(struct pw_engine *eng, struct pw_qp_i *qp)
 		.events = EPOLLIN | EPOLLRDHUP |
 			  (atomic_load_explicit(&qp->want_out, memory_order_relaxed) ?
 			   EPOLLOUT : 0),
-		.data.ptr = qp,
+		.data.ptr = &qp->src,
 	};
 
 	if (qp->in_epoll || qp->rx.eof || !qp->in_engine)
@@ -189,6 +209,11 @@ void pw_engine_rewatch(struct pw_engine *eng, struct pw_qp_i *qp)
 
 static void qp_events(struct pw_engine *eng, struct pw_qp_i *qp, uint32_t e)
 {
+	/* still in its handshake (cm.c) */
+	if (!pw_cm_live(&qp->cm)) {
+		pw_cm_qp_events(qp, e);
+		return;
+	}
 	/*
 	 * Errors and hang-ups are reported even with no interest set: while
 	 * a fault stalls the QP, stop watching (the fault's completion reads
@@ -239,7 +264,7 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 		bool need_epoll = false;
 
 		for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next) {
-			if (!qp->in_epoll)
+			if (!qp->in_epoll || !pw_cm_live(&qp->cm))
 				continue;
 			if (atomic_load_explicit(&qp->want_out, memory_order_relaxed) ||
 			    qp->rx.lowat > 1) {
@@ -260,9 +285,9 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 	 */
 	pw_live_wake(eng);
 	for (int i = 0; i < n; i++) {
-		struct pw_qp_i *qp = evs[i].data.ptr;
+		struct pw_eng_src *src = evs[i].data.ptr;
 
-		if (!qp) {
+		if (!src) {
 			uint64_t v;
 
 			if (read(eng->evfd, &v, sizeof(v)) < 0) {
@@ -271,7 +296,19 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 			continue;
 		}
 		pw_live_wake(eng);
-		qp_events(eng, qp, evs[i].events);
+		switch (src->kind) {
+		case PW_SRC_QP:
+			qp_events(eng, container_of(src, struct pw_qp_i, src), evs[i].events);
+			break;
+		case PW_SRC_LISTENER:
+			pw_listener_events(container_of(src, struct pw_listener, src),
+					   evs[i].events);
+			break;
+		case PW_SRC_HALF_OPEN:
+			pw_half_open_events(container_of(src, struct pw_half_open, src),
+					    evs[i].events);
+			break;
+		}
 	}
 	/* faults resolved off-thread: their QPs resume here (fault.c) */
 	pw_fault_reap(&container_of(eng, struct pw_context, engine)->faults);
@@ -466,9 +503,9 @@ void pw_engine_stop(struct pw_engine *eng)
 }
 
 static void run_cmd(struct pw_engine *eng, enum pw_eng_cmd_type type,
-		    struct pw_qp_i *qp)
+		    struct pw_qp_i *qp, struct pw_listener *l)
 {
-	struct pw_eng_cmd c = { .type = type, .qp = qp };
+	struct pw_eng_cmd c = { .type = type, .qp = qp, .l = l };
 
 	pthread_mutex_lock(&eng->cmd_lock);
 	if (eng->cmd_tail)
@@ -487,10 +524,20 @@ static void run_cmd(struct pw_engine *eng, enum pw_eng_cmd_type type,
 
 void pw_engine_add_qp(struct pw_engine *eng, struct pw_qp_i *qp)
 {
-	run_cmd(eng, PW_CMD_ADD_QP, qp);
+	run_cmd(eng, PW_CMD_ADD_QP, qp, NULL);
 }
 
 void pw_engine_del_qp(struct pw_engine *eng, struct pw_qp_i *qp)
 {
-	run_cmd(eng, PW_CMD_DEL_QP, qp);
+	run_cmd(eng, PW_CMD_DEL_QP, qp, NULL);
+}
+
+void pw_engine_add_listener(struct pw_engine *eng, struct pw_listener *l)
+{
+	run_cmd(eng, PW_CMD_ADD_LISTENER, NULL, l);
+}
+
+void pw_engine_del_listener(struct pw_engine *eng, struct pw_listener *l)
+{
+	run_cmd(eng, PW_CMD_DEL_LISTENER, NULL, l);
 }

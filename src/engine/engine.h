@@ -19,15 +19,19 @@
 #include <stdint.h>
 
 struct pw_qp_i;
+struct pw_listener;
 
 enum pw_eng_cmd_type {
 	PW_CMD_ADD_QP,
 	PW_CMD_DEL_QP,
+	PW_CMD_ADD_LISTENER,
+	PW_CMD_DEL_LISTENER,
 };
 
 struct pw_eng_cmd {
 	enum pw_eng_cmd_type type;
 	struct pw_qp_i *qp;
+	struct pw_listener *l;
 	struct pw_eng_cmd *next;
 	int done;		/* set under eng->cmd_lock, signalled by cmd_cond */
 };
@@ -62,8 +66,9 @@ struct pw_engine {
 	pthread_cond_t cmd_cond;
 	struct pw_eng_cmd *cmd_head, *cmd_tail;
 	atomic_bool cmd_queued;	/* cmd_head non-empty, readable without cmd_lock */
-	/* QPs known to the engine; touched only by the token holder. */
+	/* QPs and listeners known to the engine; touched only by the token holder. */
 	struct pw_qp_i *qps;
+	struct pw_listener *listeners;
 	unsigned nqps;		/* length of qps; token holder only */
 	unsigned busy_passes;	/* busy polling passes; token holder only */
 	bool no_pwait2;		/* epoll_pwait2 is ENOSYS; token holder only */
@@ -84,6 +89,9 @@ void pw_engine_stop(struct pw_engine *eng);
 /* Hand @qp to the engine and wait until it is (de)registered. */
 void pw_engine_add_qp(struct pw_engine *eng, struct pw_qp_i *qp);
 void pw_engine_del_qp(struct pw_engine *eng, struct pw_qp_i *qp);
+/* The same for a listener (its socket and half-open set, listener.c). */
+void pw_engine_add_listener(struct pw_engine *eng, struct pw_listener *l);
+void pw_engine_del_listener(struct pw_engine *eng, struct pw_listener *l);
 /* Wake the token holder (commands, timers, a completion for a driver). */
 void pw_engine_kick(struct pw_engine *eng);
 /* Token holder: watch @qp's socket again (an error hid it while stalled). */

@@ -235,7 +235,11 @@ static void tick_locked(struct pw_qp_i *qp, uint64_t now)
 			due = PW_MIN(due, now + lv->bound_ns - quiet);
 		}
 	}
-	lv->due_ns = due == UINT64_MAX ? 0 : due;
+	/*
+	 * Never further than a beat: the QP may start waiting meanwhile (a
+	 * post), and its first PING is due a beat after that.
+	 */
+	lv->due_ns = due == UINT64_MAX ? 0 : PW_MIN(due, now + lv->beat_ns);
 	if (lv->owe != owe0)
 		pw_tx_flush_locked(qp);
 }

@@ -50,7 +50,9 @@ struct pw_qp_i *pw_qp_create(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 	qp->ctx = ctx;
 	qp->fd = fd;
 	pthread_mutex_init(&qp->lock, NULL);
-	atomic_init(&qp->state, PW_QPS_RTS);
+	qp->src.kind = PW_SRC_QP;
+	/* connected by cm.c (or the fuzz hook), which moves it to RTS */
+	atomic_init(&qp->state, PW_QPS_INIT);
 
 	cap->max_send_wr = def(cap->max_send_wr, PW_DEF_WR);
 	cap->max_recv_wr = def(cap->max_recv_wr, PW_DEF_WR);
@@ -239,6 +241,8 @@ static void enter_err_locked(struct pw_qp_i *qp, enum pw_qp_cause cause)
 		pw_qp_complete_recv_locked(qp, pw_rq_at(qp, c),
 					   PW_WC_WR_FLUSH_ERR, 0, NULL);
 	qp->rq_head = qp->rq_tail;
+	/* an established connection's channel: DISCONNECTED */
+	pw_cm_qp_error_locked(qp);
 	/*
 	 * Queued responses are dropped, except a fatal NAK (the peer must
 	 * learn why). The requests before the oldest dropped one were executed
@@ -532,6 +536,12 @@ int pw_post_send(struct pw_qp *ibqp, struct pw_send_wr *wr,
 	if (!ibqp || !wr)
 		return -EINVAL;
 	qp = to_qp(ibqp);
+	if (pw_qp_get_state(qp) == PW_QPS_INIT) {
+		pw_set_error("pw_post_send: the QP is not connected yet");
+		if (bad_wr)
+			*bad_wr = wr;
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&qp->lock);
 	for (; wr; wr = wr->next) {
 		struct pw_wqe *w;
@@ -632,6 +642,8 @@ static void drain_owed(struct pw_qp_i *qp)
 {
 	uint64_t deadline = pw_now_ns() + 1000000000ull;
 
+	if (!pw_cm_live(&qp->cm))
+		return;		/* never connected: nothing is owed */
 	pthread_mutex_lock(&qp->lock);
 	while (!qp->shut_wr && pw_now_ns() < deadline) {
 		struct pollfd p = { .fd = qp->fd, .events = POLLOUT };
@@ -687,6 +699,7 @@ int pw_destroy_qp(struct pw_qp *ibqp)
 		pw_fault_cancel(&qp->ctx->faults, &qp->nt_fault[i].f);
 	/* nobody posts its events any more: drop queued ones, wait for acks */
 	pw_async_forget_qp(qp->ctx, &qp->ibqp);
+	pw_cm_qp_gone(qp);
 	pw_notify_qp_gone(qp);
 	shutdown(qp->fd, SHUT_RDWR);
 	pw_qp_free(qp);

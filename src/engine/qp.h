@@ -15,6 +15,7 @@
 
 #include <pagewire/pagewire.h>
 
+#include "engine/cm.h"
 #include "engine/cq.h"
 #include "engine/live.h"
 #include "mr/mr.h"
@@ -158,6 +159,7 @@ struct pw_tx {
 
 struct pw_qp_i {
 	struct pw_qp ibqp;
+	struct pw_eng_src src;	/* what the engine's epoll names */
 	struct pw_context *ctx;
 	int fd;
 	atomic_int state;	/* enum pw_qp_state; written under lock */
@@ -262,6 +264,7 @@ struct pw_qp_i {
 	struct pw_qp_notify nt;
 	struct pw_nt_fault nt_fault[PW_NT_BATCH]; /* the peer's FAULT_INs */
 	struct pw_live lv;	/* transport liveness (live.h) */
+	struct pw_qp_cm cm;	/* its handshake and connection events (cm.h) */
 	/* the error state: why (lock), and the completion-accurate drain */
 	enum pw_qp_cause err_cause;
 	bool drain;		/* lock: sent WQEs before drain_end wait for ACKs */

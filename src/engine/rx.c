@@ -62,16 +62,20 @@ static void on_eof(struct pw_qp_i *qp, int err)
 	/* the peer vanished (or shut us out): IBA's transport retry exceeded */
 	pw_qp_fatal(qp, err ? pw_qp_cause_of_errno(err) : PW_QP_CAUSE_PEER_CLOSED,
 		    PW_WC_RETRY_EXC_ERR);
+	pthread_mutex_lock(&qp->lock);
+	pw_cm_qp_closing_locked(qp);
+	pthread_mutex_unlock(&qp->lock);
 }
 
 void pw_rx_protocol_error(struct pw_qp_i *qp)
 {
 	pthread_mutex_lock(&qp->lock);
-	pw_qp_fatal_nak_locked(qp, qp->exp_psn, PW_SYN_INVALID_REQ,
-			       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
-	pthread_mutex_unlock(&qp->lock);
 	qp->rx.dead = true;
 	qp->rx.dst = DST_DISCARD;
+	pw_qp_fatal_nak_locked(qp, qp->exp_psn, PW_SYN_INVALID_REQ,
+			       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
+	pw_cm_qp_closing_locked(qp);
+	pthread_mutex_unlock(&qp->lock);
 }
 
 /* Read more into staging. Return bytes read, 0 if none for now, -1 at EOF. */

@@ -32,7 +32,7 @@ static void epoll_update_locked(struct pw_qp_i *qp, bool out)
 	struct epoll_event ev = {
 		.events = (qp->rx_stalled ? 0 : EPOLLIN | EPOLLRDHUP) |
 			  (out ? EPOLLOUT : 0),
-		.data.ptr = qp,
+		.data.ptr = &qp->src,
 	};
 
 	/* ENOENT after EOF removed the fd: the peer is gone, nothing to wait for */
@@ -236,17 +236,21 @@ void pw_tx_kill_locked(struct pw_qp_i *qp)
 	qp->resp_count = 0;
 	qp->ack_pending = false;
 	qp->fatal_nak = false;
+	if (!pw_cm_live(&qp->cm))
+		return;
 	if (!qp->shut_wr)
 		shutdown(qp->fd, SHUT_WR);
 	qp->shut_wr = true;
 	set_out_locked(qp, false);
+	pw_cm_qp_closing_locked(qp);
 }
 
 void pw_tx_flush_locked(struct pw_qp_i *qp)
 {
 	struct pw_tx *tx = &qp->tx;
 
-	if (qp->shut_wr)
+	/* nothing goes out before the handshake is over (cm.c sends its own) */
+	if (qp->shut_wr || !pw_cm_live(&qp->cm))
 		return;
 	for (;;) {
 		int r;
@@ -271,5 +275,6 @@ void pw_tx_flush_locked(struct pw_qp_i *qp)
 		qp->fatal_nak = false;
 		shutdown(qp->fd, SHUT_WR);
 		qp->shut_wr = true;
+		pw_cm_qp_closing_locked(qp);
 	}
 }

@@ -408,18 +408,27 @@ static void t_accept_burst(const char *arg)
 	PWT_OK(pw_destroy_qp(w.qp));
 	close(extra);
 
-	/* no fd left for accept4 and nothing pending: EMFILE, at once */
-	extra = pwt_tcp_connect(pw_listener_port(l));
+	/*
+	 * No fd left for accept4 and nothing pending: EMFILE, at once. The
+	 * engine accepts as soon as a connection arrives, so the client's
+	 * socket exists before the fds run out and connects after.
+	 */
+	extra = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	PWT_ASSERT(extra >= 0);
 	PWT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
 	low = rl;
 	low.rlim_cur = (rlim_t)count_fds() + 3;	/* opendir's, and no more */
 	PWT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
 	{
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_port = htons(pw_listener_port(l)),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 		int dummy[8], n = 0;
 
 		/* take what is left below the limit */
 		while (n < 8 && (dummy[n] = dup(0)) >= 0)
 			n++;
+		PWT_EQ(connect(extra, (struct sockaddr *)&sa, sizeof(sa)), 0);
 		PWT_ASSERT(accept_one(l, &b, 3000) == NULL);
 		PWT_ASSERTF(errno == EMFILE, "errno %d (%s), want EMFILE", errno,
 			    strerror(errno));
