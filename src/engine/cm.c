@@ -367,7 +367,15 @@ static void connected(struct pw_qp_i *qp)
 		start_connect(qp);
 		return;
 	}
-	getsockname(qp->fd, (struct sockaddr *)&cm->local, &sl);
+	{
+		struct sockaddr_storage local;
+
+		getsockname(qp->fd, (struct sockaddr *)&local, &sl);
+		/* pw_query_qp reads it under the lock */
+		pthread_mutex_lock(&qp->lock);
+		cm->local = local;
+		pthread_mutex_unlock(&qp->lock);
+	}
 	pw_cm_set_state(cm, PW_CM_REQ_SENT);
 }
 
@@ -386,7 +394,9 @@ static void start_connect(struct pw_qp_i *qp)
 			continue;
 		}
 		pw_cm_tune_socket(fd);
+		pthread_mutex_lock(&qp->lock);
 		cm->remote = cm->addrs[cm->ai];
+		pthread_mutex_unlock(&qp->lock);
 		qp->fd = fd;
 		if (connect(fd, sa, cm->addr_len[cm->ai]) == 0 || errno == EINPROGRESS) {
 			pw_cm_set_state(cm, PW_CM_CONNECTING);

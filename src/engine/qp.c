@@ -710,3 +710,43 @@ enum pw_qp_state pw_qp_state(const struct pw_qp *ibqp)
 {
 	return (enum pw_qp_state)pw_qp_get_state(to_qp((struct pw_qp *)ibqp));
 }
+
+int pw_query_qp(struct pw_qp *ibqp, struct pw_qp_attr *attr, size_t size)
+{
+	struct pw_qp_attr a;
+	struct pw_qp_i *qp;
+
+	if (!ibqp || !attr || !size)
+		return -EINVAL;
+	qp = to_qp(ibqp);
+	memset(&a, 0, sizeof(a));
+	pthread_mutex_lock(&qp->lock);
+	a.qp_state = (enum pw_qp_state)pw_qp_get_state(qp);
+	a.cause = a.qp_state == PW_QPS_ERR ? qp->err_cause : PW_QP_CAUSE_NONE;
+	a.qp_num = ibqp->qp_num;
+	a.dest_qp_num = ibqp->dest_qp_num;
+	a.cap.max_send_wr = qp->sq_max;
+	a.cap.max_recv_wr = qp->rq_max;
+	a.cap.max_send_sge = qp->max_send_sge;
+	a.cap.max_recv_sge = qp->max_recv_sge;
+	a.cap.max_inline_data = qp->max_inline;
+	a.max_rd_atomic = qp->rd_max;
+	a.max_dest_rd_atomic = qp->dest_rd_max;
+	a.rnr_retry = qp->rnr_retry ? qp->rnr_retry : 7;	/* 0: the default, 7 */
+	a.retry_cnt = qp->retry_cnt;
+	a.min_rnr_timer_us = qp->min_rnr_timer_us;
+	/* what the responder really does: DROP and NOTIFY need the peer's word */
+	a.fault_policy = qp->fault_policy;
+	if ((a.fault_policy == PW_FAULT_DROP && !(qp->features & PW_WIRE_FEAT_FAULT_NAK)) ||
+	    (a.fault_policy == PW_FAULT_NOTIFY && !(qp->features & PW_WIRE_FEAT_NOTIFY)))
+		a.fault_policy = PW_FAULT_STALL;
+	a.peer_timeout_ms = qp->peer_timeout_ms;
+	a.features = (qp->features & PW_WIRE_FEAT_FAULT_NAK ? PW_QP_FEATURE_FAULT_NAK : 0) |
+		     (qp->features & PW_WIRE_FEAT_NOTIFY ? PW_QP_FEATURE_NOTIFY : 0) |
+		     (qp->features & PW_WIRE_FEAT_LINK ? PW_QP_FEATURE_LINK : 0);
+	a.local_addr = qp->cm.local;
+	a.peer_addr = qp->cm.remote;
+	pthread_mutex_unlock(&qp->lock);
+	memcpy(attr, &a, PW_MIN(size, sizeof(a)));
+	return 0;
+}
