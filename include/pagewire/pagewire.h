@@ -52,7 +52,7 @@ struct pw_listener;
  * A NULL attr gives the defaults.
  */
 /*
- * Responder fault policies (issue 4; the seed's "stall or drop"): what a
+ * Responder fault policies (the seed thread's "stall or drop"): what a
  * QP does when a remote op needs ODP pages not in the MR's page table.
  */
 enum pw_fault_policy {
@@ -60,7 +60,7 @@ enum pw_fault_policy {
 	PW_FAULT_STALL		= 1,	/* stop reading this QP until resolved */
 	PW_FAULT_DROP		= 2,	/* discard, NAK, the requester resends */
 	/*
-	 * The seed's proposal (issue 6): tell the peers when a range of an MR
+	 * The seed thread's proposal: tell the peers when a range of an MR
 	 * goes away (INVALIDATE) so that their requests ask for it first
 	 * (FAULT_IN, VALIDATE); a fault the peer did not know of stalls as
 	 * under STALL. Falls back to STALL with a peer that cannot do it.
@@ -91,12 +91,15 @@ enum pw_fault_policy {
  *                are reclaimed (invalidate, tell the peers, MADV_PAGEOUT:
  *                needs swap for anonymous memory). 0 takes PW_MEM_BUDGET
  *                (e.g. "256M"), else no budget
- * @peer_timeout_ms: dead-peer bound for the context's connections: a peer
- *                that stops answering (host gone, link cut) fails the QP
- *                with PW_WC_RETRY_EXC_ERR within about this long, whether
- *                data is outstanding (TCP_USER_TIMEOUT) or the link is idle
- *                (keepalive probes). 0 takes PW_PEER_TIMEOUT_MS, else
- *                30000; 2000..3600000 (docs/limits.md)
+ * @peer_timeout_ms: dead-peer bound for the context's connections: when
+ *                the peer's engine gives no sign for this long while WRs
+ *                are outstanding (its host gone, a link cut, its process
+ *                stopped), the oldest fails with PW_WC_RETRY_EXC_ERR and
+ *                the rest are flushed; a peer that is only slow (a long
+ *                fault) says so and is waited for. An idle connection to
+ *                a vanished host fails within about as long (keepalive).
+ *                0 takes PW_PEER_TIMEOUT_MS, else 30000; 2000..3600000
+ *                (docs/limits.md)
  * @max_half_open: incoming connections per listener that may sit in the
  *                handshake at once; past it the oldest is dropped, so a
  *                flood of silent connects cannot hold out a real client
@@ -225,7 +228,11 @@ enum pw_send_flags {
 
 /**
  * struct pw_send_wr - send work request, as struct ibv_send_wr
- * @imm_data: immediate data, host byte order (verbs uses network order)
+ * @imm_data: immediate data, delivered bit for bit as posted: in host
+ *            byte order here and in pw_wc.imm_data, little-endian on the
+ *            wire (verbs' is __be32, copied as is to the IB wire).
+ *            Programs that htonl() it when posting and ntohl() it when
+ *            receiving, as verbs programs do, get the same value back.
  *
  * Atomics operate on 8 bytes at an 8-byte aligned remote address; the
  * single local SGE of 8 bytes receives the original remote value.
@@ -293,7 +300,8 @@ enum pw_wc_flags {
 /**
  * struct pw_wc - work completion, as struct ibv_wc
  * @byte_len: bytes received (receive completions) or transferred
- * @imm_data: immediate data, host byte order, valid with PW_WC_WITH_IMM
+ * @imm_data: immediate data as the sender posted it (host byte order),
+ *            valid with PW_WC_WITH_IMM
  */
 struct pw_wc {
 	uint64_t wr_id;
@@ -368,7 +376,7 @@ int pw_dereg_mr(struct pw_mr *mr);
  * @offset: from the MR's start (for an implicit MR: the virtual address)
  * @len:    bytes, > 0; pages overlapping the range are dropped
  *
- * The explicit form of what the kernel notifier does (issue 5), for when
+ * The explicit form of what the kernel notifier does, for when
  * the application is about to change the mapping (munmap, mremap,
  * MADV_DONTNEED) and wants no access to reach what comes there next
  * without a new fault. When this returns, no data placement into the
@@ -377,7 +385,7 @@ int pw_dereg_mr(struct pw_mr *mr);
  * from whatever is mapped then. A fault that was populating the range
  * meanwhile does not mark it valid (Linux mmu_interval_notifier's
  * read_begin/read_retry). The keys stay valid. Not yet covered: an atomic
- * or a READ response source checked just before the call (issue 5).
+ * or a READ response source checked just before the call.
  *
  * Return: 0; -EINVAL for NULL, a pinned MR, @len 0 or a range outside
  * the MR.
@@ -546,7 +554,7 @@ struct pw_stats {
 	uint64_t notifier_off;
 	uint64_t notifier_events;
 	/*
-	 * NOTIFY (issue 6): INVALIDATE/VALIDATE our targets sent and our
+	 * NOTIFY: INVALIDATE/VALIDATE our targets sent and our
 	 * requesters received; FAULT_INs our requesters sent (and so waited
 	 * for) and our targets answered; INVALIDATEs not sent because a QP's
 	 * queue was full (the peer then faults as under STALL); the invalid
@@ -727,11 +735,10 @@ struct pw_listener *pw_listen(struct pw_context *ctx, const char *host,
 			      uint16_t port);
 uint16_t pw_listener_port(const struct pw_listener *l);
 /*
- * Readable when pw_accept() has something to do: a new connection, bytes
- * of a request in the listener's handshake set, or a whole request that
- * waits (an epoll fd: poll, select or epoll it; do not read it). A slow
- * client may make pw_accept() wait for the rest of its request, up to
- * the call's timeout: event loops pass a short one.
+ * Readable while a whole connection request waits for pw_accept() (the
+ * engine reads requests as their bytes arrive, so pw_accept() then does
+ * not wait for a slow client): poll, select or epoll it; do not read it.
+ * For a listener of pw_listen_channel(), the channel's fd.
  */
 int pw_listener_fd(const struct pw_listener *l);
 int pw_close_listener(struct pw_listener *l);
@@ -739,11 +746,14 @@ int pw_close_listener(struct pw_listener *l);
 /**
  * pw_connect() - create an RC QP connected to a listening peer
  *
- * Blocks until the peer accepts or rejects, or the timeout expires.
- * The peer's private data is in qp->peer_private_data.
+ * Blocks until the peer accepts or rejects, or the timeout expires: the
+ * handshake of pw_connect_async(), waited for. The peer's private data
+ * is in qp->peer_private_data.
  *
  * Return: the QP, or NULL with errno: ECONNREFUSED (nobody listening or
- * rejected), ETIMEDOUT, EPROTO (peer speaks another protocol), EINVAL.
+ * rejected), ETIMEDOUT, EPROTO (peer speaks another protocol or version),
+ * ECONNRESET (the peer closed during the handshake), EHOSTUNREACH (the
+ * name does not resolve, no route), EINVAL.
  */
 struct pw_qp *pw_connect(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			 const char *host, uint16_t port,

@@ -195,7 +195,11 @@ static void t_unreachable(const char *arg)
 	PWT_NONNULL(qp);
 	afd = accept(lfd, NULL, NULL);
 	PWT_ASSERT(afd >= 0);
-	pwt_write_all(afd, "HTTP/1.1 400 Bad Request\r\n\r\nand some more bytes to pass 48", 60);
+	{
+		static const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\nand more, past 48 bytes";
+
+		pwt_write_all(afd, junk, sizeof(junk));
+	}
 	ev = EXPECT_EV(cli.ch, PW_CM_EVENT_CONNECT_ERROR, qp);
 	PWT_EQ(ev->status, -EPROTO);
 	PWT_OK(pw_ack_cm_event(ev));
