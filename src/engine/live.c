@@ -163,6 +163,16 @@ static bool owes_peer_locked(const struct pw_qp_i *qp)
 }
 
 /*
+ * Time from @then to @now, or 0 if @then is later: the stamps are taken
+ * with the coarse clock, some by the posting thread, and a stamp taken
+ * after @now was read must not look like an age of 2^64 ns.
+ */
+static uint64_t since_ns(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
+
+/*
  * One QP's liveness, now (precise clock): answer for ourselves while we
  * owe the peer, PING it while we wait for it, fail it after the bound of
  * silence. Sets lv.due_ns to the next time something falls due.
@@ -182,7 +192,7 @@ static void tick_locked(struct pw_qp_i *qp, uint64_t now)
 	if (qp->rx_stalled)
 		lv->heard_ns = now;
 	if (owes_peer_locked(qp)) {
-		if (now - lv->beat_at_ns >= lv->beat_ns) {
+		if (since_ns(now, lv->beat_at_ns) >= lv->beat_ns) {
 			lv->owe |= PW_LV_OWE_BEAT;
 			lv->beat_at_ns = now;
 		}
@@ -191,7 +201,7 @@ static void tick_locked(struct pw_qp_i *qp, uint64_t now)
 	if (waiting) {
 		uint64_t since = PW_MAX(lv->wait_ns, lv->heard_ns);
 
-		if (now - since >= lv->bound_ns) {
+		if (since_ns(now, since) >= lv->bound_ns) {
 			/* IBA: transport retries exceeded */
 			atomic_fetch_add_explicit(&qp->ctx->peer_timeouts, 1,
 						  memory_order_relaxed);
@@ -202,7 +212,8 @@ static void tick_locked(struct pw_qp_i *qp, uint64_t now)
 			lv->due_ns = 0;
 			return;
 		}
-		if (now - since >= lv->beat_ns && now - lv->ping_ns >= lv->beat_ns) {
+		if (since_ns(now, since) >= lv->beat_ns &&
+		    since_ns(now, lv->ping_ns) >= lv->beat_ns) {
 			lv->owe |= PW_LV_OWE_PING;
 			lv->ping_ns = now;
 		}
@@ -244,10 +255,14 @@ static void tick_locked(struct pw_qp_i *qp, uint64_t now)
 		pw_tx_flush_locked(qp);
 }
 
-static void tick(struct pw_qp_i *qp, uint64_t now)
+/*
+ * The clock is read under the lock: a post that held it meanwhile stamped
+ * wait_ns, and a time read before that would make the wait look older.
+ */
+static void tick(struct pw_qp_i *qp)
 {
 	pthread_mutex_lock(&qp->lock);
-	tick_locked(qp, now);
+	tick_locked(qp, pw_now_ns());
 	pthread_mutex_unlock(&qp->lock);
 }
 
@@ -285,7 +300,13 @@ void pw_live_timers(struct pw_engine *eng)
 			now = pw_now_ns();
 		if (qp->lv.due_ns && qp->lv.due_ns > now && !scan)
 			continue;
-		tick(qp, now);
+		/*
+		 * A stop of this process in the middle of a batch, before its
+		 * timers, shows here: the stopped() verdict and its fresh
+		 * start for the peer's silence come before the silence test.
+		 */
+		pw_live_wake(eng);
+		tick(qp);
 	}
 	if (scan)
 		eng->lv_scan_ns = coarse + eng->lv_cap_ns;
@@ -329,7 +350,7 @@ static void stopped(struct pw_engine *eng, uint64_t gap)
 void pw_live_wake(struct pw_engine *eng)
 {
 	uint64_t now = pw_coarse_ns();
-	uint64_t gap = now - eng->lv_mark_ns;
+	uint64_t gap = since_ns(now, eng->lv_mark_ns);
 
 	eng->lv_mark_ns = now;
 	if (eng->lv_nqps && gap > 3 * eng->lv_cap_ns)

@@ -115,12 +115,17 @@ struct pw_rx {
 	uint32_t err_syn;	/* responder: NAK syndrome decided at begin */
 	enum pw_wc_status recv_status; /* responder: status for the recv WQE */
 	uint32_t trailer_syn;	/* completer: READ_RESP trailer */
+	/*
+	 * dead and eof: written by the engine thread under qp->lock, which
+	 * reads them without it; other threads (the connection manager's
+	 * TIMEWAIT_EXIT test) read them under the lock.
+	 */
 	bool dead;		/* protocol error: discard until EOF */
 	bool drained;		/* the last read came back short: socket empty */
 	int lowat;		/* SO_RCVLOWAT in force (0 or 1: the default) */
 	bool big;		/* the last message had a large payload (rx.c) */
 	bool backlog;		/* the last read got all it asked for */
-	bool eof;
+	bool eof;		/* the socket returned EOF or an error */
 	/*
 	 * STALL pipelining: payload bytes before this offset are in the page
 	 * table (or need none); placement past it waits for qp->fault.

@@ -476,9 +476,9 @@ void pw_resp_begin(struct pw_qp_i *qp)
 		pthread_mutex_lock(&qp->lock);
 		pw_qp_fatal_nak_locked(qp, qp->exp_psn, PW_SYN_PSN_SEQ,
 				       PW_QP_CAUSE_PROTOCOL, PW_WC_FATAL_ERR);
+		rx->dead = true;
 		pthread_mutex_unlock(&qp->lock);
 		rx->skip = true;
-		rx->dead = true;
 		return;
 	}
 

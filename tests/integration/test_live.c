@@ -462,9 +462,12 @@ static void t_stop_default(const char *arg)
 		if (wc.wr_id % 1000 == 0) {
 			PWT_ASSERTF(wc.status == PW_WC_RETRY_EXC_ERR, "%s: %s", opname[k],
 				    pw_wc_status_str(wc.status));
+			struct pw_qp_attr qa;
+
 			done[k] = pwt_now_ms() - t0;
-			printf("%s: RETRY_EXC_ERR after %" PRIu64 " ms (default bound)\n",
-			       opname[k], done[k]);
+			PWT_OK(pw_query_qp(t.qp[k], &qa, sizeof(qa)));
+			printf("%s: RETRY_EXC_ERR after %" PRIu64 " ms (default bound), %s\n",
+			       opname[k], done[k], pw_qp_cause_str(qa.cause));
 		} else {
 			PWT_EQ(wc.status, PW_WC_WR_FLUSH_ERR);
 		}
@@ -753,7 +756,22 @@ static int stopped_req_main(int fd, void *arg)
 	PWT_OK(pwt_post_rdma(s.qp, PW_WR_RDMA_READ, 2, loc.addr + 8192, 4096, loc.lkey,
 			     r.addr + 4096, r.rkey, PW_SEND_SIGNALED));
 	raise(SIGSTOP);
-	PWT_EXPECT_OK(s.scq, 1, PW_WC_RDMA_WRITE, 4096, s.qp->qp_num);
+	{
+		struct pw_qp_attr qa;
+		struct pw_wc wc;
+
+		pwt_wait_wc_at(__FILE__, __LINE__, s.scq, &wc, PWT_TIMEOUT_MS);
+		struct pw_stats st = pwt_stats(s.ctx);
+
+		PWT_OK(pw_query_qp(s.qp, &qa, sizeof(qa)));
+		PWT_ASSERTF(wc.wr_id == 1 && wc.status == PW_WC_SUCCESS &&
+			    wc.opcode == PW_WC_RDMA_WRITE,
+			    "WRITE: wr_id %" PRIu64 " %s, QP cause: %s (stops %" PRIu64
+			    ", heartbeats %" PRIu64 " sent %" PRIu64 " received)",
+			    wc.wr_id, pw_wc_status_str(wc.status),
+			    pw_qp_cause_str(qa.cause), st.stops_detected,
+			    st.heartbeats_sent, st.heartbeats_received);
+	}
 	PWT_EXPECT_OK(s.scq, 2, PW_WC_RDMA_READ, 4096, s.qp->qp_num);
 	PWT_PATTERN(loc.addr + 8192, 4096, 32, 0);
 	PWT_EQ(pw_qp_state(s.qp), PW_QPS_RTS);
@@ -810,6 +828,13 @@ static void t_stopped_requester(const char *arg)
 	PWT_EQ(waitpid(c.pid, &status, WUNTRACED), c.pid);
 	PWT_ASSERT(WIFSTOPPED(status));
 	pwt_sleep_ms(3000);
+	st = pwt_stats(b.ctx);
+	/* the target's side of it, for a failure's report */
+	printf("target: QP %s, %" PRIu64 " stops detected, %" PRIu64
+	       " peer timeouts, %" PRIu64 " heartbeats sent\n",
+	       pw_qp_state(b.qp) == PW_QPS_RTS ? "RTS" : "not RTS", st.stops_detected,
+	       st.peer_timeouts, st.heartbeats_sent);
+	fflush(stdout);
 	PWT_EQ(kill(c.pid, SIGCONT), 0);
 	pwt_ctl_recv(c.fd, &v, 1, 20000);
 	PWT_EQ(v, 'K');
