@@ -58,14 +58,13 @@ static inline uint32_t avail(const struct pw_rx *rx)
 /* @err: the receive's errno, 0 for an orderly EOF */
 static void on_eof(struct pw_qp_i *qp, int err)
 {
-	/* under the lock: the connection manager reads it from other threads */
+	/* eof under the lock: the connection manager reads it from other threads */
 	pthread_mutex_lock(&qp->lock);
 	qp->rx.eof = true;
-	pthread_mutex_unlock(&qp->lock);
 	/* the peer vanished (or shut us out): IBA's transport retry exceeded */
-	pw_qp_fatal(qp, err ? pw_qp_cause_of_errno(err) : PW_QP_CAUSE_PEER_CLOSED,
-		    PW_WC_RETRY_EXC_ERR);
-	pthread_mutex_lock(&qp->lock);
+	pw_qp_fail_locked(qp, err ? pw_qp_cause_of_errno(err) : PW_QP_CAUSE_PEER_CLOSED,
+			  PW_WC_RETRY_EXC_ERR);
+	pw_tx_flush_locked(qp);
 	pw_cm_qp_closing_locked(qp);
 	pthread_mutex_unlock(&qp->lock);
 }
