@@ -6,9 +6,14 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
-DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps iptables libnetfilter-queue-dev pkg-config
+DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps iptables libnetfilter-queue-dev pkg-config mandoc man-db binutils
+# `make deb`: Debian's own packaging tools (dpkg-buildpackage, debhelper's
+# cmake support, lintian).
+DEB_DEPS    = dpkg-dev debhelper lintian fakeroot
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all deps build check demo asan tsan fuzz soak bench clean
+.PHONY: all deps build check demo asan tsan fuzz soak bench clean install uninstall deb
 
 all: build
 
@@ -20,10 +25,31 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 check: build
+	@scripts/deps.sh $(DEB_DEPS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 demo: build
 	$(BUILD)/bin/pagewire-demo
+
+# `make install PREFIX=/usr DESTDIR=/tmp/stage`: library (shared and static),
+# header, pagewire.pc, the CMake package, tools, man pages and docs. The
+# list of what was installed is $(BUILD)/install_manifest.txt, which
+# `make uninstall` (give the same DESTDIR) removes.
+install: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
+uninstall:
+	@test -f $(BUILD)/install_manifest.txt || { echo "uninstall: no $(BUILD)/install_manifest.txt (nothing installed from this build)" >&2; exit 1; }
+	scripts/uninstall.sh $(BUILD)/install_manifest.txt "$(DESTDIR)"
+
+# Debian packages libpagewire0, libpagewire-dev and pagewire-tools, built by
+# dpkg-buildpackage from a copy of the tree, checked by lintian; the .debs
+# land in $(BUILD)/deb/.
+deb:
+	@scripts/deps.sh $(DEPS) $(DEB_DEPS)
+	scripts/make-deb.sh $(BUILD)/deb
 
 # Full test suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan: deps

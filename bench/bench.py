@@ -320,7 +320,7 @@ def best_of(res, rows, metric, size, run, lower=False):
 
 
 def paging(res):
-    """Issue 4's measured figures and criteria, on this run's medians."""
+    """The demand-paging figures and criteria, on this run's medians."""
     out = []
     GiB, TiB = 1 << 30, 1 << 40
 
@@ -408,7 +408,7 @@ def paging(res):
                                              " (%s)" % bound if bound else "",
                                              " ".join(fmt % x for x in v)))
     out.append("")
-    out.append("Acceptance criteria of issue 4 measured so far:")
+    out.append("Demand-paging criteria, on these medians:")
     out.append("")
 
     def crit(ok, what, val):
@@ -452,8 +452,9 @@ def paging(res):
     return "\n".join(out)
 
 
-def acceptance(res, quick):
-    """The issue's acceptance criteria, evaluated on this run's medians.
+def data_path_criteria(res, quick):
+    """The data-path criteria (against raw TCP, pinned MRs, the peers and one
+    QP), evaluated on this run's medians.
     Every ratio is a median over the runs of a ratio taken within one run."""
     out = []
 
@@ -653,7 +654,7 @@ def main():
         meta.get("date", "?"), len(runs), "" if len(runs) == 1 else "s", meta.get("seconds", "?")))
     block.append("")
     block.append("Machine: %s, nproc %s, %s, kernel %s, %s. Load average %s at the start, %s at the end "
-                 "(other sessions share the machine)." % (
+                 "(other workloads share the machine)." % (
                      meta.get("cpu", "?"), meta.get("nproc", "?"), meta.get("mem", "?"),
                      meta.get("kernel", "?"), meta.get("os", "?"),
                      meta.get("load_start", "?"), meta.get("load_end", "?")))
@@ -666,11 +667,11 @@ def main():
     block.append("Each cell: ratio to raw TCP measured in the same run (bandwidth: higher is better; "
                  "latency: lower is better) · absolute median.")
     block.append("")
-    block.append("Acceptance criteria of issue 3, on these medians:")
+    block.append("Data-path criteria, on these medians:")
     block.append("")
-    block.append(acceptance(res, quick))
+    block.append(data_path_criteria(res, quick))
     block.append("")
-    block.append("### Demand paging (issue 4)")
+    block.append("### Demand paging")
     block.append("")
     block.append("Each figure compares within one pagewire-perf invocation: `reg` "
                  "(registration cost, local), `fault_lat` (8-byte WRITEs to never-touched "

@@ -244,7 +244,7 @@ measure_pagewire() {
 	local s
 	pw_bw pw_write_odp write_bw --mr=odp
 	pw_bw pw_write_pinned write_bw --mr=pinned
-	# ODP against pinned, paired in one run (the acceptance figure)
+	# ODP against pinned, paired in one run (what the ODP-vs-pinned criteria use)
 	pw_bw pw_pair write_bw --mr=odp --vs-pinned
 	pw_bw pw_read_odp read_bw --mr=odp
 	for s in $TABLE_SIZES; do
@@ -262,7 +262,7 @@ measure_pagewire() {
 	measure_paging
 }
 
-# Demand paging (issue 4): registration cost, fault latency, first touch,
+# Demand paging: registration cost, fault latency, first touch,
 # swapped-out target memory and head-of-line blocking, each a same-run
 # comparison inside one pagewire-perf invocation. The same invocations
 # measure the platform's bounds too (first touch: the kernel's page
@@ -370,10 +370,18 @@ md_args=()
 [ "$UPDATE_MD" = 1 ] && md_args=(--md "$ROOT/BENCHMARKS.md")
 "$PY" "$BENCH/bench.py" "$OUT" "${md_args[@]}"
 
-# issue 6: the four fault policies on an overcommitted target (root: zram
+# The four fault policies on an overcommitted target (root: zram
 # swap and a memory cgroup; skipped with a note otherwise). BENCH_OVERCOMMIT=0
 # leaves it out.
 if [ "${BENCH_OVERCOMMIT:-1}" = 1 ]; then
 	PAGEWIRE_PERF=$PERF BENCH_RUNS=$RUNS BENCH_UPDATE_MD=$UPDATE_MD PY=$PY \
 		bash "$BENCH/overcommit.sh" "$OUT"
+fi
+
+# The shared library against the static one: the same pagewire-perf on
+# libpagewire.so.0 and on libpagewire.a, paired round by round.
+# BENCH_SHARED_STATIC=0 leaves it out.
+if [ "${BENCH_SHARED_STATIC:-1}" = 1 ]; then
+	PAGEWIRE_PERF=$PERF BENCH_RUNS=$RUNS BENCH_UPDATE_MD=$UPDATE_MD PY=$PY \
+		bash "$BENCH/shared_static.sh" "$OUT"
 fi

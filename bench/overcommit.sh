@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/overcommit.sh: the four fault policies on one overcommitted target
-# (issue 6), in one run: pinned, stall, drop, notify, interleaved,
-# BENCH_RUNS times each, `pagewire-perf overcommit` inside a memory cgroup
-# (v1) and with a zram swap device, both set up here as root and torn down
+# bench/overcommit.sh: the four fault policies on one overcommitted target,
+# in one run: pinned, stall, drop, notify, interleaved, BENCH_RUNS times
+# each, `pagewire-perf overcommit` inside a memory cgroup (v1) and with a
+# zram swap device, both set up here as root and torn down
 # on exit. Medians go into BENCHMARKS.md between the overcommit markers.
 #
 #   bench/overcommit.sh [OUT_DIR]          (compare.sh calls it)
@@ -119,6 +119,6 @@ if update == "1":
     if b in s and e in s:
         s = s[:s.index(b)] + block + s[s.index(e) + len(e):]
     else:
-        s = s.rstrip("\n") + "\n\n## Overcommit: the four policies (issue 6)\n\n" + block + "\n"
+        s = s.rstrip("\n") + "\n\n## Overcommit: the four policies\n\n" + block + "\n"
     open(md, "w").write(s)
 EOF

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Waiting for completions, blocking (the default: a completion channel,
- * pw_req_notify_cq + pw_get_cq_event) or busy-polling (opt-in). The
- * brief says never spin by default: both tools share a machine's two
- * cores with two processes' progress threads.
+ * pw_req_notify_cq + pw_get_cq_event) or busy-polling (opt-in). Nothing
+ * spins by default, as in the library (docs/performance.md): both tools
+ * share a machine's two cores with two processes' progress threads.
  */
 #ifndef PAGEWIRE_TOOL_CQ_WAIT_H
 #define PAGEWIRE_TOOL_CQ_WAIT_H

@@ -40,7 +40,8 @@ static void usage(FILE *f)
 "  -w, --writes=N      write ranges; default %d\n"
 "  -A, --atomics=N     atomic targets (4 atomics each); default %d\n"
 "  -S, --seed=N        seed (default: random; printed)\n"
-"  -h, --help          this text\n",
+"  -h, --help          this text\n"
+"  -V, --version       print the tool's and the library's version\n",
 		DEMO_DEFAULT_WRITES, DEMO_DEFAULT_ATOMICS);
 }
 
@@ -60,6 +61,7 @@ static void parse_args(int argc, char **argv, struct demo_opts *o)
 		{ "atomics", required_argument, NULL, 'A' },
 		{ "seed",    required_argument, NULL, 'S' },
 		{ "help",    no_argument,       NULL, 'h' },
+		{ "version", no_argument,       NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
@@ -70,7 +72,7 @@ static void parse_args(int argc, char **argv, struct demo_opts *o)
 	o->writes = DEMO_DEFAULT_WRITES;
 	o->atomics = DEMO_DEFAULT_ATOMICS;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":r:w:A:S:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":r:w:A:S:hV", lo, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			if (tool_parse_size(optarg, &o->region_len) ||
@@ -94,6 +96,9 @@ static void parse_args(int argc, char **argv, struct demo_opts *o)
 			break;
 		case 'h':
 			usage(stdout);
+			exit(0);
+		case 'V':
+			tool_print_version(DEMO_PROG);
 			exit(0);
 		case ':':
 			bad_usage("option needs a value:", argv[optind - 1]);

@@ -89,7 +89,7 @@ enum perf_test {
 	/* Plain TCP sockets, no pagewire at all: the baselines. */
 	PERF_TCP_BW,
 	PERF_TCP_LAT,
-	/* demand paging (issue 4) */
+	/* demand paging */
 	PERF_FAULT_LAT,
 	PERF_HOL,
 	PERF_TEST_COUNT

@@ -219,7 +219,7 @@ int perf_ep_map_buffer(struct perf_ep *ep)
 	uint64_t max = run->plan.max_size;
 	int err;
 
-	/* Page-aligned areas: the fast path the brief measures. */
+	/* Page-aligned areas: the fast path, which is what the bench measures. */
 	ep->area = (size_t)((max + page - 1) / page * page);
 	ep->buf_len = 2 * ep->area + PERF_CTRL_AREA;
 	ep->buf = mmap(NULL, ep->buf_len, PROT_READ | PROT_WRITE,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pagewire-perf inval_lat (issue 6): how long a peer goes on believing in
- * a mapping that is gone. The time from the target's madvise(MADV_DONTNEED)
- * or munmap() of a page of a registered ODP MR returning to the peer's
+ * pagewire-perf inval_lat: how long a peer goes on believing in a mapping
+ * that is gone. The time from the target's madvise(MADV_DONTNEED) or
+ * munmap() of a page of a registered ODP MR returning to the peer's
  * requester having applied the INVALIDATE for it (the time its engine
  * recorded, pw_stats.notify_last_rx_ns; CLOCK_MONOTONIC is one clock for
  * the whole machine).

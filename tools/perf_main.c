@@ -206,6 +206,7 @@ static void usage(FILE *f)
 "      --json           one JSON object per result line on stdout (human\n"
 "                       text goes to stderr)\n"
 "  -h, --help           this text\n"
+"  -V, --version        print the tool's and the library's version\n"
 "\n"
 "Units: MB = 10^6 bytes, MB/sec as perftest; latencies in microseconds.\n"
 "BW peak is the best rate over any tenth of the run's messages.\n"
@@ -267,6 +268,7 @@ static const struct option long_opts[] = {
 	{ "tx-depth",	 required_argument, NULL, 't' },
 	{ "atomic",	 required_argument, NULL, 'A' },
 	{ "help",	 no_argument,	    NULL, 'h' },
+	{ "version",	 no_argument,	    NULL, 'V' },
 	{ "mr",		 required_argument, NULL, OPT_MR },
 	{ "policy",	 required_argument, NULL, OPT_POLICY },
 	{ "first-touch", no_argument,	    NULL, OPT_FIRST_TOUCH },
@@ -308,7 +310,7 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 	o->tx_depth = PERF_DEFAULT_TX_DEPTH;
 
 	opterr = 0;	/* our own messages, and exit code 2 */
-	while ((c = getopt_long(argc, argv, ":s:n:aq:p:t:A:h", long_opts,
+	while ((c = getopt_long(argc, argv, ":s:n:aq:p:t:A:hV", long_opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -349,6 +351,9 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 			break;
 		case 'h':
 			usage(stdout);
+			exit(0);
+		case 'V':
+			tool_print_version(PERF_PROG);
 			exit(0);
 		case OPT_MR:
 			o->mr_set = true;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pagewire-perf overcommit (issue 6): the seed's debate in one number
- * each. A forked target registers a region --ratio times its --budget and
- * this process (the initiator) writes and reads random 4 KiB pages across
- * it for --seconds, 16 ops in flight on one QP, then every byte is
- * verified: the target hashes each page, the initiator each page it
- * expects (its own record of what it wrote where).
+ * pagewire-perf overcommit: the 2008 thread's debate (stall, drop or
+ * notify; docs/design.md) in one number each. A forked target registers a
+ * region --ratio times its --budget and this process (the initiator)
+ * writes and reads random 4 KiB pages across it for --seconds, 16 ops in
+ * flight on one QP, then every byte is verified: the target hashes each
+ * page, the initiator each page it expects (its own record of what it
+ * wrote where).
  *
  * --policy: pinned (the region is registered pinned: populated and
  * mlocked, no budget; its failure is the answer when memory is short),

@@ -5,7 +5,7 @@
  *
  * Pinned registration populates and mlocks every page, so it costs time in
  * proportion to the size and RLIMIT_MEMLOCK bounds it; ODP registration
- * allocates a key and the root of an empty page table (issue 4: O(1)).
+ * allocates a key and the root of an empty page table: O(1) at any size.
  * Every pinned registration starts from unpopulated memory (the range is
  * MADV_DONTNEED'ed after each deregistration), which is what registering
  * freshly allocated buffers costs an application.

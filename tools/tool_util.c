@@ -6,8 +6,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <pagewire/pagewire.h>
 
 #include "tool_util.h"
 
@@ -110,4 +113,14 @@ const char *tool_fmt_bytes(uint64_t bytes, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%.2f %s", v, unit[i]);
 	return buf;
+}
+
+void tool_print_version(const char *prog)
+{
+	const char *lib = pw_version();
+
+	if (strcmp(lib, PW_VERSION_STRING))
+		printf("%s %s (libpagewire %s)\n", prog, PW_VERSION_STRING, lib);
+	else
+		printf("%s %s\n", prog, PW_VERSION_STRING);
 }

@@ -31,6 +31,13 @@ int tool_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Monotonic clock in nanoseconds. */
 uint64_t tool_now_ns(void);
 
+/*
+ * --version: "PROG X.Y.Z" as GNU tools print it; the library's version
+ * follows when it differs from the one the tool was built with (a newer
+ * libpagewire.so.0 under an older tool).
+ */
+void tool_print_version(const char *prog);
+
 /* Resident set size of the calling process in bytes (/proc/self/statm). */
 uint64_t tool_rss_bytes(void);
 

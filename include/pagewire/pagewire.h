@@ -31,6 +31,31 @@
 extern "C" {
 #endif
 
+/*
+ * Version of this header. The library's own, at run time, is pw_version():
+ * a program built against 0.1 and run against a later 0.x library sees the
+ * later string there. The SONAME (libpagewire.so.0) changes only with an
+ * incompatible ABI.
+ */
+#define PW_VERSION_MAJOR	0
+#define PW_VERSION_MINOR	1
+#define PW_VERSION_PATCH	0
+#define PW_VERSION_STRING	"0.1.0"
+/* One number to compare: PW_VERSION_NUM >= PW_VERSION_ENCODE(0, 1, 0). */
+#define PW_VERSION_ENCODE(major, minor, patch) \
+	(((major) << 16) | ((minor) << 8) | (patch))
+#define PW_VERSION_NUM \
+	PW_VERSION_ENCODE(PW_VERSION_MAJOR, PW_VERSION_MINOR, PW_VERSION_PATCH)
+
+/*
+ * Everything declared here is the library's ABI; everything else in it is
+ * built hidden (-fvisibility=hidden) and the linker's version script
+ * (PAGEWIRE_0.1) exports exactly these functions.
+ */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility push(default)
+#endif
+
 #define PW_MAX_PRIVATE_DATA	256	/* bytes of CM private data each way */
 #define PW_MAX_SGE		16	/* per work request */
 #define PW_MAX_INLINE_DATA	1024	/* largest max_inline_data a QP accepts */
@@ -52,7 +77,7 @@ struct pw_listener;
  * A NULL attr gives the defaults.
  */
 /*
- * Responder fault policies (the seed thread's "stall or drop"): what a
+ * Responder fault policies (the 2008 thread's "stall or drop"): what a
  * QP does when a remote op needs ODP pages not in the MR's page table.
  */
 enum pw_fault_policy {
@@ -60,7 +85,7 @@ enum pw_fault_policy {
 	PW_FAULT_STALL		= 1,	/* stop reading this QP until resolved */
 	PW_FAULT_DROP		= 2,	/* discard, NAK, the requester resends */
 	/*
-	 * The seed thread's proposal: tell the peers when a range of an MR
+	 * The 2008 proposal: tell the peers when a range of an MR
 	 * goes away (INVALIDATE) so that their requests ask for it first
 	 * (FAULT_IN, VALIDATE); a fault the peer did not know of stalls as
 	 * under STALL. Falls back to STALL with a peer that cannot do it.
@@ -131,7 +156,7 @@ enum pw_access_flags {
 	PW_ACCESS_REMOTE_WRITE	= 1 << 1,
 	PW_ACCESS_REMOTE_READ	= 1 << 2,
 	PW_ACCESS_REMOTE_ATOMIC	= 1 << 3,
-	/* Not pinned: pages are faulted in on demand (seed: demand paging). */
+	/* Not pinned: pages are faulted in on demand (the 2008 proposal: demand paging). */
 	PW_ACCESS_ON_DEMAND	= 1 << 6,
 	/*
 	 * Follow the virtual address, as hardware ODP does: when part of the
@@ -1006,6 +1031,16 @@ const char *pw_wr_opcode_str(enum pw_wr_opcode opcode);
 
 /* A sentence about the last failure in this thread, or "" if none. */
 const char *pw_last_error(void);
+
+/*
+ * The library's version, "MAJOR.MINOR.PATCH", as it was built (which may be
+ * later than this header's PW_VERSION_STRING). Never NULL.
+ */
+const char *pw_version(void);
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -16,8 +16,9 @@
 #include "util/util.h"
 
 /*
- * Limits against a dead or hostile peer (issue 7, docs/limits.md). The
- * dead-peer bound defaults to what the BRIEF allows at most (30 s).
+ * Limits against a dead or hostile peer (docs/limits.md). The dead-peer
+ * bound defaults to 30 s: by default no outstanding WR waits longer than
+ * that for a peer that has died (docs/limits.md, "The dead-peer bound").
  */
 #define PW_DEF_PEER_TIMEOUT_MS	30000
 /*

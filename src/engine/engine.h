@@ -49,7 +49,8 @@ struct pw_engine {
 	 * progress thread holds it. An application thread that waits for
 	 * completions (pw_get_cq_event; pw_poll_cq in busy mode) takes it over
 	 * and drives the engine itself: the completion is then found by the
-	 * thread that wants it, with no thread hand-off (BRIEF: ~4 us each).
+	 * thread that wants it, with no thread hand-off (~4 us each:
+	 * docs/performance.md).
 	 */
 	pthread_mutex_t token;
 	atomic_int drivers;	/* application threads holding or wanting it */

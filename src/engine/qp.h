@@ -244,9 +244,9 @@ struct pw_qp_i {
 	bool in_epoll;		/* progress thread */
 	bool in_engine;		/* on the engine's list (token holder) */
 	/*
-	 * STALL (issue 4): a responder fault is pending; the socket is not
-	 * read, so TCP backpressure holds the sender. Set and cleared by the
-	 * token holder under the lock (the epoll interest depends on it).
+	 * STALL (PW_FAULT_STALL): a responder fault is pending; the socket is
+	 * not read, so TCP backpressure holds the sender. Set and cleared by
+	 * the token holder under the lock (the epoll interest depends on it).
 	 */
 	bool rx_stalled;
 	struct pw_fault fault;	/* the pending STALL fault (token holder) */

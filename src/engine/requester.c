@@ -39,7 +39,7 @@ static void req_fault_done(struct pw_fault *f)
 }
 
 /*
- * Local ODP (issue 4): the payload of a WRITE or SEND is read by sendmsg
+ * Local ODP: the payload of a WRITE or SEND is read by sendmsg
  * on whatever thread transmits; a source page not in its MR's page table
  * (or swapped out, for 1 MiB and more) is faulted first, inline when it
  * cannot need I/O, else through the worker while the request waits.

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Responder: executes incoming requests. Every op is checked, every time,
- * before any byte of memory is touched (BRIEF "Access checks, every time"):
+ * before any byte of memory is touched (docs/security.md, "The checks, on
+ * every request"):
  * the key names a live MR, the MR is in the QP's PD, it grants the access,
  * and the range lies inside it. A failure NAKs with REMOTE_ACCESS and, as
  * IBA prescribes for responder access errors, puts the QP in error.
@@ -220,12 +221,13 @@ static void drop_fault_done(struct pw_fault *f)
 }
 
 /*
- * DROP (the seed's other answer): read and discard the request's payload,
- * NAK it with PAGE_FAULT and a retry-after hint, and fault the pages in
- * the background, so that the resent request finds them valid. Everything
- * the requester sent after it is dropped too until the resend arrives
- * (go-back-N keeps RC ordering). Called with the lock held; @f holds the
- * missing range. Return true when the request was NAKed.
+ * DROP (the other answer of the 2008 thread, docs/design.md): read and
+ * discard the request's payload, NAK it with PAGE_FAULT and a retry-after
+ * hint, and fault the pages in the background, so that the resent request
+ * finds them valid. Everything the requester sent after it is dropped too
+ * until the resend arrives (go-back-N keeps RC ordering). Called with the
+ * lock held; @f holds the missing range. Return true when the request was
+ * NAKed.
  */
 static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
 {
@@ -275,8 +277,9 @@ static bool resp_drop_locked(struct pw_qp_i *qp, const struct pw_fault *miss)
 }
 
 /*
- * STALL (seed: "the target must either stall or drop"): when the current
- * request needs pages its ODP MR's page table lacks, only this QP pauses.
+ * STALL (the 2008 thread: "the target must either stall or drop"): when
+ * the current request needs pages its ODP MR's page table lacks, only this
+ * QP pauses.
  * Its socket is not read until the fault engine has them, so TCP
  * backpressure holds the sender; the data then goes straight into the
  * populated pages, and a READ response or atomic runs on valid pages.

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Memory region registration: pinned (the 2008 baseline: populate + mlock,
- * bounded by RLIMIT_MEMLOCK) and on-demand (seed: "the mapping would have
- * to be on demand"; O(1), touches nothing).
+ * bounded by RLIMIT_MEMLOCK) and on-demand (the 2008 proposal: "the mapping
+ * would have to be on demand"; O(1), touches nothing).
  */
 #include <errno.h>
 #include <inttypes.h>

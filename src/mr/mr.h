@@ -2,10 +2,11 @@
 /*
  * Memory regions and the key table.
  *
- * A key names an MR on the wire (seed: "region RRR"). Every incoming op
- * looks its key up here and holds a *use* of the MR only for the duration of
- * one placement step (one syscall); pw_dereg_mr() removes the key and then
- * waits for the uses in progress to drain, so nothing lands after it returns.
+ * A key names an MR on the wire (the 2008 proposal's "region RRR"). Every
+ * incoming op looks its key up here and holds a *use* of the MR only for
+ * the duration of one placement step (one syscall); pw_dereg_mr() removes
+ * the key and then waits for the uses in progress to drain, so nothing
+ * lands after it returns.
  */
 #ifndef PW_MR_MR_H
 #define PW_MR_MR_H

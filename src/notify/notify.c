@@ -252,8 +252,8 @@ static void view_add_locked(struct pw_qp_i *qp, uint32_t rkey, uint64_t s,
 	}
 	if (nt->nview == PW_RVIEW_MAX) {
 		/*
-		 * Bounded (issue 6): a key with a range here already becomes
-		 * one whole-key range; otherwise the oldest entry is
+		 * Bounded (PW_RVIEW_MAX): a key with a range here already
+		 * becomes one whole-key range; otherwise the oldest entry is
 		 * forgotten (stale-valid only costs a target fault).
 		 */
 		if (same < PW_RVIEW_MAX) {

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The notification protocol (issue 6; docs/wire.md section 14): the
- * seed's "additional notification mechanism" that tells peers when a
+ * The notification protocol (docs/wire.md section 14): the 2008
+ * proposal's "additional notification mechanism" that tells peers when a
  * mapping goes away, so that "the writes would not occur if the mapping
  * has not been established".
  *
  * Three parts, all bounded, none a correctness requirement (the target
  * still checks and faults every access):
  *  - target: invalidations of an MR range (notifier, pw_mr_invalidate,
- *    deregistration) are queued per context, from any thread, without
- *    malloc (the notifier's handler calls in); the engine's token holder
- *    turns them into INVALIDATE messages on every NOTIFY QP of the MR's PD,
- *    coalesced per QP;
+ *    deregistration, the budget's reclaim) are queued per context, from
+ *    any thread, without malloc (the notifier's handler calls in); the
+ *    engine's token holder turns them into INVALIDATE messages on every
+ *    NOTIFY QP of the MR's PD, coalesced per QP;
  *  - requester: a per-QP view of the peer's invalid ranges (PW_RVIEW_MAX
  *    entries); a WRITE/READ/ATOMIC into one is held, with every later
  *    request of the QP, behind a FAULT_IN until VALIDATE;

@@ -93,7 +93,11 @@ static void evict(struct pw_budget *b, struct pw_mr_i *mr, uint64_t a, uint64_t 
 	unsigned char vec[BUDGET_VICTIMS];
 	size_t still = 0;
 
-	/* the order of issue 6: invalidate, then notify, then page out */
+	/*
+	 * budget.h's order: invalidate, then notify, then page out, so that
+	 * neither our page table nor a peer's view still vouches for a page
+	 * the kernel is taking away
+	 */
 	pw_mr_forget_range(mr, a, e);
 	pw_notify_invalidated(mr, a, e);
 	atomic_fetch_add_explicit(&b->reclaimed_pages, pages, memory_order_relaxed);

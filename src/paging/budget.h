@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The memory budget (issue 6): the pages a context's ODP MRs hold in their
- * device page tables are kept under a budget by reclaiming cold ones:
+ * The memory budget (pw_context_attr.mem_budget, PW_MEM_BUDGET): the
+ * pages a context's ODP MRs hold in their device page tables are kept
+ * under a budget by reclaiming cold ones:
  * CLOCK over the tables' ACCESSED bits, then, per victim range, invalidate
  * (the page table), notify the peers (NOTIFY's INVALIDATE), and
  * MADV_PAGEOUT (the kernel writes anonymous pages to swap, file pages

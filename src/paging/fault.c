@@ -228,7 +228,7 @@ out:
  * to the MR, for pw_fault_try_inline(). Read from /proc/self/maps, on the
  * worker only (tens of us: never on the progress thread), and only when
  * @addr is outside what the MR already remembers. A mapping that changes
- * later is forgotten by invalidations (issue 5's notifier); until then
+ * later is forgotten by invalidations (the notifier, notifier.h); until then
  * the cost of a stale entry is a fault taken in the data copy.
  */
 static void learn_vma(struct pw_mr_i *mr, uint64_t addr)

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The fault engine: resolves responder (and later local) page faults of
+ * The fault engine: resolves responder and local page faults of
  * on-demand-paging MRs off the progress thread.
  *
- * The progress thread never waits for a page (issue 4, seed: "the target
- * must either stall or drop"). When an op needs pages that the MR's device
+ * The progress thread never waits for a page (the objection in the 2008
+ * linux-kernel thread, docs/design.md: "the target must either stall or
+ * drop"). When an op needs pages that the MR's device
  * page table does not hold, the QP hands a struct pw_fault to this engine
  * and, under STALL, stops reading its socket: TCP backpressure holds the
  * sender, every other QP keeps running. A worker thread populates the

@@ -96,8 +96,9 @@ static uint64_t page_ceil(uint64_t a)
 /*
  * [s, e) of the address space went away (munmap; the old range of an
  * mremap). Default: that part of every MR over it is dead for good, as
- * the seed's safe choice, and the owner is told; FOLLOW_VA MRs only
- * forget the pages, and the next access faults in whatever is there.
+ * the safe choice of the 2008 proposal, and the owner is told; FOLLOW_VA
+ * MRs only forget the pages, and the next access faults in whatever is
+ * there.
  */
 static void gone_locked(uint64_t s, uint64_t e, enum pw_event_type type)
 {

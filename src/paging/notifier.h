@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The notifier: the kernel's VM changes to registered memory, through
- * userfaultfd's non-cooperative events (seed: "If the driver tracks the
- * mappings using the notifier then the VM can make sure that the right
- * things happen"). User space has no mmu notifier; a userfaultfd that has
- * the registered ranges registered in write-protect mode (and never
- * write-protects a page, so no fault is ever delivered to it) receives
- * UNMAP (munmap, and mmap/mremap over the range), REMOVE (madvise
- * DONTNEED/REMOVE) and REMAP (mremap); not FORK (notifier.c says why).
+ * userfaultfd's non-cooperative events (the 2008 proposal: "If the driver
+ * tracks the mappings using the notifier then the VM can make sure that
+ * the right things happen"). User space has no mmu notifier; a
+ * userfaultfd that has the registered ranges registered in write-protect
+ * mode (and never write-protects a page, so no fault is ever delivered to
+ * it) receives UNMAP (munmap, and mmap/mremap over the range), REMOVE
+ * (madvise DONTNEED/REMOVE) and REMAP (mremap); not FORK (notifier.c says
+ * why).
  *
  * One notifier per process: a range can be registered with one
  * userfaultfd only, and every context's MRs share the address space.

@@ -70,9 +70,9 @@ enum pw_wire_opcode {
 	PW_OP_ATOMIC_RESP	= 0x23,
 
 	/*
-	 * Notifications (issue 6, the seed's proposal): outside the PSN
-	 * sequence, no payload, only between peers that both set
-	 * PW_WIRE_FEAT_NOTIFY. rkey/raddr/op1 name a range of one MR.
+	 * Notifications (docs/wire.md section 14, the 2008 proposal):
+	 * outside the PSN sequence, no payload, only between peers that both
+	 * set PW_WIRE_FEAT_NOTIFY. rkey/raddr/op1 name a range of one MR.
 	 */
 	PW_OP_INVALIDATE	= 0x30,	/* target -> peers: range gone (op2 = generation) */
 	PW_OP_VALIDATE		= 0x31,	/* target -> peers: range back (op2 = generation) */
@@ -103,10 +103,10 @@ enum pw_wire_syndrome {
 	PW_SYN_REMOTE_ACCESS	= 4,	/* key, PD, access right or bounds */
 	PW_SYN_REMOTE_OP	= 5,	/* responder could not complete the op */
 	/*
-	 * DROP policy (issue 4): the target pages were not in the responder's
-	 * page table; the request and everything after it were dropped, the
-	 * fault is being resolved. Resend from this PSN after op1 us. Sent
-	 * only to a peer that set PW_WIRE_FEAT_FAULT_NAK.
+	 * DROP policy (PW_FAULT_DROP): the target pages were not in the
+	 * responder's page table; the request and everything after it were
+	 * dropped, the fault is being resolved. Resend from this PSN after op1
+	 * us. Sent only to a peer that set PW_WIRE_FEAT_FAULT_NAK.
 	 */
 	PW_SYN_PAGE_FAULT	= 6,
 	PW_SYN_MAX		= 7,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The connection manager's server side fed arbitrary bytes (issue 7): what
+ * The connection manager's server side fed arbitrary bytes: what
  * pw_accept does with one incoming connection, the handshake (CONNECT_REQ
  * parsing, version negotiation, CONNECT_REJ), the reply and, when the
  * input is a valid request, the QP going live with the peer's parameters

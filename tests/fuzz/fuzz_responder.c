@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A whole in-process target fed arbitrary message streams (issue 7).
+ * A whole in-process target fed arbitrary message streams.
  *
  * One context (a pinned and an ODP MR, receives posted) lives for the
  * whole run. Each input becomes the byte stream of a fresh QP's peer: a

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The NOTIFY protocol (issue 6; docs/wire.md section 14), each case with
+ * The NOTIFY protocol (docs/wire.md section 14), each case with
  * real peers over TCP: INVALIDATE reaches the peers of the MR's PD and no
  * other; a FAULT_IN for unmapped memory fails cleanly; a peer without the
  * protocol falls back; an INVALIDATE storm keeps the requester bounded and

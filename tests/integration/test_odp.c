@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Demand paging on the responder (issue 4): remote ops into ODP pages the
- * device page table does not hold yet fault through the fault engine,
+ * Demand paging on the responder: remote ops into ODP pages the device
+ * page table does not hold yet fault through the fault engine,
  * off the progress thread, under the STALL policy, and land exactly once
  * with the right data; ops into no mapping fail with a remote access
  * error; other QPs keep running while one stalls.
  *
- * The fault counters are read from the context internals (core/context.h)
- * until the public stats call exists.
+ * Some cases read the fault counters straight from the context internals
+ * (core/context.h), others through pw_query_stats(), which reports the
+ * same counters.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -839,7 +839,7 @@ static void write_wait(struct pwt_pair *p, struct pwt_buf *src, uint8_t *dst,
 }
 
 /*
- * Found by the soak test (issue 7): a FOLLOW_VA MR, part unmapped and
+ * Found by the soak test (tests/soak): a FOLLOW_VA MR, part unmapped and
  * mapped again; WRITEs into pages 5 then 6 make a sequential stream, so
  * fault-around also brings page 7 back. Page 7 must be watched again
  * (docs/semantics.md: "a range faulted in again after an unmap is

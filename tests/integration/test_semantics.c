@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Acceptance tests of the notifier: docs/semantics.md, "VM events and the
+ * Tests of the notifier's guarantees: docs/semantics.md, "VM events and the
  * notifier", one scenario per CTest test (semantics.<scenario>).
  *
  * The process that owns the memory (the target) does the VM operation

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Resource limits (issue 7, docs/limits.md): what a peer, honest or not,
+ * Resource limits (docs/limits.md): what a peer, honest or not,
  * can make a target hold. Each case drives the limit past its edge and
  * checks the outcome the document promises: a bounded amount of memory
  * or fds, an exact wire answer or completion status, a counter, and that

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Multi-host tests (issue 7, item 3 and 4): targets and initiators on
- * "hosts" that are network namespaces joined by veth pairs, with faults
- * on the links between them. Run as root; without root, iproute2, veth or
- * iptables (and for loss_delay, libnetfilter_queue) each case exits 77
- * with the reason. See nsenv.h for the process layout and netem.h for
- * the loss and delay (this kernel has no sch_netem).
+ * Multi-host tests: targets and initiators on "hosts" that are network
+ * namespaces joined by veth pairs, with faults on the links between them.
+ * Run as root; without root, iproute2, veth or iptables (and for
+ * loss_delay, libnetfilter_queue) each case exits 77 with the reason. See
+ * nsenv.h for the process layout and netem.h for the loss and delay (this
+ * kernel has no sch_netem).
  *
  *   itest_netns loss_delay      1% loss and 5 ms delay each way on two
  *                               links, two initiators, every byte verified

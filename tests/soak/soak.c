@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The soak test (issue 7, item 6): one process, an initiator and a target
- * context, 16 RC QPs between them. Every QP owns a slice of one ODP
+ * The soak test: one process, an initiator and a target context, 16 RC
+ * QPs between them. Every QP owns a slice of one ODP
  * (FOLLOW_VA) region on the target and keeps a few ops in flight on
  * distinct 64 KiB blocks of it: WRITE (inline, sub-page, page, multi-page),
  * WRITE_WITH_IMM, READ, SEND/SEND_WITH_IMM into receives posted inside the
