@@ -57,7 +57,9 @@ static ssize_t do_atomic(struct pwf_ep *ep, enum fi_op fop, enum fi_datatype dt,
 		return -FI_EKEYREJECTED;
 	if (addr & 7)
 		return -FI_EINVAL;
-	op = pwf_op_get(ep);
+	op = pwf_op_new(ep, context, FI_ATOMIC | (fetch ? FI_READ : FI_WRITE), 8,
+			pwf_tx_report(ep, flags),
+			fetch ? PWF_CNTR_READ : PWF_CNTR_WRITE);
 	if (!op)
 		return -FI_EAGAIN;
 	if (result) {
@@ -73,13 +75,6 @@ static ssize_t do_atomic(struct pwf_ep *ep, enum fi_op fop, enum fi_datatype dt,
 	}
 	sge.length = 8;
 	sge.lkey = lkey;
-	op->context = context;
-	op->flags = FI_ATOMIC | (fetch ? FI_READ : FI_WRITE);
-	op->buf = NULL;
-	op->len = 8;
-	op->report = !(flags & FI_INJECT) &&
-		     (!ep->scq_selective || (flags & FI_COMPLETION));
-	op->cntr = fetch ? PWF_CNTR_READ : PWF_CNTR_WRITE;
 	wr.wr_id = (uintptr_t)op;
 	wr.sg_list = &sge;
 	wr.num_sge = 1;

@@ -234,6 +234,19 @@ int pwf_cq_wait_event(struct pwf_cq *cq, int timeout_ms)
 	return ret;
 }
 
+/* Enough entries for the reader, or an error entry at the head? */
+static bool cq_ready(struct pwf_cq *cq, size_t threshold)
+{
+	bool ready;
+
+	pwf_cq_progress(cq);
+	pthread_mutex_lock(&cq->lock);
+	ready = cq->q_count >= threshold ||
+		(cq->q_count && cq->q[cq->q_head].err);
+	pthread_mutex_unlock(&cq->lock);
+	return ready;
+}
+
 static ssize_t cq_sread(struct fid_cq *cq_fid, void *buf, size_t count,
 			const void *cond, int timeout)
 {
@@ -243,7 +256,7 @@ static ssize_t cq_sread(struct fid_cq *cq_fid, void *buf, size_t count,
 
 	if (cq->wait_obj == FI_WAIT_NONE)
 		return -FI_EINVAL;
-	if (cond && cq->wait_obj != FI_WAIT_NONE)
+	if (cond)
 		threshold = *(const size_t *)cond;
 	if (threshold < 1)
 		threshold = 1;
@@ -253,16 +266,15 @@ static ssize_t cq_sread(struct fid_cq *cq_fid, void *buf, size_t count,
 	for (;;) {
 		struct timespec now;
 		int slice = PWF_SREAD_SLICE_MS;
-		size_t have;
 
-		have = pwf_cq_progress(cq);
-		if (have >= threshold || (have && cq->q[cq->q_head].err))
+		if (cq_ready(cq, threshold))
 			return cq_take(cq, buf, count);
+		/* fi_cq_signal, or time up: whatever is there (-FI_EAGAIN if none) */
 		if (atomic_exchange_explicit(&cq->signaled, false, memory_order_acq_rel))
-			return have ? cq_take(cq, buf, count) : -FI_EAGAIN;
+			return cq_take(cq, buf, count);
 		pw_req_notify_cq(cq->cq, 0);
 		/* as verbs: poll again after arming to catch what came before */
-		if (pwf_cq_progress(cq) >= threshold)
+		if (cq_ready(cq, threshold))
 			continue;
 		if (timeout >= 0) {
 			long ms;
@@ -270,10 +282,8 @@ static ssize_t cq_sread(struct fid_cq *cq_fid, void *buf, size_t count,
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			ms = (now.tv_sec - t0.tv_sec) * 1000 +
 			     (now.tv_nsec - t0.tv_nsec) / 1000000;
-			if (ms >= timeout) {
-				have = pwf_cq_progress(cq);
-				return have ? cq_take(cq, buf, count) : -FI_EAGAIN;
-			}
+			if (ms >= timeout)
+				return cq_take(cq, buf, count);
 			if (timeout - ms < slice)
 				slice = (int)(timeout - ms);
 		}
@@ -479,7 +489,7 @@ int pwf_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr,
 		return -FI_EINVAL;
 	cq = cq_new(dom, attr->size, wait, context);
 	if (!cq)
-		return pwf_errno(-errno ? -errno : -ENOMEM);
+		return pwf_errno(errno ? -errno : -ENOMEM);
 	cq->format = attr->format == FI_CQ_FORMAT_UNSPEC ? FI_CQ_FORMAT_CONTEXT : attr->format;
 	cq->entry_size = esz;
 	*out = &cq->cq_fid;

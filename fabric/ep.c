@@ -16,7 +16,7 @@
 
 #define PWF_OP_CHUNK 256
 
-struct pwf_op *pwf_op_get(struct pwf_ep *ep)
+static struct pwf_op *pwf_op_get(struct pwf_ep *ep)
 {
 	struct pwf_op *op;
 
@@ -46,6 +46,22 @@ struct pwf_op *pwf_op_get(struct pwf_ep *ep)
 	if (op)
 		ep->free_ops = op->next;
 	pthread_mutex_unlock(&ep->lock);
+	return op;
+}
+
+struct pwf_op *pwf_op_new(struct pwf_ep *ep, void *context, uint64_t flags,
+			  size_t len, bool report, uint8_t cntr)
+{
+	struct pwf_op *op = pwf_op_get(ep);
+
+	if (!op)
+		return NULL;
+	op->context = context;
+	op->flags = flags;
+	op->buf = NULL;
+	op->len = len;
+	op->report = report;
+	op->cntr = cntr;
 	return op;
 }
 
@@ -85,33 +101,21 @@ int pwf_desc_lkey(struct pwf_ep *ep, void *desc, uint32_t *lkey)
 
 /* ---- connection events ----------------------------------------------- */
 
-static void push_cm(struct pwf_eq *eq, uint32_t event, fid_t fid, void *context,
-		    const void *data, size_t len)
+/* An entry about @fid: @err 0 for an event, else an error with @data as err_data. */
+static void push(struct pwf_eq *eq, uint32_t event, int err, int prov_errno,
+		 fid_t fid, void *context, const void *data, size_t len)
 {
 	struct pwf_eq_entry *e = pwf_eq_entry_new(len);
 
-	if (!e)
+	if (!e) {
+		PWF_WARN(FI_LOG_EQ, "event lost: out of memory\n");
 		return;
+	}
 	e->event = event;
-	e->fid = fid;
-	e->context = context;
-	e->len = len;
-	if (len)
-		memcpy(e->buf, data, len);
-	pwf_eq_push(eq, e);
-}
-
-static void push_err(struct pwf_eq *eq, fid_t fid, void *context, int err,
-		     int prov_errno, const void *data, size_t len)
-{
-	struct pwf_eq_entry *e = pwf_eq_entry_new(len);
-
-	if (!e)
-		return;
-	e->fid = fid;
-	e->context = context;
 	e->err = err;
 	e->prov_errno = prov_errno;
+	e->fid = fid;
+	e->context = context;
 	e->len = len;
 	if (len)
 		memcpy(e->buf, data, len);
@@ -129,26 +133,26 @@ void pwf_ep_cm_event(struct pwf_ep *ep, const struct pw_cm_event *ev)
 	switch (ev->event) {
 	case PW_CM_EVENT_ESTABLISHED:
 		atomic_store_explicit(&ep->state, PWF_EP_CONNECTED, memory_order_release);
-		push_cm(eq, FI_CONNECTED, fid, ctx, ev->private_data,
-			ev->private_data_len);
+		push(eq, FI_CONNECTED, 0, 0, fid, ctx, ev->private_data,
+		     ev->private_data_len);
 		break;
 	case PW_CM_EVENT_REJECTED:
 		atomic_store_explicit(&ep->state, PWF_EP_SHUTDOWN, memory_order_release);
-		push_err(eq, fid, ctx, FI_ECONNREFUSED, ev->status,
-			 ev->private_data, ev->private_data_len);
+		push(eq, 0, FI_ECONNREFUSED, ev->status, fid, ctx,
+		     ev->private_data, ev->private_data_len);
 		break;
 	case PW_CM_EVENT_UNREACHABLE:
 		atomic_store_explicit(&ep->state, PWF_EP_SHUTDOWN, memory_order_release);
-		push_err(eq, fid, ctx, ev->status == -ETIMEDOUT ? FI_ETIMEDOUT :
-			 FI_EHOSTUNREACH, ev->status, NULL, 0);
+		push(eq, 0, ev->status == -ETIMEDOUT ? FI_ETIMEDOUT : FI_EHOSTUNREACH,
+		     ev->status, fid, ctx, NULL, 0);
 		break;
 	case PW_CM_EVENT_CONNECT_ERROR:
 		atomic_store_explicit(&ep->state, PWF_EP_SHUTDOWN, memory_order_release);
-		push_err(eq, fid, ctx, FI_ECONNABORTED, ev->status, NULL, 0);
+		push(eq, 0, FI_ECONNABORTED, ev->status, fid, ctx, NULL, 0);
 		break;
 	case PW_CM_EVENT_DISCONNECTED:
 		atomic_store_explicit(&ep->state, PWF_EP_SHUTDOWN, memory_order_release);
-		push_cm(eq, FI_SHUTDOWN, fid, ctx, NULL, 0);
+		push(eq, FI_SHUTDOWN, 0, 0, fid, ctx, NULL, 0);
 		break;
 	default:
 		break;	/* TIMEWAIT_EXIT: nothing for libfabric */
@@ -884,9 +888,14 @@ static struct fi_ops pep_fi_ops = {
 	.ops_set = pwf_no_ops_set,
 };
 
+static ssize_t pep_cancel(fid_t fid, void *context)
+{
+	return -FI_ENOENT;	/* a passive endpoint posts no operations */
+}
+
 static struct fi_ops_ep pep_ops = {
 	.size = sizeof(struct fi_ops_ep),
-	.cancel = ep_cancel,
+	.cancel = pep_cancel,
 	.getopt = ep_getopt,
 	.setopt = ep_setopt,
 	.tx_ctx = no_tx_ctx,

@@ -292,15 +292,7 @@ static int eq_close(struct fid *fid)
 {
 	struct pwf_eq *eq = pwf_container_of(fid, struct pwf_eq, eq_fid.fid);
 	struct pwf_fabric *fab = eq->fab;
-	struct pwf_eq **pp, *e;
 
-	pthread_mutex_lock(&fab->cm_lock);
-	for (pp = &fab->eqs; *pp; pp = &(*pp)->next)
-		if (*pp == eq) {
-			*pp = eq->next;
-			break;
-		}
-	pthread_mutex_unlock(&fab->cm_lock);
 	while (eq->head) {
 		struct pwf_eq_entry *n = eq->head->next;
 
@@ -312,7 +304,6 @@ static int eq_close(struct fid *fid)
 	close(eq->efd);
 	pthread_mutex_destroy(&eq->lock);
 	atomic_fetch_sub_explicit(&fab->refs, 1, memory_order_release);
-	(void)e;
 	free(eq);
 	return 0;
 }
@@ -382,10 +373,6 @@ int pwf_eq_open(struct fid_fabric *fabric, struct fi_eq_attr *attr,
 	eq->eq_fid.fid.context = context;
 	eq->eq_fid.fid.ops = &eq_fi_ops;
 	eq->eq_fid.ops = &eq_ops;
-	pthread_mutex_lock(&fab->cm_lock);
-	eq->next = fab->eqs;
-	fab->eqs = eq;
-	pthread_mutex_unlock(&fab->cm_lock);
 	atomic_fetch_add_explicit(&fab->refs, 1, memory_order_relaxed);
 	*out = &eq->eq_fid;
 	return 0;

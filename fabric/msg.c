@@ -25,20 +25,22 @@ ssize_t pwf_post_send(struct pwf_ep *ep, struct pw_send_wr *wr)
 	return pwf_errno(ret);
 }
 
-static int fill_sges(struct pwf_ep *ep, struct pw_sge *sge, const struct iovec *iov,
-		     void **desc, size_t count, size_t *total)
+int pwf_fill_sges(struct pwf_ep *ep, struct pw_sge *sge, const struct iovec *iov,
+		  void **desc, size_t count, bool inline_data, size_t *total)
 {
 	size_t sum = 0;
 
 	for (size_t i = 0; i < count; i++) {
-		uint32_t lkey;
+		uint32_t lkey = 0;	/* inline: copied at post time, no key */
 		int ret;
 
 		if (iov[i].iov_len > UINT32_MAX)
 			return -FI_EMSGSIZE;
-		ret = pwf_desc_lkey(ep, desc ? desc[i] : NULL, &lkey);
-		if (ret)
-			return ret;
+		if (!inline_data) {
+			ret = pwf_desc_lkey(ep, desc ? desc[i] : NULL, &lkey);
+			if (ret)
+				return ret;
+		}
 		sge[i].addr = (uintptr_t)iov[i].iov_base;
 		sge[i].length = (uint32_t)iov[i].iov_len;
 		sge[i].lkey = lkey;
@@ -46,15 +48,10 @@ static int fill_sges(struct pwf_ep *ep, struct pw_sge *sge, const struct iovec *
 	}
 	if (sum > PW_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
+	if (inline_data && sum > ep->inject_size)
+		return -FI_EINVAL;
 	*total = sum;
 	return 0;
-}
-
-static bool tx_report(struct pwf_ep *ep, uint64_t flags)
-{
-	if (flags & FI_INJECT)
-		return false;
-	return !ep->scq_selective || (flags & FI_COMPLETION);
 }
 
 static ssize_t do_recv(struct pwf_ep *ep, const struct iovec *iov, void **desc,
@@ -71,18 +68,14 @@ static ssize_t do_recv(struct pwf_ep *ep, const struct iovec *iov, void **desc,
 		return -FI_EINVAL;
 	if (flags & FI_MULTI_RECV)
 		return -FI_EOPNOTSUPP;
-	ret = fill_sges(ep, sge, iov, desc, count, &total);
+	ret = pwf_fill_sges(ep, sge, iov, desc, count, false, &total);
 	if (ret)
 		return ret;
-	op = pwf_op_get(ep);
+	op = pwf_op_new(ep, context, FI_RECV | FI_MSG, total,
+			!ep->rcq_selective || (flags & FI_COMPLETION), PWF_CNTR_RECV);
 	if (!op)
 		return -FI_EAGAIN;
-	op->context = context;
-	op->flags = FI_RECV | FI_MSG;
 	op->buf = count ? iov[0].iov_base : NULL;
-	op->len = total;
-	op->report = !ep->rcq_selective || (flags & FI_COMPLETION);
-	op->cntr = PWF_CNTR_RECV;
 	wr.wr_id = (uintptr_t)op;
 	wr.sg_list = sge;
 	wr.num_sge = (int)count;
@@ -127,31 +120,15 @@ static ssize_t do_send(struct pwf_ep *ep, const struct iovec *iov, void **desc,
 
 	if (count > ep->info->tx_attr->iov_limit || (count && !iov))
 		return -FI_EINVAL;
-	if (flags & FI_INJECT) {
-		for (size_t i = 0; i < count; i++)
-			total += iov[i].iov_len;
-		if (total > ep->inject_size)
-			return -FI_EINVAL;
-		for (size_t i = 0; i < count; i++) {
-			sge[i].addr = (uintptr_t)iov[i].iov_base;
-			sge[i].length = (uint32_t)iov[i].iov_len;
-			sge[i].lkey = 0;	/* inline: copied now, no key */
-		}
-		wr.send_flags |= PW_SEND_INLINE;
-	} else {
-		ret = fill_sges(ep, sge, iov, desc, count, &total);
-		if (ret)
-			return ret;
-	}
-	op = pwf_op_get(ep);
+	ret = pwf_fill_sges(ep, sge, iov, desc, count, flags & FI_INJECT, &total);
+	if (ret)
+		return ret;
+	op = pwf_op_new(ep, context, FI_SEND | FI_MSG, total,
+			pwf_tx_report(ep, flags), PWF_CNTR_SEND);
 	if (!op)
 		return -FI_EAGAIN;
-	op->context = context;
-	op->flags = FI_SEND | FI_MSG;
-	op->buf = NULL;
-	op->len = total;
-	op->report = tx_report(ep, flags);
-	op->cntr = PWF_CNTR_SEND;
+	if (flags & FI_INJECT)
+		wr.send_flags |= PW_SEND_INLINE;
 	wr.wr_id = (uintptr_t)op;
 	wr.sg_list = sge;
 	wr.num_sge = (int)count;

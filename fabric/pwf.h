@@ -87,10 +87,9 @@ struct pwf_fabric {
 	/*
 	 * cm_lock: one thread at a time takes events off cmch and routes
 	 * them to their EQs, so that the order of a connection's events is
-	 * kept across EQs; also protects the EQ list.
+	 * kept across EQs.
 	 */
 	pthread_mutex_t cm_lock;
-	struct pwf_eq *eqs;
 	atomic_int refs;		/* domains, EQs, passive endpoints */
 };
 
@@ -168,7 +167,6 @@ struct pwf_eq_entry {
 struct pwf_eq {
 	struct fid_eq eq_fid;
 	struct pwf_fabric *fab;
-	struct pwf_eq *next;		/* fab->eqs (fab->cm_lock) */
 	/* lock: protects the entry list and last_err. */
 	pthread_mutex_t lock;
 	struct pwf_eq_entry *head, *tail;
@@ -348,7 +346,9 @@ static inline struct pwf_ep *to_pwf_ep(struct fid_ep *e)
 
 int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 		 struct fid_ep **ep, void *context);
-struct pwf_op *pwf_op_get(struct pwf_ep *ep);
+/* An op record filled in for one posted operation, or NULL (-FI_EAGAIN). */
+struct pwf_op *pwf_op_new(struct pwf_ep *ep, void *context, uint64_t flags,
+			  size_t len, bool report, uint8_t cntr);
 void pwf_op_put(struct pwf_op *op);
 /* the QP once connected, else NULL and *err (negative FI_E*) */
 struct pw_qp *pwf_ep_qp(struct pwf_ep *ep, ssize_t *err);
@@ -391,6 +391,19 @@ int pwf_query_atomic(struct fid_domain *domain, enum fi_datatype datatype,
 
 /* Post one send-side WR for an op; maps pagewire's errors. */
 ssize_t pwf_post_send(struct pwf_ep *ep, struct pw_send_wr *wr);
+/*
+ * SGEs for @iov: lkeys from the descriptors, none when @inline_data (the
+ * bytes are copied at post time). Checks each length and the sum.
+ */
+int pwf_fill_sges(struct pwf_ep *ep, struct pw_sge *sge, const struct iovec *iov,
+		  void **desc, size_t count, bool inline_data, size_t *total);
+
+/* Does a send-side op write a CQ entry? (fi_inject never; else as bound) */
+static inline bool pwf_tx_report(const struct pwf_ep *ep, uint64_t flags)
+{
+	return !(flags & FI_INJECT) &&
+	       (!ep->scq_selective || (flags & FI_COMPLETION));
+}
 
 /* ---- information (attr.c) ------------------------------------------- */
 

@@ -25,35 +25,16 @@ static ssize_t do_rma(struct pwf_ep *ep, bool is_read, const struct iovec *iov,
 			 "remote data consumes a receive posted at the target\n");
 		return -FI_EOPNOTSUPP;
 	}
-	for (size_t i = 0; i < count; i++) {
-		uint32_t lkey = 0;
-
-		if (!(flags & FI_INJECT)) {
-			ret = pwf_desc_lkey(ep, desc ? desc[i] : NULL, &lkey);
-			if (ret)
-				return ret;
-		}
-		if (iov[i].iov_len > UINT32_MAX)
-			return -FI_EMSGSIZE;
-		sge[i].addr = (uintptr_t)iov[i].iov_base;
-		sge[i].length = (uint32_t)iov[i].iov_len;
-		sge[i].lkey = lkey;
-		total += iov[i].iov_len;
-	}
-	if (total > PW_MAX_MSG_SIZE)
-		return -FI_EMSGSIZE;
-	if ((flags & FI_INJECT) && (is_read || total > ep->inject_size))
+	if ((flags & FI_INJECT) && is_read)
 		return -FI_EINVAL;
-	op = pwf_op_get(ep);
+	ret = pwf_fill_sges(ep, sge, iov, desc, count, flags & FI_INJECT, &total);
+	if (ret)
+		return ret;
+	op = pwf_op_new(ep, context, FI_RMA | (is_read ? FI_READ : FI_WRITE), total,
+			pwf_tx_report(ep, flags),
+			is_read ? PWF_CNTR_READ : PWF_CNTR_WRITE);
 	if (!op)
 		return -FI_EAGAIN;
-	op->context = context;
-	op->flags = FI_RMA | (is_read ? FI_READ : FI_WRITE);
-	op->buf = NULL;
-	op->len = total;
-	op->report = !(flags & FI_INJECT) &&
-		     (!ep->scq_selective || (flags & FI_COMPLETION));
-	op->cntr = is_read ? PWF_CNTR_READ : PWF_CNTR_WRITE;
 	wr.wr_id = (uintptr_t)op;
 	wr.sg_list = sge;
 	wr.num_sge = (int)count;
