@@ -65,10 +65,30 @@ struct pwf_op *pwf_op_new(struct pwf_ep *ep, void *context, uint64_t flags,
 	return op;
 }
 
+/*
+ * A transmit that wants neither a CQ entry nor a counter goes unsignalled,
+ * as a verbs application posts one: it completes only if it fails, and the
+ * peer ACKs it together with others (coalesced) instead of at once, which
+ * keeps one ACK per message off the wire and off a ping-pong's critical
+ * path. Its failure is still reported, through the endpoint's quiet record
+ * (no context). Anything else is signalled, with a record of its own.
+ */
+struct pwf_op *pwf_tx_op(struct pwf_ep *ep, void *context, uint64_t flags,
+			 size_t len, bool report, uint8_t cntr,
+			 unsigned int *send_flags)
+{
+	if (!report && !ep->cntr[cntr])
+		return &ep->quiet_op;
+	*send_flags |= PW_SEND_SIGNALED;
+	return pwf_op_new(ep, context, flags, len, report, cntr);
+}
+
 void pwf_op_put(struct pwf_op *op)
 {
 	struct pwf_ep *ep = op->ep;
 
+	if (op == &ep->quiet_op)
+		return;
 	pthread_mutex_lock(&ep->lock);
 	op->next = ep->free_ops;
 	ep->free_ops = op;
@@ -205,8 +225,8 @@ static void qp_attr(struct pwf_ep *ep, struct pw_qp_init_attr *a)
 	a->cap.max_send_sge = (uint32_t)ep->info->tx_attr->iov_limit;
 	a->cap.max_recv_sge = (uint32_t)ep->info->rx_attr->iov_limit;
 	a->cap.max_inline_data = (uint32_t)ep->inject_size;
-	/* every WR signals: counters and FI_SELECTIVE_COMPLETION are ours */
-	a->sq_sig_all = 1;
+	/* WRs that need a completion ask for one (pwf_tx_op) */
+	a->sq_sig_all = 0;
 	/* libfabric's MSG transfers wait for a receive: retry RNR for ever */
 	a->rnr_retry = 7;
 }
@@ -710,6 +730,8 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return -FI_ENOMEM;
+	ep->quiet_op.ep = ep;
+	ep->quiet_op.flags = FI_SEND;
 	ep->info = fi_dupinfo(info);
 	if (!ep->info) {
 		free(ep);

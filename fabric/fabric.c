@@ -101,6 +101,9 @@ int pwf_fabric_open(struct fi_fabric_attr *attr, struct fid_fabric **fabric,
 		return -FI_ENOMEM;
 	ca.fault_policy = pwf_params.fault_policy;
 	ca.mem_budget = pwf_params.mem_budget;
+	/* fi_cq_read is libfabric's progress call: let it run the engine */
+	if (pwf_params.busy_poll)
+		ca.flags |= PW_CONTEXT_BUSY_POLL;
 	fab->ctx = pw_open(&ca);
 	if (!fab->ctx) {
 		ret = pwf_errno(-errno);

@@ -55,7 +55,11 @@ static void read_params(void)
 	char *s = NULL;
 	bool ok;
 
+	int busy = 1;
+
 	memset(&pwf_params, 0, sizeof(pwf_params));
+	fi_param_get_bool(&pwf_prov, "busy_poll", &busy);
+	pwf_params.busy_poll = busy != 0;
 	if (!fi_param_get_str(&pwf_prov, "mr", &s) && s) {
 		if (!strcasecmp(s, "pinned"))
 			pwf_params.mr_pinned = 1;
@@ -100,6 +104,12 @@ FI_EXT_INI
 	fi_param_define(&pwf_prov, "budget", FI_PARAM_STRING,
 			"Bytes the on-demand regions' page tables may hold (e.g. 256M); "
 			"past it cold pages are reclaimed. Default: no budget");
+	fi_param_define(&pwf_prov, "busy_poll", FI_PARAM_BOOL,
+			"Whether an fi_cq_read that finds nothing runs one pass of "
+			"pagewire's progress engine in the calling thread (default: "
+			"yes; the lowest latency for applications that poll). 0 leaves "
+			"the sockets to pagewire's progress thread, which a polling "
+			"thread then competes with for the CPU");
 	read_params();
 	return &pwf_prov;
 }

@@ -123,8 +123,8 @@ static ssize_t do_send(struct pwf_ep *ep, const struct iovec *iov, void **desc,
 	ret = pwf_fill_sges(ep, sge, iov, desc, count, flags & FI_INJECT, &total);
 	if (ret)
 		return ret;
-	op = pwf_op_new(ep, context, FI_SEND | FI_MSG, total,
-			pwf_tx_report(ep, flags), PWF_CNTR_SEND);
+	op = pwf_tx_op(ep, context, FI_SEND | FI_MSG, total,
+		       pwf_tx_report(ep, flags), PWF_CNTR_SEND, &wr.send_flags);
 	if (!op)
 		return -FI_EAGAIN;
 	if (flags & FI_INJECT)
@@ -132,7 +132,6 @@ static ssize_t do_send(struct pwf_ep *ep, const struct iovec *iov, void **desc,
 	wr.wr_id = (uintptr_t)op;
 	wr.sg_list = sge;
 	wr.num_sge = (int)count;
-	wr.send_flags |= PW_SEND_SIGNALED;
 	if (flags & FI_REMOTE_CQ_DATA) {
 		wr.opcode = PW_WR_SEND_WITH_IMM;
 		wr.imm_data = (uint32_t)data;

@@ -73,6 +73,7 @@ struct pwf_params {
 	int mr_pinned;			/* FI_PAGEWIRE_MR=pinned */
 	uint32_t fault_policy;		/* FI_PAGEWIRE_POLICY, 0 = pagewire's default */
 	uint64_t mem_budget;		/* FI_PAGEWIRE_BUDGET, 0 = none */
+	bool busy_poll;			/* FI_PAGEWIRE_BUSY_POLL (default on) */
 };
 extern struct pwf_params pwf_params;
 
@@ -335,6 +336,7 @@ struct pwf_ep {
 	bool closing;
 	struct pwf_pending_recv *pend_head, *pend_tail;
 	struct pwf_op *free_ops;
+	struct pwf_op quiet_op;		/* unsignalled transmits (pwf_tx_op) */
 	struct pwf_op **op_chunks;	/* every chunk allocated, freed at close */
 	size_t n_chunks, ops_total, ops_max;
 };
@@ -349,6 +351,9 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 /* An op record filled in for one posted operation, or NULL (-FI_EAGAIN). */
 struct pwf_op *pwf_op_new(struct pwf_ep *ep, void *context, uint64_t flags,
 			  size_t len, bool report, uint8_t cntr);
+struct pwf_op *pwf_tx_op(struct pwf_ep *ep, void *context, uint64_t flags,
+			 size_t len, bool report, uint8_t cntr,
+			 unsigned int *send_flags);
 void pwf_op_put(struct pwf_op *op);
 /* the QP once connected, else NULL and *err (negative FI_E*) */
 struct pw_qp *pwf_ep_qp(struct pwf_ep *ep, ssize_t *err);

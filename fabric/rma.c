@@ -30,15 +30,14 @@ static ssize_t do_rma(struct pwf_ep *ep, bool is_read, const struct iovec *iov,
 	ret = pwf_fill_sges(ep, sge, iov, desc, count, flags & FI_INJECT, &total);
 	if (ret)
 		return ret;
-	op = pwf_op_new(ep, context, FI_RMA | (is_read ? FI_READ : FI_WRITE), total,
-			pwf_tx_report(ep, flags),
-			is_read ? PWF_CNTR_READ : PWF_CNTR_WRITE);
+	op = pwf_tx_op(ep, context, FI_RMA | (is_read ? FI_READ : FI_WRITE), total,
+		       pwf_tx_report(ep, flags),
+		       is_read ? PWF_CNTR_READ : PWF_CNTR_WRITE, &wr.send_flags);
 	if (!op)
 		return -FI_EAGAIN;
 	wr.wr_id = (uintptr_t)op;
 	wr.sg_list = sge;
 	wr.num_sge = (int)count;
-	wr.send_flags = PW_SEND_SIGNALED;
 	if (flags & FI_INJECT)
 		wr.send_flags |= PW_SEND_INLINE;
 	if (flags & FI_FENCE)

@@ -106,10 +106,20 @@ enum pw_fault_policy {
  * tell a stopped peer from a slow one). For interop tests.
  */
 #define PW_CONTEXT_NO_LINK	(1u << 1)
+/*
+ * pw_context_attr.flags: busy polling, as PW_PROGRESS=busy but for this
+ * context only: a pw_poll_cq() that finds its CQ empty runs one
+ * non-blocking pass of the progress engine in the calling thread, so a
+ * polling loop sees completions without a thread hand-off. For callers
+ * that poll anyway (libfabric's manual progress, MPI); a thread that polls
+ * without pause keeps a core busy.
+ */
+#define PW_CONTEXT_BUSY_POLL	(1u << 2)
 
 /**
  * struct pw_context_attr - pw_open() attributes (zero them first)
- * @flags:        0, PW_CONTEXT_NO_NOTIFY, PW_CONTEXT_NO_LINK
+ * @flags:        0 or PW_CONTEXT_NO_NOTIFY, PW_CONTEXT_NO_LINK,
+ *                PW_CONTEXT_BUSY_POLL
  * @fault_policy: enum pw_fault_policy for the context's QPs; 0 takes the
  *                environment's PW_FAULT_POLICY=stall|drop|notify, else STALL
  * @mem_budget:   bytes the ODP MRs' page tables may hold; past it cold pages

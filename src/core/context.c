@@ -46,7 +46,8 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	uint32_t qpn;
 	int ret;
 
-	if (attr && ((attr->flags & ~(PW_CONTEXT_NO_NOTIFY | PW_CONTEXT_NO_LINK)) ||
+	if (attr && ((attr->flags & ~(PW_CONTEXT_NO_NOTIFY | PW_CONTEXT_NO_LINK |
+				 PW_CONTEXT_BUSY_POLL)) ||
 		     attr->fault_policy > PW_FAULT_NOTIFY)) {
 		pw_set_error("pw_open: unknown flags 0x%x or fault policy %u",
 			     attr->flags, attr->fault_policy);
@@ -93,7 +94,8 @@ struct pw_context *pw_open(const struct pw_context_attr *attr)
 	/* QP numbers start at a random point, as a NIC's would. */
 	pw_random_bytes(&qpn, sizeof(qpn));
 	atomic_init(&ctx->next_qpn, (qpn & 0xffff00u) | 1u);
-	ret = pw_engine_start(&ctx->engine);
+	ret = pw_engine_start(&ctx->engine,
+			      attr && (attr->flags & PW_CONTEXT_BUSY_POLL));
 	if (ret)
 		goto err_async;
 	ret = pw_budget_start(ctx, attr ? attr->mem_budget : 0);

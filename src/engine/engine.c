@@ -433,14 +433,14 @@ int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 	return ok ? 1 : 0;
 }
 
-int pw_engine_start(struct pw_engine *eng)
+int pw_engine_start(struct pw_engine *eng, bool busy)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	const char *mode = getenv("PW_PROGRESS");
 	int ret;
 
 	memset(eng, 0, sizeof(*eng));
-	eng->busy = mode && strcmp(mode, "busy") == 0;
+	eng->busy = busy || (mode && strcmp(mode, "busy") == 0);
 	eng->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (eng->epfd < 0)
 		return -errno;

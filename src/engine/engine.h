@@ -41,7 +41,7 @@ struct pw_engine {
 	int evfd;		/* wakes the token holder: commands, stop, hand-over */
 	pthread_t thread;
 	atomic_bool stop;
-	bool busy;		/* PW_PROGRESS=busy: pw_poll_cq drives the engine */
+	bool busy;		/* PW_CONTEXT_BUSY_POLL or PW_PROGRESS=busy: pw_poll_cq drives */
 	/*
 	 * token: its holder *is* the engine: it alone waits in epoll_wait on
 	 * the QP sockets and runs a batch (rx, tx, timers, commands), so an
@@ -85,7 +85,8 @@ struct pw_engine {
 	uint64_t lv_mark_ns;
 };
 
-int pw_engine_start(struct pw_engine *eng);
+/* @busy: PW_CONTEXT_BUSY_POLL (PW_PROGRESS=busy also sets it) */
+int pw_engine_start(struct pw_engine *eng, bool busy);
 void pw_engine_stop(struct pw_engine *eng);
 /* Hand @qp to the engine and wait until it is (de)registered. */
 void pw_engine_add_qp(struct pw_engine *eng, struct pw_qp_i *qp);
