@@ -1066,6 +1066,57 @@ static void t_mixed_modes(const char *arg)
 	pwt_pair_close(&p);
 }
 
+/*
+ * PW_CONTEXT_BUSY_POLL on both sides: a SEND ping-pong of inline and
+ * non-inline sizes, every byte of every message checked, driven only by
+ * pw_poll_cq() in this thread (each empty poll runs its context's engine).
+ */
+static void t_busy_poll(const char *arg)
+{
+	enum pwt_mode m = pwt_parse_mode(arg);
+	static const uint32_t sizes[] = { 8, 200, 4096, 65536 };
+	struct pwt_pair_opts o;
+	struct pwt_pair p;
+	struct pwt_buf atx, arx, btx, brx;
+
+	memset(&o, 0, sizeof(o));
+	o.a_ctx.flags = PW_CONTEXT_BUSY_POLL;
+	o.b_ctx.flags = PW_CONTEXT_BUSY_POLL;
+	o.a_attr.cap.max_inline_data = 256;
+	o.b_attr.cap.max_inline_data = 256;
+	pwt_pair_open(&p, &o);
+	pwt_buf_alloc(&atx, &p.a, 65536, PWT_ACCESS_ALL, m);
+	pwt_buf_alloc(&arx, &p.a, 65536, PWT_ACCESS_ALL, m);
+	pwt_buf_alloc(&btx, &p.b, 65536, PWT_ACCESS_ALL, m);
+	pwt_buf_alloc(&brx, &p.b, 65536, PWT_ACCESS_ALL, m);
+	for (unsigned int i = 0; i < 200; i++) {
+		uint32_t len = sizes[i % PWT_ARRAY_SIZE(sizes)];
+		unsigned int fl = PW_SEND_SIGNALED | (len <= 256 ? PW_SEND_INLINE : 0);
+
+		PWT_OK(pwt_post_recv1(p.b.qp, 2 * i, brx.addr, 65536, brx.lkey));
+		PWT_OK(pwt_post_recv1(p.a.qp, 2 * i + 1, arx.addr, 65536, arx.lkey));
+		pwt_fill(atx.addr, len, i + 1);
+		PWT_OK(pwt_post_send1(p.a.qp, PW_WR_SEND, 100000 + i, atx.addr, len,
+				      atx.lkey, 0, fl));
+		PWT_EXPECT_OK(p.b.rcq, 2 * i, PW_WC_RECV, len, p.b.qp->qp_num);
+		PWT_PATTERN(brx.addr, len, i + 1, 0);
+		/* the pong carries the ping back */
+		memcpy(btx.addr, brx.addr, len);
+		PWT_OK(pwt_post_send1(p.b.qp, PW_WR_SEND, 200000 + i, btx.addr, len,
+				      btx.lkey, 0, fl));
+		PWT_EXPECT_OK(p.a.rcq, 2 * i + 1, PW_WC_RECV, len, p.a.qp->qp_num);
+		PWT_PATTERN(arx.addr, len, i + 1, 0);
+		PWT_EXPECT_OK(p.a.scq, 100000 + i, PW_WC_SEND, len, p.a.qp->qp_num);
+		PWT_EXPECT_OK(p.b.scq, 200000 + i, PW_WC_SEND, len, p.b.qp->qp_num);
+	}
+	PWT_NO_WC(p.a.scq, 20);
+	pwt_buf_free(&atx);
+	pwt_buf_free(&arx);
+	pwt_buf_free(&btx);
+	pwt_buf_free(&brx);
+	pwt_pair_close(&p);
+}
+
 static const struct pwt_case cases[] = {
 	{ "write", t_write },
 	{ "write_imm", t_write_imm },
@@ -1091,6 +1142,7 @@ static const struct pwt_case cases[] = {
 	{ "read_after_write", t_read_after_write },
 	{ "multi_qp", t_multi_qp },
 	{ "mixed_modes", t_mixed_modes },
+	{ "busy_poll", t_busy_poll },
 };
 
 int main(int argc, char **argv)

@@ -729,7 +729,7 @@ static void test_dealloc_pd_busy(void)
 static void test_close_busy(void)
 {
 	struct pw_context *ctx = pw_open(NULL);
-	struct pw_context_attr bad = { .flags = 1u << 2 };	/* unknown flag */
+	struct pw_context_attr bad = { .flags = 1u << 3 };	/* unknown flag */
 	struct pw_context_attr badpol = { .fault_policy = PW_FAULT_NOTIFY + 1 };
 	struct pw_pd *pd;
 	struct pw_cq *cq;
