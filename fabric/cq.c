@@ -66,7 +66,7 @@ static void complete_one(struct pwf_cq *cq, const struct pw_wc *wc)
 
 	if (wc->opcode == PW_WC_RECV_RDMA_WITH_IMM)
 		cntr = PWF_CNTR_RECV;
-	if (ep->cntr[cntr])
+	if (cntr != PWF_CNTR_NONE && ep->cntr[cntr])
 		pwf_cntr_inc(ep->cntr[cntr], wc->status != PW_WC_SUCCESS);
 	/* errors are always reported (fi_cq(3)), successes as asked */
 	if ((report || wc->status != PW_WC_SUCCESS) && !cq->hidden && !ep->closing) {
@@ -371,12 +371,7 @@ static int cq_control(struct fid *fid, int command, void *arg)
 {
 	struct pwf_cq *cq = pwf_container_of(fid, struct pwf_cq, cq_fid.fid);
 
-	if (command != FI_GETWAIT)
-		return -FI_ENOSYS;
-	if (cq->wait_obj != FI_WAIT_FD)
-		return -FI_ENODATA;
-	*(int *)arg = cq->wait_fd;
-	return 0;
+	return pwf_getwait(command, cq->wait_obj, cq->wait_fd, arg);
 }
 
 static struct fi_ops cq_fi_ops = {

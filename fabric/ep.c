@@ -730,8 +730,9 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return -FI_ENOMEM;
+	/* its failures name no operation kind and bump no counter */
 	ep->quiet_op.ep = ep;
-	ep->quiet_op.flags = FI_SEND;
+	ep->quiet_op.cntr = PWF_CNTR_NONE;
 	ep->info = fi_dupinfo(info);
 	if (!ep->info) {
 		free(ep);

@@ -312,12 +312,7 @@ static int eq_control(struct fid *fid, int command, void *arg)
 {
 	struct pwf_eq *eq = pwf_container_of(fid, struct pwf_eq, eq_fid.fid);
 
-	if (command != FI_GETWAIT)
-		return -FI_ENOSYS;
-	if (eq->wait_obj != FI_WAIT_FD)
-		return -FI_ENODATA;
-	*(int *)arg = eq->wait_fd;
-	return 0;
+	return pwf_getwait(command, eq->wait_obj, eq->wait_fd, arg);
 }
 
 static struct fi_ops eq_fi_ops = {

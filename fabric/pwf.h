@@ -294,7 +294,8 @@ struct pwf_op {
 };
 
 enum {
-	PWF_CNTR_SEND, PWF_CNTR_RECV, PWF_CNTR_READ, PWF_CNTR_WRITE, PWF_CNTR_N
+	PWF_CNTR_SEND, PWF_CNTR_RECV, PWF_CNTR_READ, PWF_CNTR_WRITE, PWF_CNTR_N,
+	PWF_CNTR_NONE = PWF_CNTR_N	/* an op that counts nowhere (quiet_op) */
 };
 
 enum pwf_ep_state {
@@ -426,6 +427,9 @@ size_t pwf_sockaddr_len(const void *addr);
 int pwf_errno(int neg_errno);
 /* positive FI_E* for a pagewire completion status */
 int pwf_wc_err(enum pw_wc_status st);
+
+/* fi_control(FI_GETWAIT) of a CQ or EQ whose wait object is @wait_obj. */
+int pwf_getwait(int command, enum fi_wait_obj wait_obj, int wait_fd, void *arg);
 
 /* Functions for ops a provider does not support. */
 int pwf_no_bind(struct fid *fid, struct fid *bfid, uint64_t flags);

@@ -48,6 +48,16 @@ int pwf_wc_err(enum pw_wc_status st)
 	}
 }
 
+int pwf_getwait(int command, enum fi_wait_obj wait_obj, int wait_fd, void *arg)
+{
+	if (command != FI_GETWAIT)
+		return -FI_ENOSYS;
+	if (wait_obj != FI_WAIT_FD)
+		return -FI_ENODATA;
+	*(int *)arg = wait_fd;
+	return 0;
+}
+
 int pwf_no_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 {
 	return -FI_ENOSYS;
