@@ -12,6 +12,8 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "pwf.h"
 
@@ -372,6 +374,40 @@ static int resolve(const char *node, const char *service, bool passive,
 	return -FI_ENODATA;
 }
 
+/*
+ * The local address the kernel routes @dst from (port 0), as the tcp
+ * provider answers: a connected UDP socket's name, no packet sent. An
+ * endpoint given only a destination then names itself by an address a
+ * peer can reach; 0.0.0.0 would be refused by ofi_rxm's address vector.
+ */
+static int route_source(const struct sockaddr_storage *dst,
+			struct sockaddr_storage *src)
+{
+	struct sockaddr_storage to = *dst;
+	socklen_t len = sizeof(*src);
+	int fd, ret = -1;
+
+	/* any port will do for a route lookup, but not 0 */
+	if (to.ss_family == AF_INET && !((struct sockaddr_in *)&to)->sin_port)
+		((struct sockaddr_in *)&to)->sin_port = htons(9);
+	else if (to.ss_family == AF_INET6 && !((struct sockaddr_in6 *)&to)->sin6_port)
+		((struct sockaddr_in6 *)&to)->sin6_port = htons(9);
+	fd = socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&to, (socklen_t)pwf_sockaddr_len(&to)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)src, &len) == 0 &&
+	    src->ss_family == to.ss_family) {
+		if (src->ss_family == AF_INET)
+			((struct sockaddr_in *)src)->sin_port = 0;
+		else
+			((struct sockaddr_in6 *)src)->sin6_port = 0;
+		ret = 0;
+	}
+	close(fd);
+	return ret;
+}
+
 int pwf_getinfo(uint32_t version, const char *node, const char *service,
 		uint64_t flags, const struct fi_info *hints, struct fi_info **info)
 {
@@ -412,9 +448,12 @@ int pwf_getinfo(uint32_t version, const char *node, const char *service,
 		return 0;
 	}
 	if (d && !s) {
-		/* the source of a connection: any address, any port */
+		/* the source of a connection: the route's address (else any), any port */
 		memset(&src, 0, sizeof(src));
-		src.ss_family = ((const struct sockaddr *)d)->sa_family;
+		if (route_source(&dst, &src) != 0) {
+			memset(&src, 0, sizeof(src));
+			src.ss_family = ((const struct sockaddr *)d)->sa_family;
+		}
 		s = &src;
 	}
 	ret = add_info(&head, &tail, hints, version, s, d);

@@ -261,11 +261,24 @@ static void run_batch(struct pw_engine *eng, int timeout_ms)
 	 * stays readable for the next blocking batch.
 	 */
 	if (timeout_ms == 0 && eng->busy && eng->nqps <= PW_BUSY_DIRECT_QPS) {
-		bool need_epoll = false;
+		/*
+		 * Only epoll sees a listener's sockets (a connection request,
+		 * a half-open handshake) and a QP still connecting: a poller
+		 * that never left this path would leave them to the progress
+		 * thread, which stays parked while the poller drives, so a
+		 * connection could wait for seconds. A listener is looked at
+		 * every PW_BUSY_TIMER_PASSES passes, a connecting QP at once.
+		 */
+		bool need_epoll = ++eng->busy_passes % PW_BUSY_TIMER_PASSES == 0 &&
+				  eng->listeners;
 
 		for (struct pw_qp_i *qp = eng->qps; qp; qp = qp->eng_next) {
-			if (!qp->in_epoll || !pw_cm_live(&qp->cm))
+			if (!qp->in_epoll)
 				continue;
+			if (!pw_cm_live(&qp->cm)) {
+				need_epoll = true;
+				continue;
+			}
 			if (atomic_load_explicit(&qp->want_out, memory_order_relaxed) ||
 			    qp->rx.lowat > 1) {
 				need_epoll = true;
@@ -325,7 +338,7 @@ poll_out:
 	 */
 	pw_fault_reap(&container_of(eng, struct pw_context, engine)->faults);
 	pw_notify_reap(container_of(eng, struct pw_context, engine));
-	if (++eng->busy_passes % PW_BUSY_TIMER_PASSES == 0)
+	if (eng->busy_passes % PW_BUSY_TIMER_PASSES == 0)
 		run_timers(eng);
 	run_cmds(eng);
 }

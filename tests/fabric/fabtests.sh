@@ -38,29 +38,18 @@ fi_getinfo_test|fi_eq_test|fi_cq_test|fi_mr_test|fi_dom_test|fi_av_test|fi_cntr_
 	exit 0
 	;;
 esac
-# One client/server run on a port of our own (so that a test run beside
-# others does not collide); sets src and crc.
-run_pair() {
-	local port=$((20000 + RANDOM % 20000))
-	timeout 60 "${argv[@]}" -p "$prov" -s 127.0.0.1 -B "$port" >"$out/s.log" 2>&1 &
-	local spid=$!
-	sleep 0.5
-	timeout 60 "${argv[@]}" -p "$prov" -s 127.0.0.1 -P "$port" 127.0.0.1 >"$out/c.log" 2>&1
-	crc=$?
-	wait "$spid"
-	src=$?
-	echo "--- server"; cat "$out/s.log"
-	echo "--- client"; cat "$out/c.log"
-}
-run_pair
-# Known defect, open: over ofi_rxm a run now and then stalls while the
-# connection is set up (the client's WR ends with "transport retry counter
-# exceeded"). One more run tells that apart from a test that fails
-# outright; the first failure stays in the log, marked.
-if { [ $src != 0 ] || [ $crc != 0 ]; } && [[ $prov == *ofi_rxm* ]]; then
-	echo "KNOWN-FLAKE: $test over $prov: server exited $src, client $crc; running it again"
-	run_pair
-fi
+# The client/server run, on a port of our own (so that a test run beside
+# others does not collide).
+port=$((20000 + RANDOM % 20000))
+timeout 60 "${argv[@]}" -p "$prov" -s 127.0.0.1 -B "$port" >"$out/s.log" 2>&1 &
+spid=$!
+sleep 0.5
+timeout 60 "${argv[@]}" -p "$prov" -s 127.0.0.1 -P "$port" 127.0.0.1 >"$out/c.log" 2>&1
+crc=$?
+wait "$spid"
+src=$?
+echo "--- server"; cat "$out/s.log"
+echo "--- client"; cat "$out/c.log"
 if [ $src != 0 ] || [ $crc != 0 ]; then
 	echo "FAIL: $test: server exited $src, client $crc"
 	exit 1

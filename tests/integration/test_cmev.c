@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -591,6 +593,126 @@ static void t_accept_gone(const char *arg)
 	pwt_side_close(&b);
 }
 
+/* A thread that polls a CQ of its own without pause, as a busy poller does. */
+struct spinner {
+	struct pw_cq *cq;
+	atomic_bool stop;
+	unsigned long polls;
+	pthread_t thread;
+};
+
+static void *spin_main(void *arg)
+{
+	struct spinner *sp = arg;
+	struct pw_wc wc;
+
+	while (!atomic_load_explicit(&sp->stop, memory_order_acquire)) {
+		PWT_ASSERT(pw_poll_cq(sp->cq, 1, &wc) >= 0);
+		sp->polls++;
+	}
+	return NULL;
+}
+
+static void spin_start(struct spinner *sp, struct pw_context *ctx)
+{
+	memset(sp, 0, sizeof(*sp));
+	sp->cq = pw_create_cq(ctx, 16, NULL, NULL, 0);
+	PWT_NONNULL(sp->cq);
+	atomic_init(&sp->stop, false);
+	PWT_EQ(pthread_create(&sp->thread, NULL, spin_main, sp), 0);
+}
+
+static void spin_stop(struct spinner *sp)
+{
+	atomic_store_explicit(&sp->stop, true, memory_order_release);
+	PWT_EQ(pthread_join(sp->thread, NULL), 0);
+	PWT_ASSERT(sp->polls > 0);
+	PWT_OK(pw_destroy_cq(sp->cq));
+}
+
+/*
+ * Busy-polling contexts keep connecting: while a thread on each side polls
+ * without pause (so the engine is always driven by pw_poll_cq, never by
+ * the progress thread), a connection request still reaches the listener,
+ * the handshake completes on both sides, and a SEND crosses, byte for byte.
+ * Three connections in a row, each on a listener that has been polled
+ * meanwhile, as a libfabric server under ofi_rxm sees them.
+ */
+static void t_busy_poll(const char *arg)
+{
+	struct pw_context_attr busy = { .flags = PW_CONTEXT_BUSY_POLL };
+	struct pw_qp_init_attr ca, sa;
+	struct spinner cspin, sspin;
+	struct cside cli, srv;
+	struct pw_listener *l;
+	struct pw_cm_event *ev;
+	struct pwt_buf cb, sb;
+
+	(void)arg;
+	pwt_side_open_attr(&cli.s, &busy);
+	pwt_side_open_attr(&srv.s, &busy);
+	cli.ch = pw_create_cm_channel(cli.s.ctx);
+	srv.ch = pw_create_cm_channel(srv.s.ctx);
+	PWT_NONNULL(cli.ch);
+	PWT_NONNULL(srv.ch);
+	PWT_EQ(fcntl(cli.ch->fd, F_SETFL, fcntl(cli.ch->fd, F_GETFL) | O_NONBLOCK), 0);
+	PWT_EQ(fcntl(srv.ch->fd, F_SETFL, fcntl(srv.ch->fd, F_GETFL) | O_NONBLOCK), 0);
+	pwt_buf_alloc(&cb, &cli.s, 4096, PWT_ACCESS_ALL, PWT_PINNED);
+	pwt_buf_alloc(&sb, &srv.s, 4096, PWT_ACCESS_ALL, PWT_PINNED);
+	l = pw_listen_channel(srv.ch, "127.0.0.1", 0, NULL);
+	PWT_NONNULL(l);
+	spin_start(&cspin, cli.s.ctx);
+	spin_start(&sspin, srv.s.ctx);
+	for (unsigned int i = 0; i < 3; i++) {
+		struct pw_qp *cq, *sq;
+
+		/* the listener sits polled, with nothing to do, for a while */
+		pwt_sleep_ms(20);
+		ca = qattr(&cli.s);
+		cq = pw_connect_async(cli.s.pd, &ca, "127.0.0.1", pw_listener_port(l),
+				      NULL, cli.ch);
+		PWT_NONNULL(cq);
+		ev = EXPECT_EV(srv.ch, PW_CM_EVENT_CONNECT_REQUEST, NULL);
+		sa = qattr(&srv.s);
+		sq = pw_accept_request(ev->request, srv.s.pd, &sa, NULL);
+		PWT_NONNULL(sq);
+		PWT_OK(pw_ack_cm_event(ev));
+		ev = EXPECT_EV(srv.ch, PW_CM_EVENT_ESTABLISHED, sq);
+		PWT_EQ(ev->status, 0);
+		PWT_OK(pw_ack_cm_event(ev));
+		ev = EXPECT_EV(cli.ch, PW_CM_EVENT_ESTABLISHED, cq);
+		PWT_EQ(ev->status, 0);
+		PWT_OK(pw_ack_cm_event(ev));
+
+		PWT_OK(pwt_post_recv1(sq, 10 + i, sb.addr, 4096, sb.lkey));
+		pwt_fill(cb.addr, 256, 40 + i);
+		PWT_OK(pwt_post_send1(cq, PW_WR_SEND, 20 + i, cb.addr, 256, cb.lkey, 0,
+				      PW_SEND_SIGNALED));
+		PWT_EXPECT_OK(cli.s.scq, 20 + i, PW_WC_SEND, 256, cq->qp_num);
+		PWT_EXPECT_RECV(srv.s.rcq, 10 + i, PW_WC_RECV, 256, false, 0, sq->qp_num);
+		PWT_PATTERN(sb.addr, 256, 40 + i, 0);
+
+		PWT_OK(pw_disconnect(cq));
+		ev = EXPECT_EV(cli.ch, PW_CM_EVENT_DISCONNECTED, cq);
+		PWT_OK(pw_ack_cm_event(ev));
+		ev = EXPECT_EV(srv.ch, PW_CM_EVENT_DISCONNECTED, sq);
+		PWT_OK(pw_ack_cm_event(ev));
+		ev = EXPECT_EV(cli.ch, PW_CM_EVENT_TIMEWAIT_EXIT, cq);
+		PWT_OK(pw_ack_cm_event(ev));
+		ev = EXPECT_EV(srv.ch, PW_CM_EVENT_TIMEWAIT_EXIT, sq);
+		PWT_OK(pw_ack_cm_event(ev));
+		PWT_OK(pw_destroy_qp(cq));
+		PWT_OK(pw_destroy_qp(sq));
+	}
+	spin_stop(&cspin);
+	spin_stop(&sspin);
+	PWT_OK(pw_close_listener(l));
+	pwt_buf_free(&sb);
+	pwt_buf_free(&cb);
+	cside_close(&srv);
+	cside_close(&cli);
+}
+
 static const struct pwt_case cases[] = {
 	{ "reject", t_reject },
 	{ "unreachable", t_unreachable },
@@ -599,6 +721,7 @@ static const struct pwt_case cases[] = {
 	{ "many", t_many },
 	{ "query", t_query },
 	{ "accept_gone", t_accept_gone },
+	{ "busy_poll", t_busy_poll },
 };
 
 int main(int argc, char **argv)
