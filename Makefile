@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
-DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps iptables libnetfilter-queue-dev pkg-config mandoc man-db binutils libfabric-dev libfabric-bin autoconf automake libtool
+DEPS        = cmake make gcc clang libclang-rt-14-dev python3 iproute2 procps iptables libnetfilter-queue-dev pkg-config mandoc man-db binutils libfabric-dev libfabric-bin autoconf automake libtool openmpi-bin libopenmpi-dev
 # `make deb`: Debian's own packaging tools (dpkg-buildpackage, debhelper's
 # cmake support, lintian).
 DEB_DEPS    = dpkg-dev debhelper lintian fakeroot

@@ -38,6 +38,21 @@ size_t pwf_sockaddr_len(const void *addr)
 	return 0;
 }
 
+bool pwf_addr_is_set(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)ss;
+
+		return s4->sin_addr.s_addr != htonl(INADDR_ANY) || s4->sin_port;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+
+		return !IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) || s6->sin6_port;
+	}
+	return false;
+}
+
 static void *dup_addr(const void *addr, size_t len)
 {
 	void *p;
@@ -310,21 +325,51 @@ static bool family_ok(const struct fi_info *hints, int family)
 }
 
 /* The up interfaces' addresses, loopback last: for a getinfo naming none. */
+/* @name is in the comma-separated @list */
+static bool iface_listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+
+		if (l == n && !strncmp(p, name, n))
+			return true;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return false;
+}
+
+/*
+ * No address given: one info per address of the interfaces that are up.
+ * Loopback comes only when nothing else does (or FI_PAGEWIRE_IFACE names
+ * it): an application that spreads endpoints over the infos it is given
+ * (Open MPI gives each local rank the next one) would otherwise publish
+ * 127.0.0.1 to peers on other hosts, who would reach themselves.
+ */
 static int local_addrs(struct fi_info **head, struct fi_info **tail,
 		       const struct fi_info *hints, uint32_t version)
 {
+	const char *only = pwf_params.iface;
 	struct ifaddrs *ifa, *i;
 	int ret = -FI_ENODATA;
 
 	if (getifaddrs(&ifa))
 		return -FI_ENODATA;
 	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && ret == 0 && !only[0])
+			break;
 		for (i = ifa; i; i = i->ifa_next) {
 			bool lo;
 			int r;
 
 			if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) ||
 			    !family_ok(hints, i->ifa_addr->sa_family))
+				continue;
+			if (only[0] && !iface_listed(only, i->ifa_name))
 				continue;
 			/* IPv6 link-local addresses need a scope: skip them */
 			if (i->ifa_addr->sa_family == AF_INET6 &&
@@ -420,6 +465,9 @@ int pwf_getinfo(uint32_t version, const char *node, const char *service,
 	if (hints && hints->src_addr && pwf_sockaddr_len(hints->src_addr)) {
 		memcpy(&src, hints->src_addr, pwf_sockaddr_len(hints->src_addr));
 		s = &src;
+	} else if (hints && hints->handle && pwf_pep_addr(hints->handle, &src) == 0) {
+		/* an endpoint made from this info connects from the pep's address */
+		s = &src;
 	}
 	if (hints && hints->dest_addr && pwf_sockaddr_len(hints->dest_addr)) {
 		memcpy(&dst, hints->dest_addr, pwf_sockaddr_len(hints->dest_addr));
@@ -459,6 +507,8 @@ int pwf_getinfo(uint32_t version, const char *node, const char *service,
 	ret = add_info(&head, &tail, hints, version, s, d);
 	if (ret)
 		return ret;
+	if (hints && hints->handle && pwf_pep_addr(hints->handle, NULL) == 0)
+		head->handle = hints->handle;
 	*info = head;
 	return 0;
 }

@@ -285,6 +285,14 @@ static int ep_connect(struct fid_ep *ep_fid, const void *addr,
 	qp_attr(ep, &a);
 	cp.private_data = param;
 	cp.private_data_len = (uint32_t)paramlen;
+	/*
+	 * Connect from the endpoint's own address: ofi_rxm names each peer
+	 * by its listening address and finds a connection request's peer by
+	 * the request's source, so a request from another interface would
+	 * not be matched to the peer that sent it.
+	 */
+	if (ep->srclen && pwf_addr_is_set(&ep->src))
+		cp.src_addr = (const struct sockaddr *)&ep->src;
 	atomic_store_explicit(&ep->state, PWF_EP_CONNECTING, memory_order_release);
 	pthread_mutex_lock(&ep->dom->fab->cm_lock);
 	qp = pw_connect_async(ep->dom->pd, &a, host, port, &cp, ep->dom->fab->cmch);
@@ -364,9 +372,8 @@ static int ep_getname(fid_t fid, void *addr, size_t *addrlen)
 	struct pw_qp_attr qa;
 
 	if (!qp) {
-		if (ep->info->src_addr)
-			return copy_addr(ep->info->src_addr,
-					 (socklen_t)ep->info->src_addrlen, addr, addrlen);
+		if (ep->srclen)
+			return copy_addr(&ep->src, ep->srclen, addr, addrlen);
 		return -FI_EOPBADSTATE;
 	}
 	if (pw_query_qp(qp, &qa, sizeof(qa)))
@@ -725,7 +732,8 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 	    info->tx_attr->iov_limit > PW_MAX_SGE || info->rx_attr->iov_limit > PW_MAX_SGE ||
 	    info->tx_attr->inject_size > PW_MAX_INLINE_DATA)
 		return -FI_EINVAL;
-	if (info->handle && info->handle->fclass != FI_CLASS_CONNREQ)
+	if (info->handle && info->handle->fclass != FI_CLASS_CONNREQ &&
+	    pwf_pep_addr(info->handle, NULL) != 0)
 		return -FI_EINVAL;
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
@@ -752,7 +760,12 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 	ep->rx_cq_data = (info->mode | info->rx_attr->mode) & FI_RX_CQ_DATA;
 	/* records outlive the send queue until their CQ entry is read */
 	ep->ops_max = 4 * (ep->info->tx_attr->size + ep->info->rx_attr->size) + PWF_OP_CHUNK;
-	if (info->handle) {
+	if (info->handle && info->handle->fclass == FI_CLASS_PEP) {
+		/* as the tcp provider: the endpoint takes over the pep's address */
+		pwf_pep_addr(info->handle, &ep->src);
+		ep->srclen = (socklen_t)pwf_sockaddr_len(&ep->src);
+		ep->info->handle = NULL;
+	} else if (info->handle) {
 		struct pwf_connreq *cr = pwf_container_of(info->handle, struct pwf_connreq, fid);
 
 		ep->req = cr->req;
@@ -761,6 +774,11 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 		ep->info->handle = NULL;
 		free(cr);
 		info->handle = NULL;
+	}
+	if (!ep->srclen && info->src_addr && pwf_sockaddr_len(info->src_addr) &&
+	    pwf_sockaddr_len(info->src_addr) <= sizeof(ep->src)) {
+		ep->srclen = (socklen_t)pwf_sockaddr_len(info->src_addr);
+		memcpy(&ep->src, info->src_addr, ep->srclen);
 	}
 	ep->dom = dom;
 	pthread_mutex_init(&ep->lock, NULL);
@@ -840,6 +858,22 @@ static int pep_reject(struct fid_pep *pep_fid, fid_t handle, const void *param,
 	ret = cr->req ? pw_reject(cr->req, param, (uint32_t)paramlen) : -EINVAL;
 	free(cr);
 	return pwf_errno(ret);
+}
+
+static struct fi_ops pep_fi_ops;
+
+int pwf_pep_addr(const struct fid *fid, struct sockaddr_storage *addr)
+{
+	const struct pwf_pep *pep;
+
+	if (!fid || fid->fclass != FI_CLASS_PEP || fid->ops != &pep_fi_ops)
+		return -FI_EINVAL;
+	pep = pwf_container_of(fid, struct pwf_pep, pep_fid.fid);
+	if (addr) {
+		memset(addr, 0, sizeof(*addr));
+		memcpy(addr, &pep->addr, pep->addrlen);
+	}
+	return 0;
 }
 
 static int pep_getname(fid_t fid, void *addr, size_t *addrlen)

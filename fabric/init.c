@@ -78,6 +78,14 @@ static void read_params(void)
 			PWF_WARN(FI_LOG_CORE, "FI_PAGEWIRE_POLICY=%s: not stall, drop or notify; using stall\n", s);
 	}
 	s = NULL;
+	if (!fi_param_get_str(&pwf_prov, "iface", &s) && s) {
+		if (strlen(s) >= sizeof(pwf_params.iface))
+			PWF_WARN(FI_LOG_CORE, "FI_PAGEWIRE_IFACE: longer than %zu bytes; ignored\n",
+				 sizeof(pwf_params.iface) - 1);
+		else
+			strcpy(pwf_params.iface, s);
+	}
+	s = NULL;
 	if (!fi_param_get_str(&pwf_prov, "budget", &s) && s) {
 		pwf_params.mem_budget = parse_size(s, &ok);
 		if (!ok) {
@@ -104,6 +112,12 @@ FI_EXT_INI
 	fi_param_define(&pwf_prov, "budget", FI_PARAM_STRING,
 			"Bytes the on-demand regions' page tables may hold (e.g. 256M); "
 			"past it cold pages are reclaimed. Default: no budget");
+	fi_param_define(&pwf_prov, "iface", FI_PARAM_STRING,
+			"Network interfaces (names, comma-separated, e.g. eth0,lo) "
+			"whose addresses fi_getinfo offers when given no address. "
+			"Default: every interface that is up except loopback, which is "
+			"offered only when no other is (a peer on another host cannot "
+			"reach a loopback address)");
 	fi_param_define(&pwf_prov, "busy_poll", FI_PARAM_BOOL,
 			"Whether an fi_cq_read that finds nothing runs one pass of "
 			"pagewire's progress engine in the calling thread (default: "

@@ -76,7 +76,22 @@ static int do_reg(struct pwf_domain *dom, const void *buf, size_t len,
 	if (!mr)
 		return -FI_ENOMEM;
 	if (len) {
-		mr->mr = pw_reg_mr(dom->pd, (void *)buf, len, pw_access(access));
+		unsigned int pa = pw_access(access);
+
+		mr->mr = pw_reg_mr(dom->pd, (void *)buf, len, pa);
+		/*
+		 * Memory userfaultfd cannot watch (a program's static data,
+		 * which shares pages with its file mapping; a file's mapping)
+		 * is registered to follow the address, as hardware ODP
+		 * regions do: a libfabric region names addresses, and an
+		 * application that unmaps registered memory owns the result.
+		 */
+		if (!mr->mr && errno == EOPNOTSUPP && (pa & PW_ACCESS_ON_DEMAND)) {
+			PWF_DBG(FI_LOG_MR, "pw_reg_mr(%p, %zu): %s; following the address\n",
+				buf, len, pw_last_error());
+			mr->mr = pw_reg_mr(dom->pd, (void *)buf, len,
+					   pa | PW_ACCESS_ODP_FOLLOW_VA);
+		}
 		if (!mr->mr) {
 			int e = errno;
 

@@ -74,6 +74,7 @@ struct pwf_params {
 	uint32_t fault_policy;		/* FI_PAGEWIRE_POLICY, 0 = pagewire's default */
 	uint64_t mem_budget;		/* FI_PAGEWIRE_BUDGET, 0 = none */
 	bool busy_poll;			/* FI_PAGEWIRE_BUSY_POLL (default on) */
+	char iface[256];		/* FI_PAGEWIRE_IFACE: names, comma-separated; "" = any */
 };
 extern struct pwf_params pwf_params;
 
@@ -326,6 +327,12 @@ struct pwf_ep {
 	bool rx_cq_data;		/* FI_RX_CQ_DATA agreed: writedata allowed */
 	struct pw_conn_request *req;	/* passive side, from info->handle */
 	/*
+	 * Active side: connect from here (info->src_addr, or the address of
+	 * the pep given as info->handle); srclen 0: the kernel's choice.
+	 */
+	struct sockaddr_storage src;
+	socklen_t srclen;
+	/*
 	 * lock: protects qp, state, the pending receives and the op free
 	 * list. Posting holds it only to take an op and read qp; pagewire
 	 * serialises posts to one QP itself.
@@ -378,6 +385,13 @@ static inline struct pwf_pep *to_pwf_pep(struct fid_pep *p)
 	return pwf_container_of(p, struct pwf_pep, pep_fid);
 }
 
+/*
+ * 0 when @fid is a passive endpoint of this provider, with its address
+ * (the one fi_setname gave, or its listener's) in @addr unless NULL;
+ * else -FI_EINVAL.
+ */
+int pwf_pep_addr(const struct fid *fid, struct sockaddr_storage *addr);
+
 int pwf_passive_ep(struct fid_fabric *fabric, struct fi_info *info,
 		   struct fid_pep **pep, void *context);
 void pwf_pep_connreq(struct pwf_pep *pep, const struct pw_cm_event *ev);
@@ -420,6 +434,8 @@ int pwf_getinfo(uint32_t version, const char *node, const char *service,
 struct fi_info *pwf_connreq_info(const struct fi_info *pep_info,
 				 const struct sockaddr_storage *peer);
 size_t pwf_sockaddr_len(const void *addr);
+/* An address other than the wildcard, or a port other than 0. */
+bool pwf_addr_is_set(const struct sockaddr_storage *ss);
 
 /* ---- helpers (util.c) ----------------------------------------------- */
 

@@ -754,11 +754,19 @@ struct pw_qp_init_attr {
  * @private_data_len: at most PW_MAX_PRIVATE_DATA
  * @timeout_ms:       handshake timeout; 0 = default 10000, -1 = forever
  *                    (pw_accept: also how long to wait for a connection)
+ * @src_addr:         pw_connect()/pw_connect_async() only: the local
+ *                    address to connect from, a struct sockaddr_in or
+ *                    sockaddr_in6 (address and port; a port of 0 is any,
+ *                    as is the wildcard address), as the source address of
+ *                    rdma_resolve_addr(). NULL: the kernel's choice. Only
+ *                    @host's addresses of the same family are tried. The
+ *                    accepting side's calls take NULL only.
  */
 struct pw_conn_param {
 	const void *private_data;
 	uint32_t private_data_len;
 	int timeout_ms;
+	const struct sockaddr *src_addr;
 };
 
 /**
@@ -788,7 +796,9 @@ int pw_close_listener(struct pw_listener *l);
  * Return: the QP, or NULL with errno: ECONNREFUSED (nobody listening or
  * rejected), ETIMEDOUT, EPROTO (peer speaks another protocol or version),
  * ECONNRESET (the peer closed during the handshake), EHOSTUNREACH (the
- * name does not resolve, no route), EINVAL.
+ * name does not resolve, no route, or no address of @param->src_addr's
+ * family), EADDRINUSE or EADDRNOTAVAIL (@param->src_addr cannot be
+ * bound), EINVAL.
  */
 struct pw_qp *pw_connect(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			 const char *host, uint16_t port,
@@ -940,10 +950,11 @@ int pw_reject(struct pw_conn_request *req, const void *private_data,
  * Returns at once with the QP in PW_QPS_INIT; ESTABLISHED, REJECTED,
  * UNREACHABLE or CONNECT_ERROR follows on @ch (then destroy a QP that did
  * not connect). @host is resolved in the call: a numeric address never
- * blocks.
+ * blocks. A @param->src_addr that cannot be bound ends it with
+ * UNREACHABLE, status -EADDRINUSE or -EADDRNOTAVAIL.
  *
  * Return: the QP, or NULL with errno (EINVAL, ENOMEM, EHOSTUNREACH: the
- * name does not resolve).
+ * name does not resolve, or to no address of @param->src_addr's family).
  */
 struct pw_qp *pw_connect_async(struct pw_pd *pd, struct pw_qp_init_attr *attr,
 			       const char *host, uint16_t port,

@@ -87,13 +87,28 @@ static uint32_t random_psn(void)
 	return v & 0xffffff;	/* IBA-sized, leaves room to see wraps in logs */
 }
 
-static int check_param(const char *who, const struct pw_conn_param *param)
+/* @connecting: pw_connect*, which alone may name a source address */
+static int check_param(const char *who, const struct pw_conn_param *param,
+		       bool connecting)
 {
 	if (param && (param->private_data_len > PW_MAX_PRIVATE_DATA ||
 		      (param->private_data_len && !param->private_data))) {
 		pw_set_error("%s: private data is limited to %d bytes", who,
 			     PW_MAX_PRIVATE_DATA);
 		return -EINVAL;
+	}
+	if (param && param->src_addr) {
+		sa_family_t f = param->src_addr->sa_family;
+
+		if (!connecting) {
+			pw_set_error("%s: a source address is for pw_connect only", who);
+			return -EINVAL;
+		}
+		if (f != AF_INET && f != AF_INET6) {
+			pw_set_error("%s: source address family %u is not AF_INET or AF_INET6",
+				     who, (unsigned int)f);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -397,6 +412,24 @@ static void start_connect(struct pw_qp_i *qp)
 		pthread_mutex_lock(&qp->lock);
 		cm->remote = cm->addrs[cm->ai];
 		pthread_mutex_unlock(&qp->lock);
+		/*
+		 * The source the caller named, as rdma_resolve_addr binds one:
+		 * a peer that knows us by a listening address (ofi_rxm's
+		 * address vector) must see connections come from it.
+		 * SO_REUSEADDR lets a port that a closed listener held be
+		 * bound again at once.
+		 */
+		if (cm->src_len) {
+			int one = 1;
+
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, (const struct sockaddr *)&cm->src, cm->src_len) != 0) {
+				cm->conn_err = -errno;
+				cm->bind_failed = true;
+				close(fd);
+				continue;
+			}
+		}
 		qp->fd = fd;
 		if (connect(fd, sa, cm->addr_len[cm->ai]) == 0 || errno == EINPROGRESS) {
 			pw_cm_set_state(cm, PW_CM_CONNECTING);
@@ -408,7 +441,14 @@ static void start_connect(struct pw_qp_i *qp)
 		qp->fd = -1;
 	}
 	addr_str(&cm->remote, a, sizeof(a));
-	if (cm->conn_err == -ECONNREFUSED)
+	if (cm->bind_failed && cm->conn_err) {
+		char b[80];
+
+		addr_str(&cm->src, b, sizeof(b));
+		cm_fail(qp, PW_CM_EVENT_UNREACHABLE, cm->conn_err, NULL, 0,
+			"pw_connect: %s: cannot connect from %s (%s)", a, b,
+			strerror(-cm->conn_err));
+	} else if (cm->conn_err == -ECONNREFUSED)
 		cm_fail(qp, PW_CM_EVENT_REJECTED, -ECONNREFUSED, NULL, 0,
 			"pw_connect: %s: nobody listens there (%s)", a, strerror(ECONNREFUSED));
 	else
@@ -672,9 +712,11 @@ void pw_cm_qp_gone(struct pw_qp_i *qp)
 /* ------------------------------------------------------------------ */
 
 /* Resolve @host:@port into cm.addrs. Return 0 or -EHOSTUNREACH. */
-static int resolve(struct pw_qp_cm *cm, const char *host, uint16_t port)
+/* @family: AF_UNSPEC, or only addresses of that family (a source's) */
+static int resolve(struct pw_qp_cm *cm, const char *host, uint16_t port,
+		   int family)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL, *ai;
 	char pstr[8];
 
@@ -692,7 +734,8 @@ static int resolve(struct pw_qp_cm *cm, const char *host, uint16_t port)
 	}
 	freeaddrinfo(res);
 	if (!cm->naddr) {
-		pw_set_error("pw_connect: '%s' has no address", host);
+		pw_set_error("pw_connect: '%s' has no address%s", host,
+			     family == AF_UNSPEC ? "" : " of the source address's family");
 		return -EHOSTUNREACH;
 	}
 	cm->remote = cm->addrs[0];
@@ -735,7 +778,7 @@ static struct pw_qp_i *connect_start(struct pw_pd *pd, struct pw_qp_init_attr *a
 		errno = EINVAL;
 		return NULL;
 	}
-	ret = check_param("pw_connect", param);
+	ret = check_param("pw_connect", param, true);
 	if (ret) {
 		errno = -ret;
 		return NULL;
@@ -743,7 +786,13 @@ static struct pw_qp_i *connect_start(struct pw_pd *pd, struct pw_qp_init_attr *a
 	qp = pw_qp_create(pd, attr, -1);
 	if (!qp)
 		return NULL;
-	ret = resolve(&qp->cm, host, port);
+	if (param && param->src_addr) {
+		qp->cm.src_len = param->src_addr->sa_family == AF_INET ?
+				 sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+		memcpy(&qp->cm.src, param->src_addr, qp->cm.src_len);
+	}
+	ret = resolve(&qp->cm, host, port,
+		      qp->cm.src_len ? qp->cm.src.ss_family : AF_UNSPEC);
 	if (ret) {
 		pw_qp_free(qp);
 		errno = -ret;
@@ -866,7 +915,7 @@ struct pw_qp *pw_accept_request(struct pw_conn_request *req, struct pw_pd *pd,
 		request_done(req);
 		goto einval;
 	}
-	ret = check_param("pw_accept_request", param);
+	ret = check_param("pw_accept_request", param, false);
 	if (ret) {
 		request_done(req);
 		errno = -ret;
@@ -926,7 +975,7 @@ struct pw_qp *pw_accept(struct pw_listener *l, struct pw_pd *pd,
 		errno = EINVAL;
 		return NULL;
 	}
-	ret = check_param("pw_accept", param);
+	ret = check_param("pw_accept", param, false);
 	if (ret) {
 		errno = -ret;
 		return NULL;

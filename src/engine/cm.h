@@ -133,6 +133,9 @@ struct pw_qp_cm {
 	int naddr, ai;
 	uint32_t my_psn;
 	int conn_err;			/* client: the last connect attempt's -errno */
+	bool bind_failed;		/* client: conn_err is src's bind() */
+	struct sockaddr_storage src;	/* client: connect from here, if src_len */
+	socklen_t src_len;
 	uint32_t offered;		/* PW_WIRE_FEAT_* we offered */
 	bool want_rtu;			/* server: the client will send CONNECT_RTU */
 	struct pw_wire_conn peer;	/* server: the client's CONNECT_REQ */

@@ -10,6 +10,10 @@
  *   test_provider inject   fi_inject (unsignalled underneath) and
  *                          fi_send with a context: no entry for the first,
  *                          exactly one for the second, data in order
+ *   test_provider static   a program's initialised static data (a private
+ *                          mapping of its file, which userfaultfd cannot
+ *                          watch) registers too: an fi_write lands in it
+ *                          and an fi_read returns it, byte for byte
  *
  * FI_PROVIDER_PATH must name the provider's build directory (CTest sets it).
  * Exit 0 passed, 1 failed, 77 skipped (no 1 TiB of address space).
@@ -276,13 +280,54 @@ static int t_inject(void)
 	return 0;
 }
 
+/* initialised, so in .data: pages of the executable's file mapping */
+static uint8_t static_target[3 * 4096 + 100] = { 1 };
+
+static int t_static(void)
+{
+	struct side a, b;
+	struct fid_mr *tmr, *loc;
+	const size_t len = sizeof(static_target) - 200;
+	uint8_t *buf;
+	int ctx_w, ctx_r;
+
+	buf = malloc(2 * len);
+	if (!buf)
+		FAIL("malloc");
+	connect_pair(&a, &b);
+	OK(fi_mr_reg(b.dom, static_target, sizeof(static_target),
+		     FI_REMOTE_WRITE | FI_REMOTE_READ, 0, 0, 0, &tmr, NULL));
+	OK(fi_mr_reg(a.dom, buf, 2 * len, FI_WRITE | FI_READ, 0, 0, 0, &loc, NULL));
+	fill(buf, len, 7);
+	OK(fi_write(a.ep, buf, len, fi_mr_desc(loc), 0,
+		    (uint64_t)(uintptr_t)(static_target + 100), fi_mr_key(tmr), &ctx_w));
+	expect_comp(a.cq, &ctx_w, FI_RMA | FI_WRITE);
+	if (memcmp(static_target + 100, buf, len))
+		FAIL("the WRITE did not land byte for byte in static data");
+	if (static_target[0] != 1 || static_target[99] != 0 ||
+	    static_target[100 + len] != 0)
+		FAIL("bytes next to the WRITE changed");
+	OK(fi_read(a.ep, buf + len, len, fi_mr_desc(loc), 0,
+		   (uint64_t)(uintptr_t)(static_target + 100), fi_mr_key(tmr), &ctx_r));
+	expect_comp(a.cq, &ctx_r, FI_RMA | FI_READ);
+	if (memcmp(buf + len, buf, len))
+		FAIL("the READ did not return what was written");
+	printf("WRITE and READ of %zu bytes in static data: data ok\n", len);
+	OK(fi_close(&loc->fid));
+	OK(fi_close(&tmr->fid));
+	close_side(&a);
+	close_side(&b);
+	free(buf);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct fi_info *hints = fi_allocinfo();
 	int rc;
 
 	if (argc != 2 || !hints)
-		FAIL("usage: test_provider huge|inject");
+		FAIL("usage: test_provider huge|inject|static");
 	hints->fabric_attr->prov_name = strdup("pagewire");
 	hints->ep_attr->type = FI_EP_MSG;
 	hints->caps = FI_MSG | FI_RMA;
@@ -297,6 +342,8 @@ int main(int argc, char **argv)
 		rc = t_huge();
 	else if (!strcmp(argv[1], "inject"))
 		rc = t_inject();
+	else if (!strcmp(argv[1], "static"))
+		rc = t_static();
 	else
 		FAIL("unknown case %s", argv[1]);
 	OK(fi_close(&fab->fid));

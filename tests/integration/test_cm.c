@@ -4,6 +4,7 @@
  * refused / rejected / timed-out / wrong-protocol connections. The odd
  * servers are raw TCP sockets speaking (or not) wire protocol v1.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "pwraw.h"
@@ -52,7 +54,8 @@ static void t_private_data(const char *arg)
 static void t_private_data_257(const char *arg)
 {
 	uint8_t big[PW_MAX_PRIVATE_DATA + 1];
-	struct pw_conn_param param = { big, sizeof(big), 2000 };
+	struct pw_conn_param param = { .private_data = big, .private_data_len = sizeof(big),
+				       .timeout_ms = 2000 };
 	struct pw_qp_init_attr attr;
 	struct pwt_pair p;
 	struct pw_qp *qp;
@@ -91,7 +94,8 @@ static void t_private_data_257(const char *arg)
 
 static void t_connrefused(const char *arg)
 {
-	struct pw_conn_param param = { NULL, 0, 5000 };
+	struct pw_conn_param param = { .private_data = NULL, .private_data_len = 0,
+				       .timeout_ms = 5000 };
 	struct pw_qp_init_attr attr;
 	struct pwt_side s;
 	struct pw_qp *qp;
@@ -113,7 +117,8 @@ static void t_connrefused(const char *arg)
 
 static void t_accept_timeout(const char *arg)
 {
-	struct pw_conn_param param = { NULL, 0, 300 };
+	struct pw_conn_param param = { .private_data = NULL, .private_data_len = 0,
+				       .timeout_ms = 300 };
 	struct pw_qp_init_attr attr;
 	struct pw_listener *l;
 	struct pwt_side s;
@@ -310,7 +315,8 @@ static void *fake_thread(void *arg)
 static int connect_fake(enum fake_kind kind, int timeout_ms, uint64_t *ms)
 {
 	uint8_t pdata[100];
-	struct pw_conn_param param = { pdata, sizeof(pdata), timeout_ms };
+	struct pw_conn_param param = { .private_data = pdata, .private_data_len = sizeof(pdata),
+				       .timeout_ms = timeout_ms };
 	struct pw_qp_init_attr attr;
 	struct fake_server f;
 	struct pwt_side s;
@@ -387,6 +393,154 @@ static void t_connect_version(const char *arg)
 	PWT_ASSERT(ms < 4000);
 }
 
+static struct sockaddr_in in4(const char *ip, uint16_t port)
+{
+	struct sockaddr_in a;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	PWT_EQ(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+	return a;
+}
+
+/* pw_connect with @src (NULL: none): the QP, or NULL with errno kept. */
+static struct pw_qp *connect_from(struct pwt_side *s, uint16_t port,
+				  const struct sockaddr *src)
+{
+	struct pw_conn_param cp = { .timeout_ms = 5000, .src_addr = src };
+	struct pw_qp_init_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.send_cq = s->scq;
+	attr.recv_cq = s->rcq;
+	errno = 0;
+	return pw_connect(s->pd, &attr, "127.0.0.1", port, &cp);
+}
+
+/*
+ * A source address: the connection comes from exactly that address and
+ * port (both ends' pw_query_qp say so); an address not of this host, a
+ * port taken, a family with no address of the host's, a family that is
+ * not IP, and a source on the accepting side are each refused with their
+ * own errno.
+ */
+static void t_src_addr(const char *arg)
+{
+	struct pw_conn_param bad_accept = { .timeout_ms = 100 };
+	struct pwt_acceptor acc;
+	struct sockaddr_in src, foreign;
+	struct sockaddr_in6 six;
+	struct sockaddr_un unx;
+	struct pw_qp_attr qa;
+	struct pw_listener *l;
+	struct pwt_side a, b;
+	struct pw_qp *qp, *sq;
+	uint16_t sport;
+	int held;
+
+	(void)arg;
+	pwt_side_open(&a);
+	pwt_side_open(&b);
+	l = pw_listen(b.ctx, "127.0.0.1", 0);
+	PWT_NONNULL(l);
+
+	/* from 127.0.0.1 and a port of our choosing */
+	sport = pwt_unused_port();
+	src = in4("127.0.0.1", sport);
+	memset(&acc, 0, sizeof(acc));
+	acc.l = l;
+	acc.pd = b.pd;
+	acc.attr.send_cq = b.scq;
+	acc.attr.recv_cq = b.rcq;
+	acc.param.timeout_ms = 5000;
+	pwt_accept_start(&acc);
+	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&src);
+	PWT_ASSERTF(qp, "pw_connect from 127.0.0.1:%u: %s", sport, pw_last_error());
+	sq = pwt_accept_join(&acc);
+	PWT_NONNULL(sq);
+	PWT_OK(pw_query_qp(qp, &qa, sizeof(qa)));
+	PWT_EQ(qa.local_addr.ss_family, AF_INET);
+	PWT_EQ(ntohs(((struct sockaddr_in *)&qa.local_addr)->sin_port), sport);
+	PWT_OK(pw_query_qp(sq, &qa, sizeof(qa)));
+	PWT_EQ(ntohs(((struct sockaddr_in *)&qa.peer_addr)->sin_port), sport);
+	PWT_EQ(((struct sockaddr_in *)&qa.peer_addr)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+	PWT_OK(pw_destroy_qp(qp));
+	PWT_OK(pw_destroy_qp(sq));
+
+	/* the wildcard address and port 0: the kernel chooses, as with NULL */
+	src = in4("0.0.0.0", 0);
+	memset(&acc, 0, sizeof(acc));
+	acc.l = l;
+	acc.pd = b.pd;
+	acc.attr.send_cq = b.scq;
+	acc.attr.recv_cq = b.rcq;
+	acc.param.timeout_ms = 5000;
+	pwt_accept_start(&acc);
+	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&src);
+	PWT_ASSERTF(qp, "pw_connect from 0.0.0.0:0: %s", pw_last_error());
+	sq = pwt_accept_join(&acc);
+	PWT_NONNULL(sq);
+	PWT_OK(pw_destroy_qp(qp));
+	PWT_OK(pw_destroy_qp(sq));
+
+	/* a port another socket holds */
+	held = socket(AF_INET, SOCK_STREAM, 0);
+	PWT_ASSERT(held >= 0);
+	src = in4("127.0.0.1", 0);
+	PWT_EQ(bind(held, (struct sockaddr *)&src, sizeof(src)), 0);
+	PWT_EQ(listen(held, 1), 0);
+	{
+		socklen_t sl = sizeof(src);
+
+		PWT_EQ(getsockname(held, (struct sockaddr *)&src, &sl), 0);
+	}
+	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&src);
+	PWT_ASSERTF(qp == NULL && errno == EADDRINUSE, "port held: %p errno %d (%s)",
+		    (void *)qp, errno, strerror(errno));
+	PWT_ASSERT(strstr(pw_last_error(), "cannot connect from") != NULL);
+	close(held);
+
+	/* an address that is not this host's (TEST-NET-3) */
+	foreign = in4("203.0.113.7", 0);
+	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&foreign);
+	PWT_ASSERTF(qp == NULL && errno == EADDRNOTAVAIL, "foreign: %p errno %d (%s)",
+		    (void *)qp, errno, strerror(errno));
+
+	/* IPv6 source, IPv4-only destination: nothing of that family to try */
+	memset(&six, 0, sizeof(six));
+	six.sin6_family = AF_INET6;
+	six.sin6_addr = in6addr_loopback;
+	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&six);
+	PWT_ASSERTF(qp == NULL && errno == EHOSTUNREACH, "v6 source: %p errno %d (%s)",
+		    (void *)qp, errno, strerror(errno));
+
+	/* not IP at all */
+	memset(&unx, 0, sizeof(unx));
+	unx.sun_family = AF_UNIX;
+	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&unx);
+	PWT_ASSERTF(qp == NULL && errno == EINVAL, "AF_UNIX source: %p errno %d (%s)",
+		    (void *)qp, errno, strerror(errno));
+
+	/* the accepting side names no source */
+	src = in4("127.0.0.1", 0);
+	bad_accept.src_addr = (const struct sockaddr *)&src;
+	{
+		struct pw_qp_init_attr attr;
+
+		memset(&attr, 0, sizeof(attr));
+		attr.send_cq = b.scq;
+		attr.recv_cq = b.rcq;
+		errno = 0;
+		qp = pw_accept(l, b.pd, &attr, &bad_accept);
+		PWT_ASSERTF(qp == NULL && errno == EINVAL, "pw_accept with a source: %p errno %d",
+			    (void *)qp, errno);
+	}
+	PWT_OK(pw_close_listener(l));
+	pwt_side_close(&b);
+	pwt_side_close(&a);
+}
+
 static const struct pwt_case cases[] = {
 	{ "private_data", t_private_data },
 	{ "private_data_257", t_private_data_257 },
@@ -399,6 +553,7 @@ static const struct pwt_case cases[] = {
 	{ "connect_timeout", t_connect_timeout },
 	{ "connect_garbage", t_connect_garbage },
 	{ "connect_version", t_connect_version },
+	{ "src_addr", t_src_addr },
 };
 
 int main(int argc, char **argv)

@@ -260,7 +260,8 @@ struct mp_conn {
 static void mp_start(struct mp_conn *m, enum mp_kind kind, enum pwt_mode mode,
 		     const struct pw_qp_init_attr *aa)
 {
-	struct pw_conn_param param = { NULL, 0, 20000 };
+	struct pw_conn_param param = { .private_data = NULL, .private_data_len = 0,
+				       .timeout_ms = 20000 };
 	uint16_t port = 0;
 
 	memset(m, 0, sizeof(*m));
@@ -584,7 +585,8 @@ static void t_kill_read(const char *arg)
 /* The initiator child streams writes into the parent until it is killed. */
 static int initiator_main(int fd, void *arg)
 {
-	struct pw_conn_param param = { NULL, 0, 20000 };
+	struct pw_conn_param param = { .private_data = NULL, .private_data_len = 0,
+				       .timeout_ms = 20000 };
 	struct pwt_remote r;
 	struct pwt_side s;
 	struct pwt_buf loc;

@@ -2174,7 +2174,8 @@ static int exit_target_main(int fd, void *arg)
  */
 static void exit_target_dies(bool killed)
 {
-	struct pw_conn_param param = { NULL, 0, 20000 };
+	struct pw_conn_param param = { .private_data = NULL, .private_data_len = 0,
+				       .timeout_ms = 20000 };
 	struct pwt_child c;
 	struct pwt_side a;
 	struct pwt_buf loc;

@@ -433,7 +433,8 @@ static struct pw_qp *ini_qp(struct ini *in, const char *ip, uint16_t port,
 			    struct pw_cq *rcq, struct pwt_remote *r)
 {
 	struct hello h = { HELLO_MAGIC, in->seed };
-	struct pw_conn_param param = { &h, sizeof(h), 30000 };
+	struct pw_conn_param param = { .private_data = &h, .private_data_len = sizeof(h),
+				       .timeout_ms = 30000 };
 	struct pw_qp_init_attr attr;
 	uint64_t t0 = pwt_now_ms();
 	struct pw_qp *qp;
