@@ -444,7 +444,7 @@ int pwf_errno(int neg_errno);
 /* positive FI_E* for a pagewire completion status */
 int pwf_wc_err(enum pw_wc_status st);
 
-/* fi_control(FI_GETWAIT) of a CQ or EQ whose wait object is @wait_obj. */
+/* fi_control(FI_GETWAIT, FI_GETWAITOBJ) of a CQ or EQ whose wait object is @wait_obj. */
 int pwf_getwait(int command, enum fi_wait_obj wait_obj, int wait_fd, void *arg);
 
 /* Functions for ops a provider does not support. */

@@ -50,6 +50,11 @@ int pwf_wc_err(enum pw_wc_status st)
 
 int pwf_getwait(int command, enum fi_wait_obj wait_obj, int wait_fd, void *arg)
 {
+	/* libfabric's wait sets (ofi_rxm's, over our CQs and EQs) ask the kind first */
+	if (command == FI_GETWAITOBJ) {
+		*(enum fi_wait_obj *)arg = wait_obj;
+		return 0;
+	}
 	if (command != FI_GETWAIT)
 		return -FI_ENOSYS;
 	if (wait_obj != FI_WAIT_FD)
