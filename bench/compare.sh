@@ -385,3 +385,11 @@ if [ "${BENCH_SHARED_STATIC:-1}" = 1 ]; then
 	PAGEWIRE_PERF=$PERF BENCH_RUNS=$RUNS BENCH_UPDATE_MD=$UPDATE_MD PY=$PY \
 		bash "$BENCH/shared_static.sh" "$OUT"
 fi
+
+# The libfabric provider against libfabric's tcp provider and against
+# pagewire-perf (fabtests; skipped with a note without a fabtests build).
+# BENCH_FABRIC=0 leaves it out.
+if [ "${BENCH_FABRIC:-1}" = 1 ]; then
+	PAGEWIRE_PERF=$PERF BENCH_RUNS=$RUNS BENCH_UPDATE_MD=$UPDATE_MD PY=$PY \
+		bash "$BENCH/fabric.sh" "$OUT"
+fi

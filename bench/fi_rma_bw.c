@@ -14,7 +14,12 @@
  *
  * Endpoints: -e msg (FI_EP_MSG, provider "tcp", connection-oriented; the
  * default and what fabtests fi_rma_bw uses with the tcp provider) or -e rdm
- * (FI_EP_RDM, provider "tcp;ofi_rxm").
+ * (FI_EP_RDM, provider "tcp;ofi_rxm"). -P PROV names another provider
+ * ("pagewire", "pagewire;ofi_rxm").
+ *
+ * -c keeps the window full instead (a new op as soon as one completes, as
+ * pagewire-perf's write_bw and perftest do), so that the provider can be
+ * compared with pagewire-perf on the same loop.
  *
  * Usage:  server: fi_rma_bw [-e msg|rdm] [-p PORT]
  *         client: fi_rma_bw [-e msg|rdm] [-p PORT] [-T TESTS] [-S SIZES]
@@ -74,6 +79,8 @@ struct mrinfo {
 };
 
 static const char *ep_kind = "msg";
+static const char *prov_opt = NULL;	/* -P */
+static int continuous = 0;		/* -c */
 static int port = 0;
 static int blocking = 0;
 static int timeout_s = 60;
@@ -275,10 +282,10 @@ static struct fi_info *hints_new(void)
 	h->addr_format = FI_SOCKADDR_IN;
 	if (!strcmp(ep_kind, "msg")) {
 		h->ep_attr->type = FI_EP_MSG;
-		h->fabric_attr->prov_name = strdup("tcp");
+		h->fabric_attr->prov_name = strdup(prov_opt ? prov_opt : "tcp");
 	} else {
 		h->ep_attr->type = FI_EP_RDM;
-		h->fabric_attr->prov_name = strdup("tcp;ofi_rxm");
+		h->fabric_attr->prov_name = strdup(prov_opt ? prov_opt : "tcp;ofi_rxm");
 	}
 	return h;
 }
@@ -470,8 +477,14 @@ static void run_bw(int read, size_t size, uint64_t iters, uint64_t warmup, unsig
 			wait_comp(tx_posted, 0);
 			t0 = now_s();
 		}
+		if (continuous) {
+			struct waiter w = { 0 };
+
+			while (tx_posted - tx_done >= window)
+				waiter_tick(&w, progress_once(), "waiting for window room");
+		}
 		post_rma(read, size, tx_posted);
-		if (++j == window) {
+		if (!continuous && ++j == window) {
 			wait_comp(tx_posted, 0);
 			j = 0;
 		}
@@ -481,10 +494,10 @@ static void run_bw(int read, size_t size, uint64_t iters, uint64_t warmup, unsig
 	oob_io(1, &c, sizeof(c)); /* end of test */
 	oob_io(0, &ack, sizeof(ack));
 	printf("{\"system\":\"libfabric\",\"ep\":\"%s\",\"prov\":\"%s\",\"test\":\"%s\","
-	       "\"size\":%zu,\"iters\":%" PRIu64 ",\"window\":%u,\"completion\":\"%s\","
+	       "\"size\":%zu,\"iters\":%" PRIu64 ",\"window\":%u,\"loop\":\"%s\",\"completion\":\"%s\","
 	       "\"elapsed_s\":%.6f,\"bw_MBps\":%.3f,\"msg_rate_Mpps\":%.6f}\n",
 	       ep_kind, info->fabric_attr->prov_name, read ? "read_bw" : "write_bw", size, iters,
-	       window, blocking ? "blocking" : "busy", t1 - t0,
+	       window, continuous ? "continuous" : "drain", blocking ? "blocking" : "busy", t1 - t0,
 	       (double)size * (double)iters / (t1 - t0) / 1e6, (double)iters / (t1 - t0) / 1e6);
 	fflush(stdout);
 }
@@ -602,7 +615,7 @@ static void server_loop(void)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: fi_rma_bw [-e msg|rdm] [-p PORT] [-T write_bw,read_bw,write_lat]\n"
+		"usage: fi_rma_bw [-e msg|rdm] [-P PROV] [-c] [-p PORT] [-T write_bw,read_bw,write_lat]\n"
 		"                 [-S SIZE,...] [-n ITERS] [-N LAT_ITERS] [-w WINDOW] [-B BYTES] [-b]\n"
 		"                 [-t SECS] [-L LAT_SECS] [HOST]\n");
 	exit(2);
@@ -617,9 +630,11 @@ int main(int argc, char **argv)
 	double max_lat_s = 10;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "e:p:T:S:n:N:w:B:bt:L:h")) != -1) {
+	while ((opt = getopt(argc, argv, "e:P:cp:T:S:n:N:w:B:bt:L:h")) != -1) {
 		switch (opt) {
 		case 'e': ep_kind = optarg; break;
+		case 'P': prov_opt = optarg; break;
+		case 'c': continuous = 1; break;
 		case 'p': port = atoi(optarg); break;
 		case 'T': tests = optarg; break;
 		case 'S': sizes_s = optarg; break;

@@ -433,10 +433,15 @@ int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 	tls_driving = NULL;
 	/*
 	 * The linger clock (1 ms) needs no ns freshness: a busy poller, back
-	 * within microseconds, refreshes it on one pass in
-	 * PW_BUSY_TIMER_PASSES, any blocking drive every time.
+	 * within microseconds, refreshes it on one drive in
+	 * PW_BUSY_TIMER_PASSES, any blocking drive every time. Counted per
+	 * drive, not per direct pass: a drive that found its completion at
+	 * once, or that took epoll (a large payload), still counts, else a
+	 * poller streaming 1 MiB WRITEs left the clock stale and the
+	 * progress thread took the engine back from it every millisecond
+	 * (a mutex hand-off each time).
 	 */
-	stamp = timeout_ms != 0 || eng->busy_passes % PW_BUSY_TIMER_PASSES == 0;
+	stamp = timeout_ms != 0 || ++eng->drives % PW_BUSY_TIMER_PASSES == 0;
 	pthread_mutex_unlock(&eng->token);
 	if (stamp)
 		atomic_store_explicit(&eng->last_drive_ns, pw_now_ns(),

@@ -72,6 +72,7 @@ struct pw_engine {
 	struct pw_listener *listeners;
 	unsigned nqps;		/* length of qps; token holder only */
 	unsigned busy_passes;	/* busy polling passes; token holder only */
+	unsigned drives;	/* application drives (the linger clock); token holder only */
 	bool no_pwait2;		/* epoll_pwait2 is ENOSYS; token holder only */
 	/*
 	 * Transport liveness (live.c), token holder only: QPs with it on;
