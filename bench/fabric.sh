@@ -147,9 +147,9 @@ for ((r = 0; r < RUNS; r++)); do
 	done
 done
 
-"$PY" - "$RAW" "$ROOT/BENCHMARKS.md" "$UPDATE_MD" <<'PYEOF'
+table=$("$PY" - "$RAW" <<'PYEOF'
 import json, statistics, sys
-raw, md, update = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+raw = sys.argv[1]
 rows = {}
 for l in open(raw):
     j = json.loads(l)
@@ -164,16 +164,9 @@ for (case, unit), pairs in rows.items():
         statistics.median(b for _, b in pairs), unit,
         statistics.median(ratios), min(ratios), max(ratios),
         statistics.median(diffs), unit, len(pairs)))
-table = "\n".join(out)
-print(table)
-if update:
-    b, e = "<!-- fabric:begin -->", "<!-- fabric:end -->"
-    text = open(md).read()
-    if b in text and e in text:
-        head, rest = text.split(b, 1)
-        _, tail = rest.split(e, 1)
-        open(md, "w").write(head + b + "\n" + table + "\n" + e + tail)
-        sys.stderr.write("fabric.sh: updated %s\n" % md)
-    else:
-        sys.stderr.write("fabric.sh: no fabric markers in %s; table not written\n" % md)
+print("\n".join(out))
 PYEOF
+)
+echo "$table"
+[ "$UPDATE_MD" = 1 ] && echo "$table" | "$PY" "$ROOT/bench/md_section.py" "$ROOT/BENCHMARKS.md" fabric
+exit 0

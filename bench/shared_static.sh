@@ -60,9 +60,9 @@ for ((r = 0; r < RUNS; r++)); do
 	done
 done
 
-"$PY" - "$RAW" "$ROOT/BENCHMARKS.md" "$UPDATE_MD" <<'PYEOF'
+table=$("$PY" - "$RAW" <<'PYEOF'
 import json, statistics, sys
-raw, md, update = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+raw = sys.argv[1]
 rows = {}
 for l in open(raw):
     j = json.loads(l)
@@ -80,16 +80,9 @@ for case, rounds in rows.items():
         case, statistics.median(t for _, t in pairs), unit,
         statistics.median(s for s, _ in pairs), unit,
         statistics.median(ratios), min(ratios), max(ratios), len(pairs)))
-table = "\n".join(out)
-print(table)
-if update:
-    b, e = "<!-- shared-static:begin -->", "<!-- shared-static:end -->"
-    text = open(md).read()
-    if b in text and e in text:
-        head, rest = text.split(b, 1)
-        _, tail = rest.split(e, 1)
-        open(md, "w").write(head + b + "\n" + table + "\n" + e + tail)
-        sys.stderr.write("shared_static.sh: updated %s\n" % md)
-    else:
-        sys.stderr.write("shared_static.sh: no shared-static markers in %s; table not written\n" % md)
+print("\n".join(out))
 PYEOF
+)
+echo "$table"
+[ "$UPDATE_MD" = 1 ] && echo "$table" | "$PY" "$ROOT/bench/md_section.py" "$ROOT/BENCHMARKS.md" shared-static
+exit 0

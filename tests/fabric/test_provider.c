@@ -187,6 +187,30 @@ static void fill(uint8_t *p, size_t n, unsigned int seed)
 		p[i] = (uint8_t)(seed * 131u + i * 7u + (i >> 8));
 }
 
+/*
+ * fi_write @len bytes of @buf (pattern @seed) from @a into @target (the
+ * peer's region @tmr), then fi_read them back into @buf + @len: the
+ * target and the read-back compared byte for byte, exact CQ entries.
+ */
+static void write_read(struct side *a, struct fid_mr *loc, uint8_t *buf,
+		       struct fid_mr *tmr, uint8_t *target, size_t len,
+		       unsigned int seed, const char *where)
+{
+	int ctx_w, ctx_r;
+
+	fill(buf, len, seed);
+	OK(fi_write(a->ep, buf, len, fi_mr_desc(loc), 0,
+		    (uint64_t)(uintptr_t)target, fi_mr_key(tmr), &ctx_w));
+	expect_comp(a->cq, &ctx_w, FI_RMA | FI_WRITE);
+	if (memcmp(target, buf, len))
+		FAIL("the WRITE did not land byte for byte %s", where);
+	OK(fi_read(a->ep, buf + len, len, fi_mr_desc(loc), 0,
+		   (uint64_t)(uintptr_t)target, fi_mr_key(tmr), &ctx_r));
+	expect_comp(a->cq, &ctx_r, FI_RMA | FI_READ);
+	if (memcmp(buf + len, buf, len))
+		FAIL("the READ did not return what was written %s", where);
+}
+
 static int t_huge(void)
 {
 	struct side a, b;
@@ -194,7 +218,6 @@ static int t_huge(void)
 	const size_t len = 64 * 1024, off = TIB / 2 + 12345;
 	uint8_t *region, *buf;
 	uint64_t t0, t1;
-	int ctx_w, ctx_r;
 
 	region = mmap(NULL, TIB, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -216,20 +239,9 @@ static int t_huge(void)
 	printf("fi_mr_reg(1 TiB): %.1f us\n", (double)(t1 - t0) / 1000.0);
 	OK(fi_mr_reg(a.dom, buf, 2 * len, FI_WRITE | FI_READ, 0, 0, 0, &loc, NULL));
 
-	fill(buf, len, 5);
-	OK(fi_write(a.ep, buf, len, fi_mr_desc(loc), 0,
-		    (uint64_t)(uintptr_t)(region + off), fi_mr_key(big), &ctx_w));
-	expect_comp(a.cq, &ctx_w, FI_RMA | FI_WRITE);
-	if (memcmp(region + off, buf, len))
-		FAIL("the WRITE did not land byte for byte at 512 GiB + 12345");
+	write_read(&a, loc, buf, big, region + off, len, 5, "at 512 GiB + 12345");
 	if (region[off - 1] != 0 || region[off + len] != 0)
 		FAIL("bytes next to the WRITE changed");
-	/* and back: READ into the second half of the local buffer */
-	OK(fi_read(a.ep, buf + len, len, fi_mr_desc(loc), 0,
-		   (uint64_t)(uintptr_t)(region + off), fi_mr_key(big), &ctx_r));
-	expect_comp(a.cq, &ctx_r, FI_RMA | FI_READ);
-	if (memcmp(buf + len, buf, len))
-		FAIL("the READ did not return what was written");
 	printf("WRITE and READ of %zu bytes at 512 GiB into the 1 TiB region: data ok\n", len);
 
 	OK(fi_close(&loc->fid));
@@ -289,7 +301,6 @@ static int t_static(void)
 	struct fid_mr *tmr, *loc;
 	const size_t len = sizeof(static_target) - 200;
 	uint8_t *buf;
-	int ctx_w, ctx_r;
 
 	buf = malloc(2 * len);
 	if (!buf)
@@ -298,20 +309,10 @@ static int t_static(void)
 	OK(fi_mr_reg(b.dom, static_target, sizeof(static_target),
 		     FI_REMOTE_WRITE | FI_REMOTE_READ, 0, 0, 0, &tmr, NULL));
 	OK(fi_mr_reg(a.dom, buf, 2 * len, FI_WRITE | FI_READ, 0, 0, 0, &loc, NULL));
-	fill(buf, len, 7);
-	OK(fi_write(a.ep, buf, len, fi_mr_desc(loc), 0,
-		    (uint64_t)(uintptr_t)(static_target + 100), fi_mr_key(tmr), &ctx_w));
-	expect_comp(a.cq, &ctx_w, FI_RMA | FI_WRITE);
-	if (memcmp(static_target + 100, buf, len))
-		FAIL("the WRITE did not land byte for byte in static data");
+	write_read(&a, loc, buf, tmr, static_target + 100, len, 7, "in static data");
 	if (static_target[0] != 1 || static_target[99] != 0 ||
 	    static_target[100 + len] != 0)
 		FAIL("bytes next to the WRITE changed");
-	OK(fi_read(a.ep, buf + len, len, fi_mr_desc(loc), 0,
-		   (uint64_t)(uintptr_t)(static_target + 100), fi_mr_key(tmr), &ctx_r));
-	expect_comp(a.cq, &ctx_r, FI_RMA | FI_READ);
-	if (memcmp(buf + len, buf, len))
-		FAIL("the READ did not return what was written");
 	printf("WRITE and READ of %zu bytes in static data: data ok\n", len);
 	OK(fi_close(&loc->fid));
 	OK(fi_close(&tmr->fid));

@@ -418,6 +418,27 @@ static struct pw_qp *connect_from(struct pwt_side *s, uint16_t port,
 	return pw_connect(s->pd, &attr, "127.0.0.1", port, &cp);
 }
 
+/* Connect from @src to @l on @b's side; both QPs, asserting success. */
+static void connect_pair_from(struct pwt_side *a, struct pwt_side *b,
+			      struct pw_listener *l, const struct sockaddr_in *src,
+			      struct pw_qp **qp, struct pw_qp **sq)
+{
+	struct pwt_acceptor acc;
+
+	memset(&acc, 0, sizeof(acc));
+	acc.l = l;
+	acc.pd = b->pd;
+	acc.attr.send_cq = b->scq;
+	acc.attr.recv_cq = b->rcq;
+	acc.param.timeout_ms = 5000;
+	pwt_accept_start(&acc);
+	*qp = connect_from(a, pw_listener_port(l), (const struct sockaddr *)src);
+	PWT_ASSERTF(*qp, "pw_connect from port %u: %s", ntohs(src->sin_port),
+		    pw_last_error());
+	*sq = pwt_accept_join(&acc);
+	PWT_NONNULL(*sq);
+}
+
 /*
  * A source address: the connection comes from exactly that address and
  * port (both ends' pw_query_qp say so); an address not of this host, a
@@ -428,7 +449,6 @@ static struct pw_qp *connect_from(struct pwt_side *s, uint16_t port,
 static void t_src_addr(const char *arg)
 {
 	struct pw_conn_param bad_accept = { .timeout_ms = 100 };
-	struct pwt_acceptor acc;
 	struct sockaddr_in src, foreign;
 	struct sockaddr_in6 six;
 	struct sockaddr_un unx;
@@ -448,17 +468,7 @@ static void t_src_addr(const char *arg)
 	/* from 127.0.0.1 and a port of our choosing */
 	sport = pwt_unused_port();
 	src = in4("127.0.0.1", sport);
-	memset(&acc, 0, sizeof(acc));
-	acc.l = l;
-	acc.pd = b.pd;
-	acc.attr.send_cq = b.scq;
-	acc.attr.recv_cq = b.rcq;
-	acc.param.timeout_ms = 5000;
-	pwt_accept_start(&acc);
-	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&src);
-	PWT_ASSERTF(qp, "pw_connect from 127.0.0.1:%u: %s", sport, pw_last_error());
-	sq = pwt_accept_join(&acc);
-	PWT_NONNULL(sq);
+	connect_pair_from(&a, &b, l, &src, &qp, &sq);
 	PWT_OK(pw_query_qp(qp, &qa, sizeof(qa)));
 	PWT_EQ(qa.local_addr.ss_family, AF_INET);
 	PWT_EQ(ntohs(((struct sockaddr_in *)&qa.local_addr)->sin_port), sport);
@@ -470,17 +480,7 @@ static void t_src_addr(const char *arg)
 
 	/* the wildcard address and port 0: the kernel chooses, as with NULL */
 	src = in4("0.0.0.0", 0);
-	memset(&acc, 0, sizeof(acc));
-	acc.l = l;
-	acc.pd = b.pd;
-	acc.attr.send_cq = b.scq;
-	acc.attr.recv_cq = b.rcq;
-	acc.param.timeout_ms = 5000;
-	pwt_accept_start(&acc);
-	qp = connect_from(&a, pw_listener_port(l), (const struct sockaddr *)&src);
-	PWT_ASSERTF(qp, "pw_connect from 0.0.0.0:0: %s", pw_last_error());
-	sq = pwt_accept_join(&acc);
-	PWT_NONNULL(sq);
+	connect_pair_from(&a, &b, l, &src, &qp, &sq);
 	PWT_OK(pw_destroy_qp(qp));
 	PWT_OK(pw_destroy_qp(sq));
 

@@ -27,12 +27,18 @@ struct cside {
 	struct pw_cm_channel *ch;
 };
 
-static void cside_open(struct cside *c)
+/* @attr: pw_open() attributes, NULL for the defaults */
+static void cside_open_attr(struct cside *c, const struct pw_context_attr *attr)
 {
-	pwt_side_open(&c->s);
+	pwt_side_open_attr(&c->s, attr);
 	c->ch = pw_create_cm_channel(c->s.ctx);
 	PWT_NONNULL(c->ch);
 	PWT_EQ(fcntl(c->ch->fd, F_SETFL, fcntl(c->ch->fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+static void cside_open(struct cside *c)
+{
+	cside_open_attr(c, NULL);
 }
 
 static void cside_close(struct cside *c)
@@ -75,6 +81,26 @@ static struct pw_cm_event *expect_ev_at(const char *file, int line,
 			 pw_cm_event_str(ev->event), ev->status, (void *)ev->qp,
 			 pw_cm_event_str(type), (void *)qp);
 	return ev;
+}
+
+/*
+ * The client disconnects @cq: DISCONNECTED (status 0) on both sides, then
+ * TIMEWAIT_EXIT on both, each acknowledged.
+ */
+static void disconnect_both(struct cside *cli, struct pw_qp *cq,
+			    struct cside *srv, struct pw_qp *sq)
+{
+	struct pw_cm_event *ev;
+
+	PWT_OK(pw_disconnect(cq));
+	ev = EXPECT_EV(cli->ch, PW_CM_EVENT_DISCONNECTED, cq);
+	PWT_EQ(ev->status, 0);
+	PWT_OK(pw_ack_cm_event(ev));
+	ev = EXPECT_EV(srv->ch, PW_CM_EVENT_DISCONNECTED, sq);
+	PWT_EQ(ev->status, 0);
+	PWT_OK(pw_ack_cm_event(ev));
+	PWT_OK(pw_ack_cm_event(EXPECT_EV(cli->ch, PW_CM_EVENT_TIMEWAIT_EXIT, cq)));
+	PWT_OK(pw_ack_cm_event(EXPECT_EV(srv->ch, PW_CM_EVENT_TIMEWAIT_EXIT, sq)));
 }
 
 static uint16_t addr_port(const struct sockaddr_storage *ss)
@@ -286,17 +312,7 @@ static void t_lifecycle(const char *arg)
 	PWT_EXPECT_OK(cli.s.scq, 3, PW_WC_RDMA_WRITE, 64, cq->qp_num);
 	PWT_PATTERN(sb.addr + 1024, 64, 6, 0);
 
-	PWT_OK(pw_disconnect(cq));
-	ev = EXPECT_EV(cli.ch, PW_CM_EVENT_DISCONNECTED, cq);
-	PWT_EQ(ev->status, 0);
-	PWT_OK(pw_ack_cm_event(ev));
-	ev = EXPECT_EV(srv.ch, PW_CM_EVENT_DISCONNECTED, sq);
-	PWT_EQ(ev->status, 0);
-	PWT_OK(pw_ack_cm_event(ev));
-	ev = EXPECT_EV(cli.ch, PW_CM_EVENT_TIMEWAIT_EXIT, cq);
-	PWT_OK(pw_ack_cm_event(ev));
-	ev = EXPECT_EV(srv.ch, PW_CM_EVENT_TIMEWAIT_EXIT, sq);
-	PWT_OK(pw_ack_cm_event(ev));
+	disconnect_both(&cli, cq, &srv, sq);
 	PWT_ASSERT(next_ev(cli.ch, 100) == NULL);
 	PWT_ASSERT(next_ev(srv.ch, 0) == NULL);
 	PWT_ASSERT(pwt_poll_wc(cli.s.scq, &wc, 0) == 0);
@@ -649,14 +665,8 @@ static void t_busy_poll(const char *arg)
 	struct pwt_buf cb, sb;
 
 	(void)arg;
-	pwt_side_open_attr(&cli.s, &busy);
-	pwt_side_open_attr(&srv.s, &busy);
-	cli.ch = pw_create_cm_channel(cli.s.ctx);
-	srv.ch = pw_create_cm_channel(srv.s.ctx);
-	PWT_NONNULL(cli.ch);
-	PWT_NONNULL(srv.ch);
-	PWT_EQ(fcntl(cli.ch->fd, F_SETFL, fcntl(cli.ch->fd, F_GETFL) | O_NONBLOCK), 0);
-	PWT_EQ(fcntl(srv.ch->fd, F_SETFL, fcntl(srv.ch->fd, F_GETFL) | O_NONBLOCK), 0);
+	cside_open_attr(&cli, &busy);
+	cside_open_attr(&srv, &busy);
 	pwt_buf_alloc(&cb, &cli.s, 4096, PWT_ACCESS_ALL, PWT_PINNED);
 	pwt_buf_alloc(&sb, &srv.s, 4096, PWT_ACCESS_ALL, PWT_PINNED);
 	l = pw_listen_channel(srv.ch, "127.0.0.1", 0, NULL);
@@ -692,15 +702,7 @@ static void t_busy_poll(const char *arg)
 		PWT_EXPECT_RECV(srv.s.rcq, 10 + i, PW_WC_RECV, 256, false, 0, sq->qp_num);
 		PWT_PATTERN(sb.addr, 256, 40 + i, 0);
 
-		PWT_OK(pw_disconnect(cq));
-		ev = EXPECT_EV(cli.ch, PW_CM_EVENT_DISCONNECTED, cq);
-		PWT_OK(pw_ack_cm_event(ev));
-		ev = EXPECT_EV(srv.ch, PW_CM_EVENT_DISCONNECTED, sq);
-		PWT_OK(pw_ack_cm_event(ev));
-		ev = EXPECT_EV(cli.ch, PW_CM_EVENT_TIMEWAIT_EXIT, cq);
-		PWT_OK(pw_ack_cm_event(ev));
-		ev = EXPECT_EV(srv.ch, PW_CM_EVENT_TIMEWAIT_EXIT, sq);
-		PWT_OK(pw_ack_cm_event(ev));
+		disconnect_both(&cli, cq, &srv, sq);
 		PWT_OK(pw_destroy_qp(cq));
 		PWT_OK(pw_destroy_qp(sq));
 	}
