@@ -291,7 +291,7 @@ static int ep_connect(struct fid_ep *ep_fid, const void *addr,
 	 * the request's source, so a request from another interface would
 	 * not be matched to the peer that sent it.
 	 */
-	if (ep->srclen && pwf_addr_is_set(&ep->src))
+	if (pwf_addr_is_set(&ep->src))
 		cp.src_addr = (const struct sockaddr *)&ep->src;
 	atomic_store_explicit(&ep->state, PWF_EP_CONNECTING, memory_order_release);
 	pthread_mutex_lock(&ep->dom->fab->cm_lock);
@@ -372,8 +372,9 @@ static int ep_getname(fid_t fid, void *addr, size_t *addrlen)
 	struct pw_qp_attr qa;
 
 	if (!qp) {
-		if (ep->srclen)
-			return copy_addr(&ep->src, ep->srclen, addr, addrlen);
+		if (ep->src.ss_family)
+			return copy_addr(&ep->src, (socklen_t)pwf_sockaddr_len(&ep->src),
+					 addr, addrlen);
 		return -FI_EOPBADSTATE;
 	}
 	if (pw_query_qp(qp, &qa, sizeof(qa)))
@@ -763,7 +764,6 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 	if (info->handle && info->handle->fclass == FI_CLASS_PEP) {
 		/* as the tcp provider: the endpoint takes over the pep's address */
 		pwf_pep_addr(info->handle, &ep->src);
-		ep->srclen = (socklen_t)pwf_sockaddr_len(&ep->src);
 		ep->info->handle = NULL;
 	} else if (info->handle) {
 		struct pwf_connreq *cr = pwf_container_of(info->handle, struct pwf_connreq, fid);
@@ -775,11 +775,8 @@ int pwf_endpoint(struct fid_domain *domain, struct fi_info *info,
 		free(cr);
 		info->handle = NULL;
 	}
-	if (!ep->srclen && info->src_addr && pwf_sockaddr_len(info->src_addr) &&
-	    pwf_sockaddr_len(info->src_addr) <= sizeof(ep->src)) {
-		ep->srclen = (socklen_t)pwf_sockaddr_len(info->src_addr);
-		memcpy(&ep->src, info->src_addr, ep->srclen);
-	}
+	if (!ep->src.ss_family && pwf_sockaddr_len(info->src_addr))
+		memcpy(&ep->src, info->src_addr, pwf_sockaddr_len(info->src_addr));
 	ep->dom = dom;
 	pthread_mutex_init(&ep->lock, NULL);
 	atomic_init(&ep->qp, NULL);

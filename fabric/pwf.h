@@ -328,10 +328,9 @@ struct pwf_ep {
 	struct pw_conn_request *req;	/* passive side, from info->handle */
 	/*
 	 * Active side: connect from here (info->src_addr, or the address of
-	 * the pep given as info->handle); srclen 0: the kernel's choice.
+	 * the pep given as info->handle); family 0: the kernel's choice.
 	 */
 	struct sockaddr_storage src;
-	socklen_t srclen;
 	/*
 	 * lock: protects qp, state, the pending receives and the op free
 	 * list. Posting holds it only to take an op and read qp; pagewire
