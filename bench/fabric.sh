@@ -13,9 +13,15 @@
 #   fi_msg_pingpong 8      fabtests, -p pagewire            the same, -p tcp
 #   fi_rdm_pingpong 8      fabtests, "pagewire;ofi_rxm"     "tcp;ofi_rxm"
 #   provider write 1M      bench/fi_rma_bw.c -P pagewire    pagewire-perf write_bw
-#                          -c -w 128 (one direction, window  -t 128, the same loop
-#                          kept full; the target idle)      (client --busy-poll,
-#                                                           server blocking)
+#   (target blocking,      -c -w 128 (one direction, window  -t 128, the same loop
+#    target busy)          kept full, every op signalled;   (client --busy-poll,
+#                          the target in fi_cq_sread, or    the server blocking,
+#                          spinning on fi_cq_read)          or --busy-poll); with
+#                                                           its own moderation
+#                                                           (a completion per
+#                                                           32 WRs) and with
+#                                                           -Q 1 (every WR, as
+#                                                           libfabric reports)
 #   provider latency 8     fabtests fi_msg_pingpong         pagewire-perf send_lat
 #                          -p pagewire (mean us/xfer)       --busy-poll on both
 #                                                           sides (lat_avg_us)
@@ -105,10 +111,14 @@ perf_field() {
 }
 json_field() { tail -n 1 "$2" | "$PY" -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])" 2>/dev/null; }
 
+# lf_bw SERVER_MODE: bench/fi_rma_bw.c over the provider, the client
+# busy-polling, the server waiting in fi_cq_sread (blocking) or spinning
+# on fi_cq_read (busy), as pagewire-perf's server does in that mode
 lf_bw() {
-	local p
+	local p sflag=()
+	[ "$1" = blocking ] && sflag=(-b)
 	p=$(port)
-	timeout 120 "$LFBW" -P pagewire -c -w 128 -p "$p" -t 60 >"$LOG/lf-srv.log" 2>&1 &
+	timeout 120 "$LFBW" -P pagewire -c -w 128 -p "$p" -t 60 "${sflag[@]}" >"$LOG/lf-srv.log" 2>&1 &
 	local sp=$!
 	sleep 0.4
 	timeout 120 "$LFBW" -P pagewire -c -w 128 -p "$p" -t 60 -T write_bw -S 1M -n "$BW_N" 127.0.0.1 \
@@ -122,7 +132,10 @@ CASES=(
 	"fi_rma_bw write 1M (pagewire / tcp)|MB/s|ft_bw pagewire fi_rma_bw -e msg -o write -S 1048576 -I $BW_N|ft_bw tcp fi_rma_bw -e msg -o write -S 1048576 -I $BW_N"
 	"fi_msg_pingpong 8 B (pagewire / tcp)|us|ft_lat pagewire fi_msg_pingpong -e msg -S 8 -I $LAT_N|ft_lat tcp fi_msg_pingpong -e msg -S 8 -I $LAT_N"
 	"fi_rdm_pingpong 8 B (pagewire;ofi_rxm / tcp;ofi_rxm)|us|ft_lat pagewire;ofi_rxm fi_rdm_pingpong -S 8 -I $LAT_N|ft_lat tcp;ofi_rxm fi_rdm_pingpong -S 8 -I $LAT_N"
-	"provider write 1M (fi_rma_bw.c -P pagewire / pagewire-perf write_bw)|MB/s|lf_bw|perf_field bw_MBps blocking write_bw -s 1M -n $BW_N -t 128"
+	"provider write 1M, target blocking (fi_rma_bw.c -P pagewire / pagewire-perf write_bw)|MB/s|lf_bw blocking|perf_field bw_MBps blocking write_bw -s 1M -n $BW_N -t 128"
+	"provider write 1M, target busy (fi_rma_bw.c -P pagewire / pagewire-perf write_bw)|MB/s|lf_bw busy|perf_field bw_MBps busy write_bw -s 1M -n $BW_N -t 128"
+	"provider write 1M, target blocking (fi_rma_bw.c -P pagewire / pagewire-perf write_bw -Q 1)|MB/s|lf_bw blocking|perf_field bw_MBps blocking write_bw -s 1M -n $BW_N -t 128 -Q 1"
+	"provider write 1M, target busy (fi_rma_bw.c -P pagewire / pagewire-perf write_bw -Q 1)|MB/s|lf_bw busy|perf_field bw_MBps busy write_bw -s 1M -n $BW_N -t 128 -Q 1"
 	"provider latency 8 B (fi_msg_pingpong / pagewire-perf send_lat, mean)|us|ft_lat pagewire fi_msg_pingpong -e msg -S 8 -I $LAT_N|perf_field lat_avg_us busy send_lat -s 8 -n $LAT_N"
 )
 for ((r = 0; r < RUNS; r++)); do

@@ -185,6 +185,7 @@ struct perf_opts {
 	unsigned int port;
 	bool port_set;
 	unsigned int tx_depth;
+	unsigned int cq_mod;	/* -Q: 0 = a quarter of the window */
 	bool json;
 	bool busy_poll;
 	bool loopback;
@@ -574,7 +575,7 @@ uint64_t perf_default_size(enum perf_test t);
 int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 		    uint64_t iters, bool iters_set, unsigned int qps,
 		    struct perf_plan *p);
-unsigned int perf_cq_mod(unsigned int window);
+unsigned int perf_cq_mod(const struct perf_run *run);
 unsigned int perf_window(const struct perf_run *run);
 enum perf_test perf_baseline_of(enum perf_test t);
 uint64_t perf_pair_bw_block(const struct perf_run *run, unsigned int s);

@@ -227,7 +227,7 @@ static int client_bw_all(struct perf_run *run, unsigned int s)
 {
 	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
 	unsigned int window = perf_window(run);
-	unsigned int cq_mod = perf_cq_mod(window);
+	unsigned int cq_mod = perf_cq_mod(run);
 	unsigned int qps = run->qps, left = qps, rr = 0;
 	struct pw_send_wr *chain;
 	struct pw_sge *sges;

@@ -123,6 +123,9 @@ static void usage(FILE *f)
 "                       add per-QP shares (see below)\n"
 "  -p, --port=PORT      TCP port; default %d (--loopback: an ephemeral port)\n"
 "  -t, --tx-depth=N     WRs in flight per QP for bw tests; default %d\n"
+"  -Q, --cq-mod=N       bw tests: signal one WR in N (a completion per N);\n"
+"                       default a quarter of the window, at most 64; 1\n"
+"                       signals every WR, as libfabric's completions do\n"
 "  -A, --atomic=OP      fetch_and_add (default) or cmp_and_swap\n"
 "      --mr=MODE        how both sides register buffers: pinned (populate +\n"
 "                       mlock), odp (PW_ACCESS_ON_DEMAND, default) or\n"
@@ -266,6 +269,7 @@ static const struct option long_opts[] = {
 	{ "qps",	 required_argument, NULL, 'q' },
 	{ "port",	 required_argument, NULL, 'p' },
 	{ "tx-depth",	 required_argument, NULL, 't' },
+	{ "cq-mod",	 required_argument, NULL, 'Q' },
 	{ "atomic",	 required_argument, NULL, 'A' },
 	{ "help",	 no_argument,	    NULL, 'h' },
 	{ "version",	 no_argument,	    NULL, 'V' },
@@ -310,7 +314,7 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 	o->tx_depth = PERF_DEFAULT_TX_DEPTH;
 
 	opterr = 0;	/* our own messages, and exit code 2 */
-	while ((c = getopt_long(argc, argv, ":s:n:aq:p:t:A:hV", long_opts,
+	while ((c = getopt_long(argc, argv, ":s:n:aq:p:t:Q:A:hV", long_opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -339,6 +343,10 @@ static void parse_args(int argc, char **argv, struct perf_opts *o)
 		case 't':
 			o->tx_depth = (unsigned int)parse_num("-t", optarg, 1,
 							      PW_MAX_QP_WR - 8);
+			break;
+		case 'Q':
+			o->cq_mod = (unsigned int)parse_num("-Q", optarg, 1,
+							    PW_MAX_QP_WR - 8);
 			break;
 		case 'A':
 			if (!strcasecmp(optarg, "fetch_and_add"))

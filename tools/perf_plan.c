@@ -164,11 +164,17 @@ int perf_plan_build(enum perf_test t, uint64_t size, bool all_sizes,
 /*
  * Signal every cq_mod-th WR of a bw window (plus the last one). A quarter
  * of the window keeps the pipe full while completions are reaped, as
- * opposed to perftest's fixed 100 that drains a 128-deep window.
+ * opposed to perftest's fixed 100 that drains a 128-deep window. -Q sets
+ * it (1: every WR, what libfabric's per-operation completions cost), at
+ * most the window.
  */
-unsigned int perf_cq_mod(unsigned int window)
+unsigned int perf_cq_mod(const struct perf_run *run)
 {
+	unsigned int window = perf_window(run);
 	unsigned int m = window / 4;
+
+	if (run->o->cq_mod)
+		return run->o->cq_mod < window ? run->o->cq_mod : window;
 
 	if (m > 64)
 		m = 64;

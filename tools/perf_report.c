@@ -567,7 +567,7 @@ void perf_report_header(const struct perf_run *run)
 		run->qps, o->busy_poll ? "busy poll" : "blocking (channel)");
 	if (t->bw)
 		fprintf(f, " TX depth         : %-12u CQ moderation   : %u\n",
-			perf_window(run), perf_cq_mod(perf_window(run)));
+			perf_window(run), perf_cq_mod(run));
 	fprintf(f, " Memory region    : %-12s Fault policy    : %s\n",
 		perf_mr_names[o->mr], o->policy);
 	if (o->test == PERF_ATOMIC_LAT)
@@ -768,7 +768,8 @@ static void print_json(const struct perf_run *run, const struct perf_result *r,
 	       finite_or_zero(r->elapsed_s), finite_or_zero(r->msg_rate_Mpps));
 	if (t->bw) {
 		if (!t->tcp)
-			printf(",\"tx_depth\":%u", perf_window(run));
+			printf(",\"tx_depth\":%u,\"cq_mod\":%u", perf_window(run),
+			       perf_cq_mod(run));
 		printf(",\"bw_MBps\":%.3f,\"bw_peak_MBps\":%.3f",
 		       finite_or_zero(r->bw_MBps),
 		       finite_or_zero(r->bw_peak_MBps));

@@ -504,7 +504,7 @@ static int poll_any(struct pollfd *fds, unsigned int n, int timeout_ms)
 int perf_tcp_client_bw(struct perf_run *run, unsigned int s)
 {
 	uint64_t size = run->plan.size[s], iters = run->plan.iters[s];
-	unsigned int cq_mod = perf_cq_mod(perf_window(run));
+	unsigned int cq_mod = perf_cq_mod(run);
 	unsigned int qps = run->qps, sending = qps, waiting = qps, rr = 0;
 	bool busy = run->o->busy_poll;
 	uint64_t off[PERF_MAX_QPS], k[PERF_MAX_QPS];

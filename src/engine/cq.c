@@ -280,10 +280,22 @@ int pw_poll_cq(struct pw_cq *ibcq, int num_entries, struct pw_wc *wc)
 	cq = to_cq(ibcq);
 	/* an empty CQ is told without its lock (the busy-poll loop) */
 	n = cq_nonempty(cq) ? cq_pop(cq, num_entries, wc) : 0;
+	if (!ibcq->context->engine.busy || !num_entries)
+		return n;
 	/* PW_PROGRESS=busy: an empty poll runs one non-blocking engine pass */
-	if (!n && num_entries && ibcq->context->engine.busy &&
-	    pw_engine_drive(&ibcq->context->engine, 0, cq_nonempty, cq) > 0)
-		n = cq_pop(cq, num_entries, wc);
+	if (!n) {
+		if (pw_engine_drive(&ibcq->context->engine, 0, cq_nonempty, cq) > 0)
+			n = cq_pop(cq, num_entries, wc);
+	} else if (pw_engine_poll_found(&ibcq->context->engine)) {
+		/*
+		 * The progress thread filled this CQ: take the engine back, or
+		 * a poller that is never empty-handed (every op signalled, a
+		 * stream of large WRITEs) leaves it there for good, a wakeup
+		 * of that thread and a lock hand-off with the poster per
+		 * completion (measured: two context switches per 1 MiB WRITE).
+		 */
+		pw_engine_drive(&ibcq->context->engine, 0, cq_nonempty, cq);
+	}
 	return n;
 }
 

@@ -353,15 +353,31 @@ static bool cmds_pending(struct pw_engine *eng)
 	return p;
 }
 
-/* Leave the engine to application drivers while they are active. */
+/*
+ * Leave the engine to application drivers while they are active: one is
+ * driving now, or one drove within the last PW_DRIVE_LINGER_NS. "Drove"
+ * is told by the drive count moving, not by a timestamp the driver
+ * writes: a busy poller then reads no clock, and a poller whose drives
+ * are far apart (one per 1 MiB WRITE completion, hundreds of us each)
+ * still counts as active. The clock is read here, on the progress thread.
+ * Queued commands cut the linger short once no driver holds the engine.
+ */
 static bool drivers_active(struct pw_engine *eng)
 {
-	uint64_t last;
+	uint64_t d, now;
 
 	if (atomic_load_explicit(&eng->drivers, memory_order_acquire) > 0)
 		return true;
-	last = atomic_load_explicit(&eng->last_drive_ns, memory_order_acquire);
-	return last && pw_now_ns() - last < PW_DRIVE_LINGER_NS && !cmds_pending(eng);
+	if (cmds_pending(eng))
+		return false;
+	d = atomic_load_explicit(&eng->drives, memory_order_relaxed);
+	now = pw_now_ns();
+	if (d != eng->drives_seen) {
+		eng->drives_seen = d;
+		eng->drives_seen_ns = now;
+		return true;
+	}
+	return now - eng->drives_seen_ns < PW_DRIVE_LINGER_NS;
 }
 
 static void *progress_main(void *arg)
@@ -384,9 +400,11 @@ static void *progress_main(void *arg)
 			continue;
 		}
 		pthread_mutex_lock(&eng->token);
+		atomic_store_explicit(&eng->thread_runs, true, memory_order_relaxed);
 		while (!atomic_load_explicit(&eng->stop, memory_order_acquire) &&
 		       !atomic_load_explicit(&eng->drivers, memory_order_acquire))
 			run_batch(eng, -1);
+		atomic_store_explicit(&eng->thread_runs, false, memory_order_relaxed);
 		pthread_mutex_unlock(&eng->token);
 	}
 	return NULL;
@@ -398,7 +416,7 @@ int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 	uint64_t deadline = timeout_ms <= 0 ? UINT64_MAX :
 			    pw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	bool expected = false;
-	bool ok, stamp;
+	bool ok;
 
 	if (!atomic_compare_exchange_strong_explicit(&eng->app_driving, &expected,
 						     true, memory_order_acq_rel,
@@ -431,24 +449,17 @@ int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 		run_batch(eng, ms);
 	}
 	tls_driving = NULL;
-	/*
-	 * The linger clock (1 ms) needs no ns freshness: a busy poller, back
-	 * within microseconds, refreshes it on one drive in
-	 * PW_BUSY_TIMER_PASSES, any blocking drive every time. Counted per
-	 * drive, not per direct pass: a drive that found its completion at
-	 * once, or that took epoll (a large payload), still counts, else a
-	 * poller streaming 1 MiB WRITEs left the clock stale and the
-	 * progress thread took the engine back from it every millisecond
-	 * (a mutex hand-off each time).
-	 */
-	stamp = timeout_ms != 0 || ++eng->drives % PW_BUSY_TIMER_PASSES == 0;
 	pthread_mutex_unlock(&eng->token);
-	if (stamp)
-		atomic_store_explicit(&eng->last_drive_ns, pw_now_ns(),
-				      memory_order_release);
+	atomic_fetch_add_explicit(&eng->drives, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&eng->drivers, 1, memory_order_acq_rel);
 	atomic_store_explicit(&eng->app_driving, false, memory_order_release);
 	return ok ? 1 : 0;
+}
+
+bool pw_engine_poll_found(struct pw_engine *eng)
+{
+	atomic_fetch_add_explicit(&eng->drives, 1, memory_order_relaxed);
+	return atomic_load_explicit(&eng->thread_runs, memory_order_relaxed);
 }
 
 int pw_engine_start(struct pw_engine *eng, bool busy)

@@ -55,7 +55,17 @@ struct pw_engine {
 	pthread_mutex_t token;
 	atomic_int drivers;	/* application threads holding or wanting it */
 	atomic_bool app_driving; /* one application driver at a time */
-	_Atomic uint64_t last_drive_ns; /* an application driver last let go */
+	/*
+	 * Application activity ever, the linger clock: bumped by each driver
+	 * as it lets go and by a busy poller that found completions (any
+	 * thread: relaxed, it is a hint that orders no data), read by the
+	 * progress thread, which takes the engine back only after a whole
+	 * PW_DRIVE_LINGER_NS in which the count did not move.
+	 */
+	_Atomic uint64_t drives;
+	atomic_bool thread_runs;	/* the progress thread holds the token */
+	uint64_t drives_seen;	/* progress thread only: drives when last read */
+	uint64_t drives_seen_ns; /* progress thread only: when it last moved */
 	/* park_lock: guards the progress thread's sleep while applications drive */
 	pthread_mutex_t park_lock;
 	pthread_cond_t park_cond;
@@ -72,7 +82,6 @@ struct pw_engine {
 	struct pw_listener *listeners;
 	unsigned nqps;		/* length of qps; token holder only */
 	unsigned busy_passes;	/* busy polling passes; token holder only */
-	unsigned drives;	/* application drives (the linger clock); token holder only */
 	bool no_pwait2;		/* epoll_pwait2 is ENOSYS; token holder only */
 	/*
 	 * Transport liveness (live.c), token holder only: QPs with it on;
@@ -113,6 +122,15 @@ void pw_engine_rewatch(struct pw_engine *eng, struct pw_qp_i *qp);
  */
 int pw_engine_drive(struct pw_engine *eng, int timeout_ms,
 		    bool (*done)(void *arg), void *arg);
+
+/*
+ * pw_engine_poll_found() - a busy poller found completions without driving
+ *
+ * Counts as activity for the linger clock. Return: true if the progress
+ * thread is running the engine meanwhile, so that the poller should drive
+ * once to take it over (pw_poll_cq).
+ */
+bool pw_engine_poll_found(struct pw_engine *eng);
 
 /* Is the calling thread driving @eng right now? */
 bool pw_engine_driving(const struct pw_engine *eng);

@@ -37,10 +37,11 @@
 #define PW_RX_LOWAT_MIN		(64 * 1024)	/* payload left that raises SO_RCVLOWAT */
 #define PW_RX_LOWAT_MAX		(1024 * 1024)	/* highest wake threshold (rx.c) */
 /*
- * ACK coalescing: a request with ACK_REQ (a signalled WR, or every
- * max(1, sq_max / PW_ACK_REQ_DIV)-th unsignalled one, so that a full send
- * queue always has ACKs coming back) is ACKed at the end of the receive
- * batch; others wait for PW_ACK_COALESCE requests or PW_ACK_DELAY_NS,
+ * ACK coalescing: a request with ACK_REQ (a signalled WR with nothing
+ * posted behind it, one in a quarter of those in flight while a signalled
+ * one waits, and every max(1, sq_max / PW_ACK_REQ_DIV)-th one, so that a
+ * full send queue always has ACKs coming back: requester.c) is ACKed at
+ * the end of the receive batch; others wait for PW_ACK_COALESCE requests or PW_ACK_DELAY_NS,
  * whichever comes first, or ride on a READ/ATOMIC response or NAK. The
  * delay is only a safety net: with 1 MiB messages arriving every ~250 us a
  * shorter one would ACK every message and wake the requester for nothing.
@@ -183,6 +184,7 @@ struct pw_qp_i {
 	uint8_t *sq_inline;
 	uint32_t sq_cap, sq_max;
 	uint32_t req_no_ackreq;	/* lock: requests sent since the last ACK_REQ */
+	bool ackreq_owed;	/* lock: a signalled one among them did not ask */
 	uint32_t sq_head;	/* oldest WQE not yet completed */
 	uint32_t sq_next;	/* next WQE to transmit */
 	uint32_t sq_tail;	/* next free slot */
