@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Builds the Debian packages (libpagewire0, libpagewire-dev, pagewire-tools)
+# Builds the Debian packages (libpagewire0, libpagewire-dev, pagewire-tools,
+# libfabric-pagewire)
 # with dpkg-buildpackage from a copy of this tree (tracked files and new
 # ones git does not ignore, so no build directory leaks in) and checks them
 # with lintian. Usage: make-deb.sh OUTDIR; the .debs land in OUTDIR.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# `make deb` as a test: builds the three packages with dpkg-buildpackage,
+# `make deb` as a test: builds the four packages with dpkg-buildpackage,
 # lintian must print no E: line (scripts/make-deb.sh checks), each package
 # holds what it should, and the tools run from the unpacked packages.
 # (Installing with dpkg -i is left to the user: a test does not change the
@@ -24,6 +24,7 @@ has libpagewire-dev usr/include/pagewire/pagewire.h usr/lib/$ma/libpagewire.so u
 	usr/lib/$ma/pkgconfig/pagewire.pc usr/lib/$ma/cmake/pagewire/pagewireConfig.cmake \
 	usr/share/man/man3/pw_reg_mr.3.gz usr/share/man/man7/pagewire.7.gz
 has pagewire-tools usr/bin/pagewire-perf usr/bin/pagewire-demo usr/share/man/man1/pagewire-perf.1.gz
+has libfabric-pagewire usr/lib/$ma/libfabric/libpagewire-fi.so
 rm -rf "$work/root"
 for d in "$work"/*.deb; do dpkg-deb -x "$d" "$work/root"; done
 v=$(LD_LIBRARY_PATH=$work/root/usr/lib/$ma "$work/root/usr/bin/pagewire-perf" --version)
@@ -31,4 +32,14 @@ echo "from the packages: $v"
 case "$v" in pagewire-perf\ [0-9]*) ;; *) fail "pagewire-perf --version printed '$v'" ;; esac
 dpkg-deb -f "$(ls "$work"/pagewire-tools_*.deb)" Depends | grep -q libpagewire0 ||
 	fail "pagewire-tools does not depend on libpagewire0"
+dpkg-deb -f "$(ls "$work"/libfabric-pagewire_*.deb)" Depends | grep -q libpagewire0 ||
+	fail "libfabric-pagewire does not depend on libpagewire0"
+# the provider as packaged: libfabric loads it and offers FI_EP_MSG
+if command -v fi_info >/dev/null; then
+	FI_PROVIDER_PATH=$work/root/usr/lib/$ma/libfabric LD_LIBRARY_PATH=$work/root/usr/lib/$ma \
+		fi_info -p pagewire -t FI_EP_MSG >"$work/fi_info.txt" 2>&1 ||
+		fail "fi_info -p pagewire with the packaged provider: $(head -3 "$work/fi_info.txt")"
+	grep -q "provider: pagewire" "$work/fi_info.txt" ||
+		fail "fi_info does not list the packaged provider"
+fi
 echo "deb: PASS"
