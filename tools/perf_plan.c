@@ -175,7 +175,6 @@ unsigned int perf_cq_mod(const struct perf_run *run)
 
 	if (run->o->cq_mod)
 		return run->o->cq_mod < window ? run->o->cq_mod : window;
-
 	if (m > 64)
 		m = 64;
 	return m ? m : 1;

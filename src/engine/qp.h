@@ -41,8 +41,8 @@
  * posted behind it, one in a quarter of those in flight while a signalled
  * one waits, and every max(1, sq_max / PW_ACK_REQ_DIV)-th one, so that a
  * full send queue always has ACKs coming back: requester.c) is ACKed at
- * the end of the receive batch; others wait for PW_ACK_COALESCE requests or PW_ACK_DELAY_NS,
- * whichever comes first, or ride on a READ/ATOMIC response or NAK. The
+ * the end of the receive batch; others wait for PW_ACK_COALESCE requests
+ * or PW_ACK_DELAY_NS, whichever comes first, or ride on a READ/ATOMIC response or NAK. The
  * delay is only a safety net: with 1 MiB messages arriving every ~250 us a
  * shorter one would ACK every message and wake the requester for nothing.
  */

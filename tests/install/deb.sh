@@ -41,5 +41,7 @@ if command -v fi_info >/dev/null; then
 		fail "fi_info -p pagewire with the packaged provider: $(head -3 "$work/fi_info.txt")"
 	grep -q "provider: pagewire" "$work/fi_info.txt" ||
 		fail "fi_info does not list the packaged provider"
+else
+	echo "deb: fi_info not found (libfabric-bin): the packaged provider was not loaded"
 fi
 echo "deb: PASS"

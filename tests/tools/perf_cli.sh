@@ -145,6 +145,20 @@ policy)
 	"$PERF" write_bw --loopback --policy=bogus >/dev/null 2>&1
 	[ $? = 2 ] || fail "--policy=bogus must be a usage error (2)"
 	;;
+cq_mod)
+	# -Q: one signalled WR in N, reported as cq_mod; at most the window;
+	# 0 is a usage error
+	for spec in "-Q 1:1" ":32" "-t 16 -Q 1000:16"; do
+		args=${spec%:*} want=${spec##*:}
+		# shellcheck disable=SC2086
+		out=$("$PERF" write_bw --loopback --json -s 4K -n 200 $args) ||
+			fail "write_bw $args exited $?"
+		echo "$out" | grep -q "\"cq_mod\":$want," ||
+			fail "write_bw $args: cq_mod $want expected: $out"
+	done
+	"$PERF" write_bw --loopback -Q 0 >/dev/null 2>&1
+	[ $? = 2 ] || fail "-Q 0 must be a usage error (2)"
+	;;
 vs_pinned_usage)
 	# a clear usage error (exit 2), never a run
 	for args in "write_bw --mr=pinned --vs-pinned" "send_bw --vs-pinned" \
